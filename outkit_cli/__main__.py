@@ -1,0 +1,3 @@
+from outkit_cli.cli import main
+
+main()

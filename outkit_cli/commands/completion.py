@@ -1,0 +1,31 @@
+"""`outkit completion SHELL`: the same script `make completions` checks in."""
+
+from __future__ import annotations
+
+import click
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+def completion_script(shell: str) -> str:
+    from click.shell_completion import get_completion_class
+
+    from outkit_cli.cli import cli
+
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover - SHELLS only lists supported shells
+        raise click.BadParameter(shell)
+    return cls(cli, {}, "outkit", "_OUTKIT_COMPLETE").source()
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL.
+
+    \b
+    bash:  outkit completion bash > ~/.local/share/bash-completion/completions/outkit
+    zsh:   outkit completion zsh > "${fpath[1]}/_outkit"
+    fish:  outkit completion fish > ~/.config/fish/completions/outkit.fish
+    """
+    click.echo(completion_script(shell), nl=False)

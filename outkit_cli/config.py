@@ -1,0 +1,316 @@
+"""Profiles: a TOML file in the user config dir, plus environment overrides.
+
+The file is created 0600 in a 0700 directory, replaced atomically on every write, locked
+around read-modify-write, and never overwritten when it does not parse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from outkit_cli.diagnostics import warn
+from outkit_cli.errors import AuthError, ConfigError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_API_URL = "https://api.outkit.io/v1"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 3
+
+# Keys a profile may hold, and their TOML types.
+PROFILE_FIELDS: dict[str, type] = {
+    "key": str,
+    "passphrase": str,
+    "secret": str,
+    "api_url": str,
+    "signed": bool,
+    "project": str,
+    "from": str,
+    "backend": str,
+    "timeout": float,
+    "retries": int,
+    "ca_bundle": str,
+}
+SECRET_FIELDS = ("secret", "passphrase")
+
+ENV_CREDENTIALS = {
+    "key": "OUTKIT_ACCESS_KEY",
+    "secret": "OUTKIT_ACCESS_SECRET",
+    "passphrase": "OUTKIT_ACCESS_PASSPHRASE",
+}
+
+
+def default_config_path() -> Path:
+    import platformdirs
+
+    return platformdirs.user_config_path("outkit") / "config.toml"
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config (or OUTKIT_CONFIG, which click maps onto it) wins over the default."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("OUTKIT_CONFIG")
+    return Path(env).expanduser() if env else default_config_path()
+
+
+def _check_permissions(path: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warn(
+            f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The parsed file, or an empty config when there is none yet."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    _check_permissions(path)
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid UTF-8 (byte {exc.start}); fix or remove it"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} does not parse: {exc}; fix or remove it") from None
+    _validate(path, data)
+    return data
+
+
+def _validate(path: Path, data: dict[str, Any]) -> None:
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"config file {path}: 'profiles' must be a table")
+    default = data.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"config file {path}: 'default_profile' must be a string")
+    for name, prof in profiles.items():
+        if not isinstance(prof, dict):
+            raise ConfigError(f"config file {path}: [profiles.{name}] must be a table")
+        for key, value in prof.items():
+            expected = PROFILE_FIELDS.get(key)
+            if expected is None:
+                continue  # unknown keys are kept, for forward compatibility
+            ok = (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+                if expected is float
+                else isinstance(value, expected)
+                and not (expected is int and isinstance(value, bool))
+            )
+            if not ok:
+                raise ConfigError(
+                    f"config file {path}: profiles.{name}.{key} must be {expected.__name__}"
+                )
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Replace ``path`` with ``content``: temp file in the same dir, fsync, os.replace.
+
+    A reader (or a crash) sees either the old file or the new one, never a partial one.
+    """
+    directory = path.parent
+    _ensure_private_dir(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if os.name == "posix":
+                os.fchmod(fh.fileno(), 0o600)
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+def _ensure_private_dir(directory: Path) -> None:
+    existed = directory.exists()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not existed and os.name == "posix":
+        os.chmod(directory, 0o700)
+
+
+def dump_config(data: Mapping[str, Any]) -> bytes:
+    import tomli_w
+
+    return tomli_w.dumps(dict(data)).encode("utf-8")
+
+
+@contextlib.contextmanager
+def edit_config(path: Path) -> Iterator[dict[str, Any]]:
+    """Locked read-modify-write: yields the parsed config, writes it back on success.
+
+    The lock makes two concurrent writers (two `keys add` at once) both land.
+    A file that does not parse raises before anything is written.
+    """
+    from filelock import FileLock, Timeout
+
+    try:
+        _ensure_private_dir(path.parent)
+        lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=10)
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"config file {path} is locked by another outkit process") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write config file {path}: {exc.strerror}") from None
+    try:
+        data = load_config(path)
+        yield data
+        try:
+            write_atomic(path, dump_config(data))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write config file {path}: {exc.strerror}; it was left unchanged"
+            ) from None
+    finally:
+        lock.release()
+
+
+def profiles(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(data.get("profiles", {}))
+
+
+def default_profile_name(data: Mapping[str, Any]) -> str | None:
+    name = data.get("default_profile")
+    profs = profiles(data)
+    if name in profs:
+        return name
+    if len(profs) == 1:
+        return next(iter(profs))
+    return None
+
+
+def unknown_profile(name: str, data: Mapping[str, Any]) -> UsageError:
+    known = ", ".join(sorted(profiles(data))) or "none; add one with `outkit keys add NAME`"
+    return UsageError(f"unknown profile {name!r} (known profiles: {known})")
+
+
+def save_profile(
+    path: Path, name: str, values: Mapping[str, Any], *, make_default: bool = False
+) -> bool:
+    """Create or replace a profile. Returns True when it became the default profile."""
+    with edit_config(path) as data:
+        profs = data.setdefault("profiles", {})
+        profs[name] = {k: v for k, v in values.items() if v is not None}
+        becomes_default = make_default or data.get("default_profile") not in profs
+        if becomes_default:
+            data["default_profile"] = name
+    return becomes_default
+
+
+@dataclass
+class Settings:
+    """Everything a command needs to reach the API, with where each value came from."""
+
+    profile: str | None = None
+    key: str | None = None
+    passphrase: str | None = None
+    secret: str | None = None
+    signed: bool = True
+    api_url: str = DEFAULT_API_URL
+    project: str | None = None
+    from_: str | None = None
+    backend: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    ca_bundle: str | None = None
+    config_file: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def require_credentials(self) -> None:
+        missing = [n for n in ("key", "passphrase", "secret") if not getattr(self, n)]
+        if missing:
+            raise AuthError(
+                f"no credentials: missing {', '.join(missing)}. Add a profile with "
+                "`outkit keys add NAME`, select one with --profile/OUTKIT_PROFILE, or set "
+                "OUTKIT_ACCESS_KEY, OUTKIT_ACCESS_PASSPHRASE and OUTKIT_ACCESS_SECRET"
+            )
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: type) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value < 0:
+        raise UsageError(f"{name} must not be negative")
+    return value
+
+
+def resolve_settings(
+    path: Path,
+    *,
+    profile: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    require_profile_file: bool = False,
+) -> Settings:
+    """Precedence: command-line flag > environment > selected profile > built-in default."""
+    env = os.environ if env is None else env
+    data = load_config(path)
+    profs = profiles(data)
+    name = profile or env.get("OUTKIT_PROFILE") or None
+    if name is not None and name not in profs:
+        raise unknown_profile(name, data)
+    if name is None:
+        name = default_profile_name(data)
+    prof = profs.get(name, {}) if name else {}
+    if require_profile_file and not prof:
+        raise unknown_profile(name or "", data)
+
+    s = Settings(profile=name, config_file=path)
+
+    def put(attr: str, value: Any, source: str) -> None:
+        if value is not None:
+            setattr(s, attr, value)
+            s.sources[attr] = source
+
+    for fname in PROFILE_FIELDS:
+        attr = "from_" if fname == "from" else fname
+        put(attr, prof.get(fname), f"profile {name}")
+    for fname, var in ENV_CREDENTIALS.items():
+        put(fname, env.get(var) or None, var)
+    put("api_url", env.get("OUTKIT_API_URL") or None, "OUTKIT_API_URL")
+    put("timeout", _env_number(env, "OUTKIT_TIMEOUT", float), "OUTKIT_TIMEOUT")
+    put("retries", _env_number(env, "OUTKIT_RETRIES", int), "OUTKIT_RETRIES")
+    for attr, value in (overrides or {}).items():
+        put(attr, value, "command line")
+    s.api_url = s.api_url.rstrip("/")
+    return s

@@ -1,0 +1,168 @@
+"""Every way a command shows data: rich tables for people, JSON and raw fields for scripts.
+
+`--json` and `--field` behave the same on every command (one decorator). rich is imported
+only when a table is actually drawn.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from outkit_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    json: bool = False
+    fields: tuple[str, ...] = ()
+
+    @property
+    def machine(self) -> bool:
+        return self.json or bool(self.fields)
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --json and --field NAME, passed to the command as ``output: OutputSpec``."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout, nothing else.")
+    @click.option(
+        "--field",
+        "fields",
+        multiple=True,
+        metavar="NAME",
+        help="Print only this field's raw value (repeatable; tab-separated, a line per object).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, fields: tuple[str, ...], **kwargs: Any) -> Any:
+        if as_json and fields:
+            raise UsageError("--json and --field cannot be used together")
+        return func(*args, output=OutputSpec(json=as_json, fields=fields), **kwargs)
+
+    return wrapper
+
+
+def color_enabled() -> bool:
+    return not os.environ.get("NO_COLOR")
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, no_color=not color_enabled(), highlight=False)
+
+
+def field_value(value: Any) -> str:
+    """A value as a script wants it: raw strings, JSON for structures, empty for null."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_fields(items: Iterable[Mapping[str, Any]], names: Sequence[str]) -> None:
+    for item in items:
+        for name in names:
+            if name not in item:
+                known = ", ".join(sorted(item))
+                raise UsageError(f"unknown field {name!r} (fields: {known})")
+        sys.stdout.write("\t".join(field_value(item[n]) for n in names) + "\n")
+    sys.stdout.flush()
+
+
+STATUS_STYLES = {
+    "delivered": "green",
+    "rendered": "green",
+    "render_error": "red",
+    "backend_error": "red",
+    "internal_error": "red",
+}
+
+
+def styled_status(status: str | None) -> str:
+    if not status:
+        return ""
+    style = STATUS_STYLES.get(status, "yellow")
+    return f"[{style}]{status}[/{style}]"
+
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    *,
+    title: str | None = None,
+    formatters: Mapping[str, Callable[[Any], str]] | None = None,
+) -> None:
+    """A rich table; ``columns`` are (field, heading) pairs."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    formatters = formatters or {}
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for _, heading in columns:
+        table.add_column(heading, overflow="fold")
+    for row in rows:
+        cells = []
+        for name, _ in columns:
+            fmt = formatters.get(name)
+            cells.append(fmt(row.get(name)) if fmt else escape(field_value(row.get(name))))
+        table.add_row(*cells)
+    stdout_console().print(table)
+
+
+def print_record(
+    record: Mapping[str, Any],
+    names: Sequence[str],
+    *,
+    formatters: Mapping[str, Callable[[Any], str]] | None = None,
+) -> None:
+    """One object as aligned `field  value` lines."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    formatters = formatters or {}
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name in names:
+        value = record.get(name)
+        fmt = formatters.get(name)
+        table.add_row(name, fmt(value) if fmt else escape(field_value(value)))
+    stdout_console().print(table)
+
+
+def emit(
+    spec: OutputSpec,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    single: bool,
+    human: Callable[[], None],
+) -> None:
+    """Print items in the chosen form; ``human`` draws the people's view."""
+    if spec.json:
+        print_json(items[0] if single and len(items) == 1 else list(items))
+    elif spec.fields:
+        print_fields(items, spec.fields)
+    else:
+        human()

@@ -1,0 +1,97 @@
+"""Request signing, exactly as the Outkit API reference describes it.
+
+presignature = timestamp + METHOD + path-with-query + body; signature =
+base64(HMAC-SHA256(secret, presignature)). Standard library only: `outkit sign`
+must start fast and the sandbox verifies with the same functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from urllib.parse import urlsplit
+
+KEY_HEADER = "Outkit-Access-Key"
+PASSPHRASE_HEADER = "Outkit-Access-Passphrase"
+TIMESTAMP_HEADER = "Outkit-Access-Timestamp"
+SIGNATURE_HEADER = "Outkit-Access-Signature"
+SECRET_HEADER = "Outkit-Access-Secret"
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def request_target(path_or_url: str) -> str:
+    """The path plus query string that gets signed, from a path or a full URL."""
+    parts = urlsplit(path_or_url)
+    if parts.scheme or parts.netloc:
+        path = parts.path or "/"
+        return f"{path}?{parts.query}" if parts.query else path
+    return path_or_url
+
+
+def presignature(timestamp: str | int, method: str, path: str, body: str | bytes = b"") -> bytes:
+    """The exact bytes that are signed. ``body`` is the bytes sent (empty for GET)."""
+    return (
+        _bytes(str(timestamp))
+        + method.upper().encode("ascii")
+        + _bytes(request_target(path))
+        + _bytes(body)
+    )
+
+
+def signature(secret: str | bytes, presig: bytes) -> str:
+    digest = hmac.new(_bytes(secret), presig, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def sign(
+    secret: str | bytes, timestamp: str | int, method: str, path: str, body: str | bytes = b""
+) -> str:
+    return signature(secret, presignature(timestamp, method, path, body))
+
+
+def verify(
+    secret: str | bytes,
+    timestamp: str,
+    method: str,
+    path: str,
+    body: bytes,
+    given: str,
+) -> bool:
+    """Constant-time check of a signature over the timestamp header's exact text."""
+    expected = sign(secret, timestamp, method, path, body)
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", "replace"))
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def auth_headers(
+    *,
+    key: str,
+    passphrase: str,
+    secret: str,
+    method: str,
+    path: str,
+    body: str | bytes = b"",
+    signed: bool = True,
+    timestamp: str | int | None = None,
+) -> dict[str, str]:
+    """The authentication headers for one request attempt.
+
+    Signed keys never send the secret; keys that opted out of signing send it instead of
+    a timestamp and signature. Call this for every attempt so retries get a fresh timestamp.
+    """
+    headers = {KEY_HEADER: key, PASSPHRASE_HEADER: passphrase}
+    if not signed:
+        headers[SECRET_HEADER] = secret
+        return headers
+    ts = str(now() if timestamp is None else timestamp)
+    headers[TIMESTAMP_HEADER] = ts
+    headers[SIGNATURE_HEADER] = sign(secret, ts, method, path, body)
+    return headers

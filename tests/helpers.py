@@ -1,0 +1,61 @@
+"""Run the real `outkit` entry point in-process or as a subprocess, capturing everything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from click.testing import CliRunner
+
+from outkit_cli.cli import main
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(
+    *args: str,
+    input: str | bytes | None = None,
+    env: Mapping[str, str | None] | None = None,
+) -> Result:
+    """`outkit ARGS` in this process, through the same `main()` the console script uses."""
+    runner = CliRunner()
+    with runner.isolation(input=input, env=env) as (out, err, _):
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return Result(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def run_subprocess(
+    *args: str,
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> Result:
+    """`python -m outkit_cli ARGS` in a child process (for signals, TTY-less runs, timing)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    if isinstance(input, str):
+        input = input.encode()
+    proc = subprocess.run(
+        [sys.executable, "-m", "outkit_cli", *args],
+        input=input,
+        capture_output=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
