@@ -65,6 +65,14 @@ def stderr_console() -> Any:
     return Console(stderr=True, no_color=not color_enabled(), highlight=False)
 
 
+def mask(value: str | None) -> str:
+    """A secret as shown to people: enough to tell two apart, too little to use."""
+    if not value:
+        return ""
+    # short values would be mostly revealed by any visible characters
+    return value[:3] + "…" + "*" * 4 if len(value) >= 12 else "*" * 8
+
+
 def field_value(value: Any) -> str:
     """A value as a script wants it: raw strings, JSON for structures, empty for null."""
     if value is None:

@@ -27,7 +27,8 @@ def _bytes(value: str | bytes) -> bytes:
 def request_target(path_or_url: str) -> str:
     """The path plus query string that gets signed, from a path or a full URL."""
     parts = urlsplit(path_or_url)
-    if parts.scheme or parts.netloc:
+    # only an http(s) URL with a host counts as a URL; anything else is signed as given
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
         path = parts.path or "/"
         return f"{path}?{parts.query}" if parts.query else path
     return path_or_url
