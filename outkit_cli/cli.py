@@ -103,6 +103,7 @@ EPILOG = "\b\nExit codes:\n" + exit_code_table()
     envvar="OUTKIT_PROFILE",
     show_envvar=True,
     shell_complete=complete_profile,
+    metavar="NAME",
     help="Profile from the config file to use.",
 )
 @click.option(
@@ -120,9 +121,7 @@ EPILOG = "\b\nExit codes:\n" + exit_code_table()
     help="API base URL (default: https://api.outkit.io/v1).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show request details and debug lines.")
-@click.option(
-    "--no-color", is_flag=True, help="Turn off colour (any non-empty NO_COLOR does too)."
-)
+@click.option("--no-color", is_flag=True, help="Turn off colour (any non-empty NO_COLOR does too).")
 @click.version_option(__version__, "--version", prog_name="outkit", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(
@@ -146,6 +145,10 @@ def cli(
     ctx.obj = AppContext(profile=profile, config=config, api_url=api_url, verbose=verbose)
 
 
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -163,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.message, int(exc.exit_code))
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "outkit"
-        _fail(f"{exc.format_message()} (see '{where} --help')", int(ExitCode.USAGE))
+        _fail(f"{_one_line(exc.format_message())} (see '{where} --help')", int(ExitCode.USAGE))
     except click.ClickException as exc:
-        _fail(exc.format_message(), exc.exit_code)
+        # click raises these for bad input (e.g. an unreadable file): a usage error, not a bug
+        code = int(ExitCode.USAGE) if exc.exit_code == 1 else exc.exit_code
+        _fail(_one_line(exc.format_message()), code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
         sys.exit(130)

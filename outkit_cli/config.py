@@ -10,7 +10,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +132,8 @@ def write_atomic(path: Path, content: bytes) -> None:
 
     A reader (or a crash) sees either the old file or the new one, never a partial one.
     """
+    import tempfile  # not at module level: it pulls in `random`, and `sign` must start fast
+
     directory = path.parent
     _ensure_private_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
