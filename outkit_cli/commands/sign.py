@@ -1,0 +1,353 @@
+"""`outkit sign METHOD PATH`: show exactly how a request is signed, verify a signature,
+or print a ready-to-run curl command.
+
+This command must start fast: it imports neither `requests` nor `rich`, so its human view
+is drawn with click styling only.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any, BinaryIO
+
+import click
+
+from outkit_cli.output import OutputSpec, output_options
+
+_METHOD = re.compile(r"[A-Za-z]+")
+# integer seconds; decimals too, since the official JavaScript client sends them
+_TIMESTAMP = re.compile(r"[0-9]+(\.[0-9]+)?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+PART_COLOURS = {"timestamp": "cyan", "method": "magenta", "path": "green", "body": "yellow"}
+
+
+def _arg_bytes(text: str) -> bytes:
+    # argv that was not valid UTF-8 arrives as surrogate escapes: give back the original bytes
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def is_url(path: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(path)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def check_inputs(method: str, path: str, timestamp: str) -> None:
+    from outkit_cli.errors import UsageError
+
+    if not _METHOD.fullmatch(method):
+        raise UsageError(f"METHOD must be an HTTP method such as GET or POST, not {method!r}")
+    if not (path.startswith("/") or is_url(path)):
+        raise UsageError(
+            f"PATH must start with / (e.g. /v1/messages) or be a full http(s) URL, not {path!r}"
+        )
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise UsageError(f"--timestamp must be Unix seconds such as 1496837645, not {timestamp!r}")
+
+
+def request_url(api_url: str, path: str) -> str:
+    """The URL a request for PATH goes to: PATH is the full path, so only the API URL's
+    scheme and host are kept (`/v1/messages` + `http://h/v1` -> `http://h/v1/messages`)."""
+    from urllib.parse import urlsplit
+
+    if is_url(path):
+        return path
+    parts = urlsplit(api_url)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def path_prefix_warning(api_url: str, path: str) -> str | None:
+    """A warning when PATH lacks the API URL's path prefix: the service signs the full path."""
+    from urllib.parse import urlsplit
+
+    if is_url(path):
+        return None
+    prefix = urlsplit(api_url).path.rstrip("/")
+    if not prefix or path == prefix or path.startswith(prefix + "/"):
+        return None
+    return (
+        f"PATH {path} does not start with {prefix}, the path of the API URL {api_url}; "
+        f"the service signs the full path (did you mean {prefix}{path}?)"
+    )
+
+
+def signing_record(
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    timestamp: str,
+    key: str | None,
+    passphrase: str | None,
+    secret: str,
+    signed: bool,
+) -> dict[str, Any]:
+    """Everything `sign` shows, as the `--json` object (real header values)."""
+    from outkit_cli import signing
+
+    method = method.upper()
+    presig = signing.presignature(timestamp, method, path, body)
+    sig = signing.signature(_arg_bytes(secret), presig)
+    headers: dict[str, str] = {}
+    # a missing key or passphrase is left out rather than sent empty; the human view says so
+    if key:
+        headers[signing.KEY_HEADER] = key
+    if passphrase:
+        headers[signing.PASSPHRASE_HEADER] = passphrase
+    if signed:
+        headers[signing.TIMESTAMP_HEADER] = timestamp
+        headers[signing.SIGNATURE_HEADER] = sig
+    else:
+        headers[signing.SECRET_HEADER] = secret
+    record: dict[str, Any] = {
+        "timestamp": timestamp,
+        "method": method,
+        "path": signing.request_target(path),
+        "body": _text(body),
+        "presignature": _text(presig),
+        "signature": sig,
+        "headers": headers,
+    }
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        import base64
+
+        # JSON cannot carry arbitrary bytes: give them exactly, next to the lossy text
+        record["body_base64"] = base64.b64encode(body).decode("ascii")
+    return record
+
+
+def visible(text: str) -> str:
+    """Control characters escaped, so every byte of the pre-signature can be seen."""
+
+    def esc(m: re.Match[str]) -> str:
+        ch = m.group()
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{ord(ch):02x}")
+
+    return _CONTROL.sub(esc, text)
+
+
+def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[str]:
+    """The people's view: the four parts told apart, the signature, the headers."""
+    from outkit_cli import signing
+    from outkit_cli.output import color_enabled, mask
+
+    colour = color_enabled() and sys.stdout.isatty()
+
+    def style(text: str, part: str = "", bold: bool = False) -> str:
+        return click.style(text, fg=PART_COLOURS.get(part), bold=bold) if colour else text
+
+    lines = [style("Pre-signature", bold=True) + " = timestamp + method + path + body"]
+    for part in PART_COLOURS:
+        value, note = style(visible(record[part]), part), ""
+        if part == "body":
+            note = f"  ({len(body)} bytes)" if body else "(empty)"
+        lines.append(f"  {part:<10} {value}{note}")
+    joined = "".join(style(visible(record[part]), part) for part in PART_COLOURS)
+    lines.append(f"  {'string':<10} {joined}")
+    if _CONTROL.search(record["presignature"]):
+        lines.append(f"  {'':<10} (control characters are shown escaped, e.g. \\n)")
+    lines += [
+        "",
+        style("Signature", bold=True) + " = base64(HMAC-SHA256(secret, pre-signature))",
+        f"  {record['signature']}",
+        "",
+        style("Headers", bold=True),
+    ]
+    headers = record["headers"]
+    hidden = (signing.PASSPHRASE_HEADER, signing.SECRET_HEADER)
+    for name in (signing.KEY_HEADER, signing.PASSPHRASE_HEADER):
+        if name not in headers:
+            lines.append(f"  {name}: (not set: pass --key/--passphrase or use a profile)")
+    for name, value in headers.items():
+        lines.append(f"  {name}: {mask(value) if name in hidden else value}")
+    if not signed:
+        lines += [
+            "",
+            "This profile's key opted out of signing: it sends Outkit-Access-Secret instead "
+            "of a timestamp and signature.",
+        ]
+    return lines
+
+
+def curl_command(record: dict[str, Any], url: str, body: bytes, body_file: str | None) -> str:
+    """A runnable curl command with the real headers; every argument shell-quoted."""
+    import shlex
+
+    from outkit_cli.errors import UsageError
+
+    args = ["curl", "-sS", "-X", record["method"], shlex.quote(url)]
+    for name, value in record["headers"].items():
+        args += ["-H", shlex.quote(f"{name}: {value}")]
+    if body:
+        args += ["-H", shlex.quote("Content-Type: application/json")]
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and "\x00" not in text:
+            # --data-raw, not --data-binary: a body starting with @ is not a file name here
+            args += ["--data-raw", shlex.quote(text)]
+        elif body_file and body_file != "-":
+            args += ["--data-binary", shlex.quote("@" + body_file)]
+        else:
+            raise UsageError(
+                "this body is not UTF-8 text (or holds NUL bytes), so it cannot be put on a "
+                "command line; give it with --body-file PATH instead of stdin"
+            )
+    return " \\\n  ".join(_pairs(args))
+
+
+def _pairs(args: list[str]) -> list[str]:
+    # one option and its value per line, as people write long curl commands
+    out = [" ".join(args[:5])]
+    out += [f"{args[i]} {args[i + 1]}" for i in range(5, len(args), 2)]
+    return out
+
+
+def read_body(body: str | None, body_file: str | None) -> bytes:
+    from outkit_cli.errors import UsageError
+
+    if body is not None and body_file is not None:
+        raise UsageError("give the body with --body or --body-file, not both")
+    if body is not None:
+        return _arg_bytes(body)
+    if body_file is None:
+        return b""
+    if body_file == "-":
+        stream: BinaryIO = sys.stdin.buffer
+        return stream.read()
+    try:
+        with open(body_file, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
+
+
+def mismatch_message(record: dict[str, Any], body: bytes, given: str, explicit_ts: bool) -> str:
+    import json
+
+    hint = "" if explicit_ts else "; no --timestamp was given, so the current time was used"
+    return (
+        f"signature {given!r} does not match: the secret gives {record['signature']} over the "
+        f"pre-signature {json.dumps(record['presignature'], ensure_ascii=False)} "
+        f"(timestamp {record['timestamp']}, method {record['method']}, path "
+        f"{record['path']}, body {len(body)} bytes){hint}. Check the secret, the timestamp, "
+        "the full path with its query string, and that the body is the exact bytes sent"
+    )
+
+
+NO_SECRET = (
+    "no secret to sign with: pass --secret, set OUTKIT_ACCESS_SECRET, or use a profile "
+    "(`outkit keys add NAME`, then --profile NAME or OUTKIT_PROFILE)"
+)
+
+
+@click.command()
+@click.argument("method")
+@click.argument("path")
+@click.option("--body", metavar="TEXT", help="The request body, exactly as sent.")
+@click.option(
+    "--body-file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="Read the body from FILE as bytes (- is stdin).",
+)
+@click.option("--timestamp", metavar="N", help="Unix timestamp to sign (default: now).")
+@click.option("--key", metavar="KEY", help="Access key (overrides OUTKIT_ACCESS_KEY and profile).")
+@click.option(
+    "--passphrase",
+    metavar="TEXT",
+    help="Passphrase (overrides OUTKIT_ACCESS_PASSPHRASE and the profile).",
+)
+@click.option(
+    "--secret", metavar="TEXT", help="Secret (overrides OUTKIT_ACCESS_SECRET and the profile)."
+)
+@click.option(
+    "--verify",
+    "given",
+    metavar="SIGNATURE",
+    help="Check SIGNATURE: exit 0 when it matches, 3 when it does not.",
+)
+@click.option("--curl", is_flag=True, help="Print a ready-to-run curl command instead.")
+@output_options
+@click.pass_obj
+def sign(
+    app: Any,
+    method: str,
+    path: str,
+    body: str | None,
+    body_file: str | None,
+    timestamp: str | None,
+    key: str | None,
+    passphrase: str | None,
+    secret: str | None,
+    given: str | None,
+    curl: bool,
+    output: OutputSpec,
+) -> None:
+    """Show how a request to PATH is signed: the pre-signature with its parts, the
+    signature and the headers.
+
+    PATH is the full request path with its query string (/v1/messages, not /messages),
+    or a full URL. The passphrase is masked here; --json and --curl carry real values.
+
+    \b
+    outkit sign POST /v1/messages --body '{"message":{"type":"email"}}'
+    outkit sign GET /v1/messages/42 --timestamp 1496837645 --verify 'WcgN...='
+    outkit sign POST /v1/messages --body-file message.json --curl | sh
+    """
+    from outkit_cli.diagnostics import warn
+    from outkit_cli.errors import AuthError, UsageError
+
+    if curl and (output.machine or given is not None):
+        raise UsageError("--curl cannot be combined with --verify, --json or --field")
+    explicit_ts = timestamp is not None
+    if timestamp is None:
+        from outkit_cli.signing import now
+
+        timestamp = str(now())
+    check_inputs(method, path, timestamp)
+    data = read_body(body, body_file)
+    settings = app.settings(key=key, passphrase=passphrase, secret=secret)
+    if not settings.secret:
+        raise AuthError(NO_SECRET)
+    problem = path_prefix_warning(settings.api_url, path)
+    if problem:
+        warn(problem)
+    record = signing_record(
+        method=method,
+        path=path,
+        body=data,
+        timestamp=timestamp,
+        key=settings.key,
+        passphrase=settings.passphrase,
+        secret=settings.secret,
+        signed=settings.signed,
+    )
+    if curl:
+        url = request_url(settings.api_url, path)
+        click.echo(curl_command(record, url, data, body_file))
+        return
+    if output.machine:
+        from outkit_cli.output import emit
+
+        emit(output, [record], single=True, human=lambda: None)
+    if given is not None:
+        import hmac
+
+        if not hmac.compare_digest(record["signature"].encode(), _arg_bytes(given.strip())):
+            raise AuthError(mismatch_message(record, data, given, explicit_ts))
+        if not output.machine:
+            click.echo(f"OK: the signature matches (timestamp {timestamp}).")
+        return
+    if not output.machine:
+        click.echo("\n".join(human_lines(record, data, signed=settings.signed)))
