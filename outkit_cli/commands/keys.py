@@ -252,7 +252,8 @@ def show(app: Any, name: str | None, reveal: bool, output: OutputSpec) -> None:
         output,
         [record],
         single=True,
-        human=lambda: print_record(record, SHOW_FIELDS),
+        # people see the fields that are set; --json keeps every key for scripts
+        human=lambda: print_record(record, [f for f in SHOW_FIELDS if record[f] is not None]),
     )
 
 
