@@ -1,0 +1,624 @@
+"""Signed requests to the Outkit API: retries, backoff, timeouts, TLS, errors -> exceptions.
+
+Only the standard library is imported at module level: `requests` is loaded when a
+`Client` is created, so modules that merely import names from here stay cheap.
+
+One `Client` holds one `requests.Session` (keep-alive, one connection pool). Several
+threads may share a client (batch sending): the session's pool is thread-safe, and the
+`Backoff` object makes a 429 slow down every worker, not just the one that got it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from outkit_cli import __version__, signing
+from outkit_cli.diagnostics import debug
+from outkit_cli.errors import (
+    AuthError,
+    NetworkError,
+    NotFoundError,
+    OutkitError,
+    RateLimitedError,
+    RejectedError,
+    ServerError,
+    UsageError,
+)
+
+USER_AGENT = f"outkit-cli/{__version__}"
+# Statuses worth another attempt: the request had no effect (429, 503 answered before any
+# work; 502/504 from a proxy in front of the API). A 500 may have done something: not retried.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+# A Retry-After longer than this is not waited out: the command fails and says so.
+MAX_RETRY_AFTER = 120.0
+# More clock difference than this is reported with a 401 (the API checks timestamps).
+SKEW_REPORT_SECONDS = 30.0
+SENSITIVE_HEADERS = frozenset({signing.SECRET_HEADER.lower(), signing.PASSPHRASE_HEADER.lower()})
+
+
+# --------------------------------------------------------------------------- URLs and TLS
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(url: str) -> str:
+    """The API base URL without a trailing slash; plain http only for loopback hosts."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"API URL {url!r} is not an https:// URL (e.g. https://api.outkit.io/v1)")
+    if scheme == "http" and not is_loopback(parts.hostname):
+        raise UsageError(
+            f"refusing plain http:// API URL {url}: the Outkit API is HTTPS-only "
+            "(http:// is allowed only for loopback hosts such as 127.0.0.1 or localhost)"
+        )
+    return url.rstrip("/")
+
+
+def tls_verify(ca_bundle: str | None, env: Mapping[str, str] | None = None) -> str | bool:
+    """What to verify server certificates with: the profile's ca_bundle, then
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else the bundled CA certificates."""
+    env = os.environ if env is None else env
+    source = "ca_bundle"
+    path = ca_bundle
+    if not path:
+        for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            if env.get(var):
+                path, source = env[var], var
+                break
+    if not path:
+        return True
+    expanded = os.path.expanduser(path)
+    if not os.path.exists(expanded):
+        raise UsageError(f"CA bundle {path} (from {source}) does not exist")
+    return expanded
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def clock_skew(date_header: str | None, now: float | None = None) -> float | None:
+    """Server clock minus local clock in seconds, from a response's Date header."""
+    if not date_header:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return when.timestamp() - (time.time() if now is None else now)
+
+
+def describe_skew(skew: float) -> str:
+    amount = abs(skew)
+    text = f"{amount / 60:.1f} min" if amount >= 120 else f"{amount:.0f} s"
+    side = "behind" if skew > 0 else "ahead of"
+    return f"your clock is {text} {side} the server's"
+
+
+# --------------------------------------------------------------------------- backoff
+
+
+class Backoff:
+    """Delays between attempts, shareable between threads.
+
+    ``delay(attempt)`` is exponential with "equal jitter" (half fixed, half random), capped.
+    ``pause_all(seconds)`` makes every user of this object wait before its next attempt:
+    that is how one 429 (and its Retry-After) slows down all batch workers at once.
+    """
+
+    def __init__(
+        self,
+        base: float = BACKOFF_BASE,
+        cap: float = BACKOFF_CAP,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self.sleep = sleep
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._not_before = 0.0
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.cap, self.base * (2**attempt))
+        with self._lock:
+            return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def pause_all(self, seconds: float) -> None:
+        with self._lock:
+            self._not_before = max(self._not_before, self.clock() + seconds)
+
+    def paused_for(self) -> float:
+        with self._lock:
+            return max(0.0, self._not_before - self.clock())
+
+    def wait_turn(self, deadline: float | None = None) -> None:
+        """Sleep while a shared pause is in force (never past ``deadline``)."""
+        while True:
+            remaining = self.paused_for()
+            if remaining <= 0:
+                return
+            if deadline is not None:
+                left = deadline - self.clock()
+                if left <= 0:
+                    return
+                remaining = min(remaining, left)
+            self.sleep(remaining)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class DeadlineReached(NetworkError):
+    """The caller's overall deadline (e.g. --wait-timeout) ran out during a request."""
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    data: Any
+    headers: Mapping[str, str]
+    elapsed: float  # seconds, the last attempt
+    attempts: int = 1
+    error: Mapping[str, Any] | None = None  # the error object of an accepted non-2xx answer
+
+    @property
+    def skew(self) -> float | None:
+        return clock_skew(self.headers.get("Date"))
+
+
+@dataclass
+class PreparedCall:
+    """A request exactly as it would be sent (for --dry-run and --curl)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes = b""
+    signed_with_credentials: bool = True
+
+    def masked_headers(self) -> dict[str, str]:
+        return mask_headers(self.headers)
+
+
+def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: ("****" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+
+
+def base_headers(has_body: bool) -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if has_body:
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
+def join_url(base_url: str, path: str, params: Mapping[str, Any] | None = None) -> str:
+    url = base_url.rstrip("/") + "/" + path.lstrip("/")
+    query = {k: v for k, v in (params or {}).items() if v is not None}
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def message_path(message_id: str) -> str:
+    # ids are opaque: quote everything so an id can never change the path
+    return "messages/" + quote(message_id, safe="")
+
+
+def prepare_call(
+    settings: Any,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    params: Mapping[str, Any] | None = None,
+    timestamp: int | None = None,
+) -> PreparedCall:
+    """The exact request for ``method path``: URL, headers (signed over ``body``), body.
+
+    Without credentials the auth headers are left out (dry runs still show the request).
+    """
+    url = join_url(check_api_url(settings.api_url), path, params)
+    headers = base_headers(bool(body))
+    has_creds = bool(settings.key and settings.passphrase and settings.secret)
+    if has_creds:
+        headers.update(
+            signing.auth_headers(
+                key=settings.key,
+                passphrase=settings.passphrase,
+                secret=settings.secret,
+                method=method,
+                path=signing.request_target(url),
+                body=body,
+                signed=settings.signed,
+                timestamp=timestamp,
+            )
+        )
+    return PreparedCall(method.upper(), url, headers, body, has_creds)
+
+
+class _Unsent(Exception):
+    """The connection failed before the request left: always safe to retry."""
+
+
+class _MaybeSent(Exception):
+    """The request may have reached the server; the answer was lost."""
+
+
+class Client:
+    """A signed-request client for one set of settings (one session, one pool)."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        backoff: Backoff | None = None,
+        pool_size: int = 10,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None:
+        settings.require_credentials()
+        self.settings = settings
+        self.base_url = check_api_url(settings.api_url)
+        self.timeout = float(settings.timeout if timeout is None else timeout)
+        self.retries = int(settings.retries if retries is None else retries)
+        if self.timeout <= 0:
+            raise UsageError("--timeout must be greater than 0")
+        if self.retries < 0:
+            raise UsageError("--retries must not be negative")
+        self.verify = tls_verify(settings.ca_bundle)
+        self.backoff = backoff or Backoff()
+
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self._requests = requests
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the API -------------------------------------------------------------------------
+
+    def create_message(self, body: bytes, *, id_from_submitter: str | None = None) -> Any:
+        """POST /messages with ``body`` (the exact bytes to send and sign)."""
+        return self.request("POST", "messages", body=body, id_from_submitter=id_from_submitter)
+
+    def get_message(self, message_id: str, *, deadline: float | None = None) -> ApiResponse:
+        return self.request("GET", message_path(message_id), deadline=deadline)
+
+    def list_messages(
+        self,
+        *,
+        limit: int | None = None,
+        status: str | None = None,
+        id_from_submitter: str | None = None,
+    ) -> ApiResponse:
+        params = {"limit": limit, "status": status, "id_from_submitter": id_from_submitter}
+        return self.request("GET", "messages", params=params)
+
+    # -- the machinery -------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        params: Mapping[str, Any] | None = None,
+        accept: Iterable[int] = (),
+        deadline: float | None = None,
+        id_from_submitter: str | None = None,
+    ) -> ApiResponse:
+        """Send with retries; 2xx (and statuses in ``accept``) return, the rest raise.
+
+        ``deadline`` (time.monotonic) bounds the whole call including backoff sleeps;
+        running past it raises ``DeadlineReached``.
+        """
+        method = method.upper()
+        accept = frozenset(accept)
+        attempt = 0
+        while True:
+            self.backoff.wait_turn(deadline)
+            wait: float | None = None
+            try:
+                resp, elapsed = self._send_once(method, path, body, params, deadline)
+            except _Unsent as exc:
+                error: OutkitError = NetworkError(str(exc))
+            except _MaybeSent as exc:
+                if method == "POST":
+                    raise NetworkError(self._lost_post(str(exc), id_from_submitter)) from None
+                error = NetworkError(str(exc))
+            else:
+                if resp.status_code not in RETRY_STATUSES or resp.status_code in accept:
+                    return self._finish(resp, elapsed, attempt + 1, accept)
+                error = self._error_for(resp, _json_or_none(resp))
+                wait = parse_retry_after(resp.headers.get("Retry-After"))
+                if wait is not None and wait > MAX_RETRY_AFTER:
+                    error.message += f"; the server asks to wait {wait:.0f} s, not retrying"
+                    raise error
+                if resp.status_code == 429:
+                    # everyone sharing this backoff waits, not just this caller
+                    self.backoff.pause_all(
+                        wait if wait is not None else self.backoff.delay(attempt)
+                    )
+                    wait = 0.0
+            if attempt >= self.retries:
+                if self.retries:
+                    error.message += f" (gave up after {attempt + 1} attempts)"
+                raise error
+            pause = self.backoff.delay(attempt) if wait is None else wait
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise DeadlineReached(error.message)
+            debug(f"retrying in {pause:.2f} s: {error.message}")
+            if pause > 0:
+                self.backoff.sleep(pause)
+            attempt += 1
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        params: Mapping[str, Any] | None,
+        deadline: float | None,
+    ) -> tuple[Any, float]:
+        req = self._requests
+        exc_mod = req.exceptions
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise DeadlineReached("the time ran out")
+        # a fresh timestamp and signature for every attempt
+        call = prepare_call(self.settings, method, path, body=body, params=params)
+        prep = self.session.prepare_request(
+            req.Request(method, call.url, headers=call.headers, data=body or None)
+        )
+        _check_signed_target(prep, call)
+        debug(f"> {method} {call.url}")
+        for name, value in mask_headers(call.headers).items():
+            debug(f"> {name}: {value}")
+        if body:
+            debug(f"> ({len(body)} bytes of JSON)")
+        started = time.monotonic()
+        try:
+            resp = self.session.send(
+                prep, timeout=timeout, verify=self.verify, allow_redirects=False
+            )
+        except exc_mod.ConnectTimeout:
+            raise _Unsent(
+                f"cannot connect to {self._host()}: timed out after {timeout:g} s"
+            ) from None
+        except exc_mod.SSLError as exc:
+            # certificate problems do not go away by retrying
+            raise NetworkError(
+                f"TLS error talking to {self._host()}: {_reason(exc)} "
+                "(set ca_bundle in the profile or REQUESTS_CA_BUNDLE for a private CA)"
+            ) from None
+        except exc_mod.ReadTimeout:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineReached("the time ran out waiting for an answer") from None
+            raise _MaybeSent(f"no answer from {self._host()} within {timeout:g} s") from None
+        except exc_mod.ConnectionError as exc:
+            if _nothing_sent(exc):
+                raise _Unsent(f"cannot connect to {self._host()}: {_reason(exc)}") from None
+            raise _MaybeSent(f"connection to {self._host()} lost: {_reason(exc)}") from None
+        except (exc_mod.ChunkedEncodingError, exc_mod.ContentDecodingError) as exc:
+            raise _MaybeSent(f"broken answer from {self._host()}: {_reason(exc)}") from None
+        except exc_mod.InvalidURL as exc:
+            raise UsageError(f"invalid API URL {self.base_url!r}: {exc}") from None
+        except exc_mod.RequestException as exc:
+            raise NetworkError(f"request to {self._host()} failed: {_reason(exc)}") from None
+        elapsed = time.monotonic() - started
+        debug(f"< HTTP {resp.status_code} in {elapsed * 1000:.0f} ms")
+        return resp, elapsed
+
+    def _host(self) -> str:
+        parts = urlsplit(self.base_url)
+        return parts.netloc or self.base_url
+
+    def _lost_post(self, what: str, id_from_submitter: str | None) -> str:
+        where = (
+            f"; look for it with: outkit get --id-from-submitter {id_from_submitter}"
+            if id_from_submitter
+            else "; set --id-from-submitter next time so it can be looked up"
+        )
+        return (
+            f"{what}; the request was sent, so the message may have been created. "
+            f"Not retried, to avoid sending it twice{where}"
+        )
+
+    def _finish(
+        self, resp: Any, elapsed: float, attempts: int, accept: frozenset[int]
+    ) -> ApiResponse:
+        payload = _json_or_none(resp)
+        status = resp.status_code
+        if 200 <= status < 300:
+            if not isinstance(payload, dict) or "data" not in payload:
+                raise ServerError(
+                    f"unexpected answer from {self._host()} (HTTP {status}, not an Outkit "
+                    "JSON response); check --api-url"
+                )
+            return ApiResponse(status, payload["data"], resp.headers, elapsed, attempts)
+        if status in accept:
+            err = payload.get("error") if isinstance(payload, dict) else None
+            return ApiResponse(
+                status, None, resp.headers, elapsed, attempts, err if isinstance(err, dict) else {}
+            )
+        raise self._error_for(resp, payload)
+
+    def _error_for(self, resp: Any, payload: Any) -> OutkitError:
+        status = resp.status_code
+        message, code = _server_message(payload)
+        if not message:
+            message = resp.reason or "no details given"
+        text = f"{message} (HTTP {status}{', ' + code if code else ''})"
+        if status == 401:
+            skew = clock_skew(resp.headers.get("Date"))
+            if skew is not None and abs(skew) > SKEW_REPORT_SECONDS:
+                text += f"; {describe_skew(skew)}: signed requests need an accurate clock"
+            return AuthError(f"authentication failed: {text}")
+        if status == 404:
+            return NotFoundError(f"not found: {text}")
+        if status == 429:
+            return RateLimitedError(f"rate limited: {text}")
+        if status >= 500:
+            return ServerError(f"server error: {text}")
+        if 400 <= status < 500:
+            return RejectedError(f"rejected: {text}")
+        location = resp.headers.get("Location")
+        hint = f" to {location}" if location else ""
+        return ServerError(f"unexpected HTTP {status}{hint} from the API; check --api-url")
+
+
+def _check_signed_target(prep: Any, call: PreparedCall) -> None:
+    # requests may re-quote a URL; the signature must cover the path actually sent
+    if call.signed_with_credentials and prep.path_url != signing.request_target(call.url):
+        raise UsageError(f"cannot sign URL {call.url!r}: it is not in canonical form")
+
+
+def _json_or_none(resp: Any) -> Any:
+    try:
+        return json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _server_message(payload: Any) -> tuple[str, str]:
+    if not isinstance(payload, dict):
+        return "", ""
+    err = payload.get("error")
+    if not isinstance(err, dict):
+        return "", ""
+    message = _one_line(str(err.get("message") or ""))
+    code = _one_line(str(err.get("code") or ""))
+    return message, code
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _nothing_sent(exc: Exception) -> bool:
+    """True when a ConnectionError happened while connecting (refused, DNS, unreachable)."""
+    from urllib3.exceptions import NewConnectionError
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, NewConnectionError):
+            return True
+        todo.extend([getattr(cur, "reason", None), cur.__cause__, cur.__context__])
+        todo.extend(a for a in getattr(cur, "args", ()) if isinstance(a, BaseException))
+    return False
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost readable cause, e.g. 'Connection refused'."""
+    cur: Any = exc
+    for _ in range(6):
+        nxt = getattr(cur, "reason", None)
+        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
+            nxt = cur.args[0]
+        if nxt is None:
+            break
+        cur = nxt
+    text = str(getattr(cur, "strerror", None) or cur)
+    # urllib3 messages carry an object repr before the useful part
+    if "]" in text and text.startswith("<"):
+        text = text.split(">: ", 1)[-1]
+    if "Errno" in text and "]" in text:
+        text = text.split("]", 1)[1].strip()
+    return _one_line(text, 200) or type(cur).__name__
+
+
+def network_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--timeout and --retries, for every command that talks to the API."""
+    import click
+
+    func = click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Retries on 429/502/503/504 and failed connections "
+        "[default: 3; env var: OUTKIT_RETRIES; profile: retries].",
+    )(func)
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        help="Per-request timeout [default: 30; env var: OUTKIT_TIMEOUT; profile: timeout].",
+    )(func)
+    return func
+
+
+def exact_headers(call: PreparedCall) -> dict[str, str]:
+    """Every header that would go on the wire for ``call``, requests' defaults included."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # no .netrc lookups: this only shows the request
+    prep = session.prepare_request(
+        requests.Request(call.method, call.url, headers=call.headers, data=call.body or None)
+    )
+    headers = {"Host": urlsplit(call.url).netloc}
+    headers.update(prep.headers)
+    return headers

@@ -1,0 +1,206 @@
+"""`outkit get ID...`: show messages (GET /v1/messages/{id}); no id lists recent ones.
+
+Kept lean on purpose: `outkit get ID --json` is run in loops by scripts, so rich is loaded
+only to draw a table and requests only once a request is made.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from outkit_cli.client import network_options
+from outkit_cli.errors import NotFoundError, OutkitError, RejectedError, UsageError
+from outkit_cli.output import OutputSpec, output_options
+from outkit_cli.waiting import DEFAULT_WAIT_TIMEOUT
+
+DEFAULT_LIMIT = 20
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--wait", is_flag=True, help="Wait until each message is done.")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WAIT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up waiting after this long, for all ids together (exit 10).",
+)
+@click.option(
+    "--body",
+    type=click.Choice(["html", "text"]),
+    help="Print this rendered body raw (for piping), instead of the fields.",
+)
+@click.option("--open", "open_", is_flag=True, help="Open the HTML body in the web browser.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=f"Listing: at most N messages, newest first [default: {DEFAULT_LIMIT}].",
+)
+@click.option("--status", metavar="STATUS", help="Listing: only messages in this status.")
+@click.option(
+    "--id-from-submitter", metavar="REF", help="Listing: only messages with this reference."
+)
+@network_options
+@output_options
+@click.pass_context
+def get(
+    ctx: click.Context,
+    output: OutputSpec,
+    ids: tuple[str, ...],
+    wait: bool,
+    wait_timeout: float,
+    body: str | None,
+    open_: bool,
+    limit: int | None,
+    status: str | None,
+    id_from_submitter: str | None,
+    timeout: float | None,
+    retries: int | None,
+) -> None:
+    """Show messages by ID, or list recent messages when no ID is given.
+
+    \b
+    Examples:
+      outkit get 6dc5b9a6-863a-4be2-bd58-8540f2d9120a
+      status=$(outkit get "$id" --field status)
+      outkit get "$id" --wait --json
+      outkit get "$id" --body html > message.html
+      outkit get --status render_error --limit 5
+
+    With several ids, every message that exists is shown; the exit code is that of the
+    first failure (4: not found; with --wait, 9: failed, 10: timed out).
+    """
+    filters = (limit, status, id_from_submitter)
+    _check_combinations(output, ids, wait=wait, body=body, open_=open_, listing_filters=filters)
+    settings = ctx.obj.settings(timeout=timeout, retries=retries)
+
+    from outkit_cli.client import Client
+    from outkit_cli.message_view import show_messages
+
+    with Client(settings) as client:
+        if not ids:
+            listed = client.list_messages(
+                limit=limit or DEFAULT_LIMIT, status=status, id_from_submitter=id_from_submitter
+            ).data
+            show_messages(output, listed, single=False)
+            return
+        messages, not_found = _fetch(client, ids)
+        late: list[OutkitError] = []
+        if wait and messages:
+            late += _wait_all(client, messages, wait_timeout)
+    if body:
+        late += _print_bodies(messages, body)
+    else:
+        show_messages(output, messages, single=len(ids) == 1)
+    if open_:
+        late += _open_bodies(messages)
+    _exit_with(ctx, not_found, late)
+
+
+def _check_combinations(
+    output: OutputSpec,
+    ids: tuple[str, ...],
+    *,
+    wait: bool,
+    body: str | None,
+    open_: bool,
+    listing_filters: tuple[Any, ...],
+) -> None:
+    if not ids:
+        for flag, used in (("--wait", wait), ("--body", body), ("--open", open_)):
+            if used:
+                raise UsageError(f"{flag} needs a message ID")
+    elif any(f is not None for f in listing_filters):
+        raise UsageError("--limit, --status and --id-from-submitter apply only to listing (no ID)")
+    if body and output.machine:
+        raise UsageError("--body cannot be used with --json or --field")
+    for message_id in ids:
+        if not message_id.strip():
+            raise UsageError("a message ID is empty")
+
+
+def _fetch(client: Any, ids: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[OutkitError]]:
+    """Every message that exists; a missing (or refused) id does not stop the others."""
+    messages: list[dict[str, Any]] = []
+    failures: list[OutkitError] = []
+    for message_id in ids:
+        try:
+            messages.append(client.get_message(message_id).data)
+        except (NotFoundError, RejectedError) as exc:
+            exc.message = f"message {message_id}: {exc.message}"
+            _report(exc)
+            failures.append(exc)
+    return messages, failures
+
+
+def _wait_all(
+    client: Any, messages: list[dict[str, Any]], wait_timeout: float
+) -> list[OutkitError]:
+    from outkit_cli.waiting import outcome_error, wait_until_done
+
+    deadline = time.monotonic() + wait_timeout
+    failures = []
+    for i, msg in enumerate(messages):
+        messages[i], timed_out = wait_until_done(client, msg, deadline=deadline)
+        problem = outcome_error(messages[i], timed_out, wait_timeout)
+        if problem is not None:
+            failures.append(problem)
+    return failures
+
+
+def _print_bodies(messages: list[Mapping[str, Any]], kind: str) -> list[OutkitError]:
+    failures: list[OutkitError] = []
+    for msg in messages:
+        text = msg.get(f"{kind}_body")
+        if not isinstance(text, str):
+            hint = "" if msg.get("done") else "; add --wait"
+            failures.append(
+                NotFoundError(
+                    f"message {msg.get('id')} has no {kind} body (status {msg.get('status')}{hint})"
+                )
+            )
+            continue
+        sys.stdout.write(text)
+    sys.stdout.flush()
+    return failures
+
+
+def _open_bodies(messages: list[Mapping[str, Any]]) -> list[OutkitError]:
+    import tempfile
+    import webbrowser
+    from pathlib import Path
+
+    failures: list[OutkitError] = []
+    for msg in messages:
+        html = msg.get("html_body")
+        if not isinstance(html, str):
+            failures.append(NotFoundError(f"message {msg.get('id')} has no HTML body to open"))
+            continue
+        # kept after exit: the browser reads it later (mkstemp makes it private, 0600)
+        fd, name = tempfile.mkstemp(prefix=f"outkit-{msg.get('id')}-", suffix=".html")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        opened = webbrowser.open(Path(name).as_uri())
+        click.echo(f"{'opened' if opened else 'no browser found; the HTML is in'} {name}", err=True)
+    return failures
+
+
+def _report(exc: OutkitError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+
+
+def _exit_with(ctx: click.Context, reported: list[OutkitError], late: list[OutkitError]) -> None:
+    """Report the failures not reported yet; exit with the first failure's code."""
+    for exc in late:
+        _report(exc)
+    failures = reported + late
+    if failures:
+        ctx.exit(int(failures[0].exit_code))

@@ -1,0 +1,236 @@
+"""`outkit send`: create a message (POST /v1/messages), optionally wait until it is done.
+
+Thin layer: options -> `message.build_message` -> `client.Client` -> `message_view`.
+Heavy modules (requests, rich) load inside the function, only when needed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from outkit_cli.client import network_options
+from outkit_cli.errors import UsageError
+from outkit_cli.output import OutputSpec, output_options
+from outkit_cli.waiting import DEFAULT_WAIT_TIMEOUT
+
+FILE_HELP = " '@FILE' reads it from a file, '@-' from stdin."
+
+
+def _message_options(func: Any) -> Any:
+    """One option per message field of the API reference."""
+    specs: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (
+            ("-t", "--type", "type_"),
+            {"metavar": "email|sms", "help": "Message type [default: email]."},
+        ),
+        (("--to",), {"metavar": "ADDRESS", "help": "Recipient (email address or phone number)."}),
+        (("--from", "from_"), {"metavar": "ADDRESS", "help": "Sender [default: profile 'from']."}),
+        (("--subject",), {"help": "Subject (email only)."}),
+        (("--template",), {"metavar": "NAME", "help": "Stored template, by identifier."}),
+        (("--template-id",), {"metavar": "ID", "help": "Stored template, by id."}),
+        (("--project",), {"metavar": "NAME", "help": "Project identifier [default: profile]."}),
+        (("--project-id",), {"metavar": "ID", "help": "Project, by id."}),
+        (("--backend",), {"metavar": "NAME", "help": "Delivery backend [default: profile]."}),
+        (("--backend-id",), {"metavar": "ID", "help": "Delivery backend, by id."}),
+        (
+            ("--html-body",),
+            {"metavar": "HTML", "help": "Ready HTML body (no rendering)." + FILE_HELP},
+        ),
+        (
+            ("--text-body",),
+            {"metavar": "TEXT", "help": "Ready text body (no rendering)." + FILE_HELP},
+        ),
+        (("--html-template",), {"metavar": "HBS", "help": "Inline HTML template." + FILE_HELP}),
+        (("--text-template",), {"metavar": "HBS", "help": "Inline text template." + FILE_HELP}),
+        (
+            ("--template-styles",),
+            {"metavar": "CSS", "help": "CSS for --html-template." + FILE_HELP},
+        ),
+        (("--id-from-submitter",), {"metavar": "REF", "help": "Your own reference, stored."}),
+    ]
+    flags = [
+        ("render-only", "Render only, never deliver."),
+        ("sync", "Render (and deliver) before the API answers."),
+        ("test", "Test message: never handed to a real delivery backend."),
+    ]
+    for name, help_ in reversed(flags):
+        func = click.option(f"--{name}/--no-{name}", default=None, help=help_)(func)
+    for decls, kwargs in reversed(specs):
+        func = click.option(*decls, **kwargs)(func)
+    return func
+
+
+OPTION_FIELDS = {
+    "type_": "type",
+    "to": "to",
+    "from_": "from",
+    "subject": "subject",
+    "template": "template",
+    "template_id": "template_id",
+    "project": "project",
+    "project_id": "project_id",
+    "backend": "backend",
+    "backend_id": "backend_id",
+    "html_body": "html_body",
+    "text_body": "text_body",
+    "html_template": "html_template_body",
+    "text_template": "text_template_body",
+    "template_styles": "template_styles",
+    "id_from_submitter": "id_from_submitter",
+    "render_only": "render_only",
+    "sync": "sync",
+    "test": "test",
+}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@_message_options
+@click.option(
+    "--data",
+    "data_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Template local (repeatable); KEY:=JSON for a typed value, e.g. count:=3.",
+)
+@click.option(
+    "--data-file", metavar="FILE", help="Template locals from a JSON object ('-': stdin)."
+)
+@click.option(
+    "--message-file",
+    metavar="FILE",
+    help="A whole message as JSON ('-': stdin); options override its fields.",
+)
+@click.option("--wait", is_flag=True, help="Wait until the message is done (delivered or failed).")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WAIT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up waiting after this long (exit 10).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the exact request (secrets masked); send nothing."
+)
+@click.option(
+    "--curl", is_flag=True, help="Print the request as a runnable curl command; send nothing."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the new message id.")
+@network_options
+@output_options
+@click.pass_obj
+def send(
+    app: Any,
+    output: OutputSpec,
+    data_items: tuple[str, ...],
+    data_file: str | None,
+    message_file: str | None,
+    wait: bool,
+    wait_timeout: float,
+    dry_run: bool,
+    curl: bool,
+    quiet: bool,
+    timeout: float | None,
+    retries: int | None,
+    **fields: Any,
+) -> None:
+    """Create a message: render a template (or take ready bodies) and deliver it.
+
+    \b
+    Examples:
+      outkit send --template welcome --to jane@example.com --data name=Jane
+      outkit send --to +4790000000 --type sms --text-body 'Your code is 1234'
+      outkit send --message-file msg.json --to someone@example.com --wait
+      id=$(outkit send -q --template welcome --to jane@example.com)
+
+    Exit codes: 0 sent (with --wait: delivered, or rendered with --render-only),
+    2 bad input, 3 auth, 5 rejected, 6 rate limited, 7 server error, 8 network,
+    9 --wait: the message failed, 10 --wait: timed out.
+    """
+    from outkit_cli.message import build_message, request_body, validate_message
+
+    _check_combinations(output, wait=wait, dry_run=dry_run, curl=curl, quiet=quiet)
+    settings = app.settings(timeout=timeout, retries=retries)
+    options = {OPTION_FIELDS[k]: v for k, v in fields.items()}
+    msg = build_message(
+        options=options,
+        message_file=message_file,
+        data_file=data_file,
+        data_items=data_items,
+        defaults={"project": settings.project, "from": settings.from_, "backend": settings.backend},
+    )
+    validate_message(msg)
+    body = request_body(msg)
+    if dry_run or curl:
+        _show_request(settings, body, output, curl=curl)
+        return
+
+    from outkit_cli.client import Client
+    from outkit_cli.message_view import show_messages
+
+    with Client(settings) as client:
+        created = client.create_message(body, id_from_submitter=msg.get("id_from_submitter")).data
+        problem = None
+        if wait:
+            from outkit_cli.waiting import outcome_error, wait_until_done
+
+            deadline = time.monotonic() + wait_timeout
+            created, timed_out = wait_until_done(client, created, deadline=deadline)
+            problem = outcome_error(created, timed_out, wait_timeout)
+    if quiet:
+        click.echo(created.get("id"))
+    else:
+        show_messages(output, [created], single=True)
+    if problem is not None:
+        raise problem
+
+
+def _check_combinations(
+    output: OutputSpec, *, wait: bool, dry_run: bool, curl: bool, quiet: bool
+) -> None:
+    if dry_run and curl:
+        raise UsageError("--dry-run and --curl cannot be used together (--curl sends nothing)")
+    if wait and (dry_run or curl):
+        raise UsageError(f"--wait cannot be used with {'--curl' if curl else '--dry-run'}")
+    if quiet and output.machine:
+        raise UsageError("-q/--quiet cannot be used with --json or --field")
+    if quiet and (dry_run or curl):
+        raise UsageError(f"-q/--quiet cannot be used with {'--curl' if curl else '--dry-run'}")
+    if output.fields and (dry_run or curl):
+        raise UsageError("--field cannot be used with --dry-run or --curl")
+    if output.json and curl:
+        raise UsageError("--json cannot be used with --curl")
+
+
+def _show_request(settings: Any, body: bytes, output: OutputSpec, *, curl: bool) -> None:
+    from outkit_cli.client import exact_headers, mask_headers, prepare_call
+    from outkit_cli.diagnostics import warn
+    from outkit_cli.message_view import curl_command, print_prepared
+    from outkit_cli.output import print_json
+
+    call = prepare_call(settings, "POST", "messages", body=body)
+    if not call.signed_with_credentials:
+        warn("no credentials configured: the authentication headers are left out")
+    if curl:
+        if call.signed_with_credentials and not settings.signed:
+            warn("this command contains the key's secret (the key does not sign requests)")
+        elif call.signed_with_credentials:
+            warn("the signature is tied to its timestamp: run the command within a few minutes")
+        click.echo(curl_command(call))
+        return
+    headers = mask_headers(exact_headers(call))
+    if output.json:
+        print_json(
+            {
+                "method": call.method,
+                "url": call.url,
+                "headers": headers,
+                "body": call.body.decode("utf-8"),
+            }
+        )
+    else:
+        print_prepared(call, headers)
+    click.echo("dry run: nothing was sent", err=True)

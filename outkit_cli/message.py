@@ -1,0 +1,276 @@
+"""The message fields of the API, and building a valid message from options and files.
+
+Everything here runs before a request is made: a problem is a `UsageError` (exit 2) with
+one line naming it. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from outkit_cli.errors import UsageError
+
+TYPES = ("email", "sms")
+DEFAULT_TYPE = "email"
+
+STRING_FIELDS = (
+    "type",
+    "to",
+    "from",
+    "subject",
+    "template",
+    "template_id",
+    "project",
+    "project_id",
+    "backend",
+    "backend_id",
+    "html_body",
+    "text_body",
+    "html_template_body",
+    "text_template_body",
+    "template_styles",
+    "id_from_submitter",
+)
+BOOL_FIELDS = ("render_only", "sync", "test")
+FIELDS = (*STRING_FIELDS, *BOOL_FIELDS, "data")
+
+# The option that sets each field, for error messages.
+OPTION_FOR = {name: "--" + name.replace("_", "-") for name in FIELDS}
+OPTION_FOR.update(
+    {
+        "html_template_body": "--html-template",
+        "text_template_body": "--text-template",
+        "data": "--data",
+    }
+)
+# Fields whose option value may be '@path' (read the file) or '@-' (read stdin).
+FILE_FIELDS = (
+    "html_body",
+    "text_body",
+    "html_template_body",
+    "text_template_body",
+    "template_styles",
+)
+
+# Message states (see the API reference): `done` says whether anything more will happen.
+ERROR_STATUSES = frozenset({"render_error", "backend_error", "internal_error"})
+
+
+class Stdin:
+    """Standard input, readable once: two options cannot both take '-'."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+        self.used_by: str | None = None
+
+    def read(self, who: str) -> str:
+        if self.used_by is not None:
+            raise UsageError(f"{who} and {self.used_by} cannot both read standard input")
+        self.used_by = who
+        stream = self._stream or sys.stdin
+        try:
+            return stream.read()
+        except UnicodeDecodeError:
+            raise UsageError(f"{who}: standard input is not valid UTF-8") from None
+
+
+def read_text_file(path: str, who: str, stdin: Stdin) -> str:
+    if path == "-":
+        return stdin.read(who)
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{who}: file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{who}: {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{who}: file {path} is not valid UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{who}: cannot read {path}: {exc.strerror}") from None
+
+
+def text_arg(value: str, who: str, stdin: Stdin) -> str:
+    """'@path' reads a file, '@-' stdin, '@@text' is the literal '@text'."""
+    if value.startswith("@@"):
+        return value[1:]
+    if value.startswith("@"):
+        if len(value) == 1:
+            raise UsageError(f"{who}: '@' needs a file name ('@path', or '@-' for stdin)")
+        return read_text_file(value[1:], who, stdin)
+    return value
+
+
+def parse_json(text: str, who: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        col = getattr(exc, "colno", None)
+        where = f" at line {line}, column {col}" if line else ""
+        msg = getattr(exc, "msg", str(exc))
+        raise UsageError(f"{who}: invalid JSON{where}: {msg}") from None
+
+
+def load_json_object(path: str, who: str, stdin: Stdin) -> dict[str, Any]:
+    value = parse_json(read_text_file(path, who, stdin), f"{who} {path}")
+    if not isinstance(value, dict):
+        raise UsageError(f"{who} {path}: expected a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def parse_data_items(items: Iterable[str]) -> dict[str, Any]:
+    """`--data key=value` (a string) and `--data key:=<json>` (any JSON value)."""
+    data: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UsageError(f"--data {item!r}: expected key=value or key:=<json>")
+        typed = key.endswith(":")
+        if typed:
+            key = key[:-1]
+        if not key:
+            raise UsageError(f"--data {item!r}: the key is empty")
+        data[key] = parse_json(raw, f"--data {key}") if typed else raw
+    return data
+
+
+def message_from_file(path: str, stdin: Stdin) -> dict[str, Any]:
+    """A whole message from JSON: the message object, or the API's {"message": {...}}."""
+    obj = load_json_object(path, "--message-file", stdin)
+    if set(obj) == {"message"} and isinstance(obj["message"], dict):
+        obj = obj["message"]
+    for key, value in obj.items():
+        check_field(key, value, f"--message-file {path}")
+    return dict(obj)
+
+
+def check_field(name: str, value: Any, where: str) -> None:
+    if name not in FIELDS:
+        raise UsageError(f"{where}: unknown message field {name!r}")
+    if value is None:
+        return
+    if name in BOOL_FIELDS and not isinstance(value, bool):
+        raise UsageError(f"{where}: {name} must be true or false")
+    if name in STRING_FIELDS and not isinstance(value, str):
+        raise UsageError(f"{where}: {name} must be a string")
+    if name == "data" and not isinstance(value, dict):
+        raise UsageError(f"{where}: data must be a JSON object")
+
+
+def build_message(
+    *,
+    options: Mapping[str, Any],
+    message_file: str | None = None,
+    data_file: str | None = None,
+    data_items: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+    stdin: Stdin | None = None,
+) -> dict[str, Any]:
+    """The message to send. Precedence: options > message file > profile defaults.
+
+    ``options`` maps field names to option values (None = not given); values of
+    FILE_FIELDS may be '@path'. ``defaults`` holds the profile's project, from, backend.
+    """
+    stdin = stdin or Stdin()
+    msg: dict[str, Any] = message_from_file(message_file, stdin) if message_file else {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        check_field(name, value, OPTION_FOR.get(name, name))
+        if name in FILE_FIELDS:
+            value = text_arg(value, OPTION_FOR[name], stdin)
+        msg[name] = value
+    data = dict(msg.get("data") or {})
+    if data_file:
+        data.update(load_json_object(data_file, "--data-file", stdin))
+    data.update(parse_data_items(data_items))
+    if data or "data" in msg:
+        msg["data"] = data
+    msg.setdefault("type", DEFAULT_TYPE)
+    apply_defaults(msg, defaults or {})
+    # null in a message file means "not set"
+    return {k: v for k, v in msg.items() if v is not None}
+
+
+def apply_defaults(msg: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Profile defaults fill only what the message leaves open (either form of a field)."""
+    if defaults.get("project") and not (msg.get("project") or msg.get("project_id")):
+        msg["project"] = defaults["project"]
+    if defaults.get("backend") and not (msg.get("backend") or msg.get("backend_id")):
+        msg["backend"] = defaults["backend"]
+    # a profile's sender is an email sender: never put it on an SMS
+    if defaults.get("from") and not msg.get("from") and msg.get("type") == "email":
+        msg["from"] = defaults["from"]
+
+
+def _given(msg: Mapping[str, Any], *names: str) -> list[str]:
+    return [n for n in names if msg.get(n) not in (None, "")]
+
+
+def _opts(names: Iterable[str]) -> str:
+    return " and ".join(OPTION_FOR[n] for n in names)
+
+
+def validate_message(msg: Mapping[str, Any]) -> None:
+    """Raise UsageError naming the first problem that the API would reject."""
+    kind = msg.get("type")
+    if kind not in TYPES:
+        raise UsageError(f"unknown message type {kind!r} (use {' or '.join(TYPES)})")
+    if not msg.get("to"):
+        raise UsageError("missing recipient: give --to")
+    for pair in (("project", "project_id"), ("template", "template_id"), ("backend", "backend_id")):
+        if len(_given(msg, *pair)) == 2:
+            raise UsageError(f"{_opts(pair)} cannot be used together")
+    if not _given(msg, "project", "project_id"):
+        raise UsageError(
+            "missing project: give --project or --project-id (or set it in the profile)"
+        )
+    groups = {
+        "template": _given(msg, "template", "template_id"),
+        "inline": _given(msg, "html_template_body", "text_template_body"),
+        "bodies": _given(msg, "html_body", "text_body"),
+    }
+    used = [names for names in groups.values() if names]
+    if len(used) > 1:
+        raise UsageError(
+            f"{OPTION_FOR[used[0][0]]} and {OPTION_FOR[used[1][0]]} cannot be used together "
+            "(give a stored template, an inline template, or ready bodies)"
+        )
+    if not used:
+        raise UsageError(
+            "nothing to send: give --template, --template-id, --html-template/--text-template "
+            "or --html-body/--text-body"
+        )
+    if msg.get("template_styles") and not msg.get("html_template_body"):
+        raise UsageError("--template-styles applies only to an inline --html-template")
+    if kind == "sms":
+        bad = _given(msg, "subject", "html_body", "html_template_body", "template_styles")
+        if bad:
+            raise UsageError(f"an sms message has no subject or HTML: drop {_opts(bad)}")
+
+
+def request_body(msg: Mapping[str, Any]) -> bytes:
+    """The exact bytes POSTed (and signed): the API's {"message": {...}} wrapper."""
+    return json.dumps({"message": dict(msg)}, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def is_failed(message: Mapping[str, Any]) -> bool:
+    return message.get("status") in ERROR_STATUSES
