@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from outkit_cli.output import OutputSpec, emit, print_record, print_table, styled_status
+from outkit_cli.output import (
+    OutputSpec,
+    emit,
+    field_value,
+    print_record,
+    stdout_console,
+    styled_status,
+)
 
 # Fields of the single-message view, in order; empty ones are left out except the first two.
 RECORD_FIELDS = (
@@ -34,10 +41,9 @@ RECORD_FIELDS = (
 TABLE_COLUMNS = (
     ("id", "ID"),
     ("status", "STATUS"),
-    ("type", "TYPE"),
     ("to", "TO"),
     ("subject", "SUBJECT"),
-    ("received_at", "RECEIVED"),
+    ("received_at", "RECEIVED (UTC)"),
 )
 ALWAYS = {"id", "status"}
 
@@ -55,11 +61,45 @@ def show_messages(spec: OutputSpec, messages: Sequence[Mapping[str, Any]], *, si
             names = [n for n in RECORD_FIELDS if n in ALWAYS or msg.get(n) not in (None, "", False)]
             print_record(msg, names, formatters={"status": _status})
         elif messages:
-            print_table(messages, TABLE_COLUMNS, formatters={"status": _status})
+            print_message_table(messages)
 
     if single and not messages:
         return
     emit(spec, messages, single=single, human=human)
+
+
+def _short_time(value: Any) -> str:
+    # 2018-04-21T09:02:24.607840Z -> 2018-04-21 09:02:24: the table is for reading
+    text = field_value(value)
+    return text[:19].replace("T", " ") if len(text) >= 19 else text
+
+
+def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
+    """A row per message; ids and statuses never wrap (people copy ids from here)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = stdout_console()
+    columns = list(TABLE_COLUMNS)
+    if console.width < 110:  # a narrow terminal keeps the recipient and subject readable
+        columns = [c for c in columns if c[0] != "received_at"]
+    table = Table(show_edge=False, header_style="bold")
+    fixed = {"id": 36, "status": 12, "received_at": 19}
+    for name, heading in columns:
+        if name in fixed:
+            table.add_column(heading, no_wrap=True, min_width=fixed[name])
+        else:
+            table.add_column(heading, overflow="ellipsis", no_wrap=True, min_width=10)
+    cells = {
+        "id": lambda m: escape(field_value(m.get("id"))),
+        "status": lambda m: _status(m.get("status")),
+        "to": lambda m: escape(field_value(m.get("to"))),
+        "subject": lambda m: escape(field_value(m.get("subject"))),
+        "received_at": lambda m: _short_time(m.get("received_at")),
+    }
+    for msg in messages:
+        table.add_row(*(cells[name](msg) for name, _ in columns))
+    console.print(table)
 
 
 def print_prepared(call: Any, headers: Mapping[str, str]) -> None:
