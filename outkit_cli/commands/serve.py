@@ -1,0 +1,154 @@
+"""`outkit serve`: run the local Outkit-compatible sandbox in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from outkit_cli.errors import UsageError
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback is reachable from other machines.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8025,
+    show_default=True,
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where messages, keys and the outbox live "
+    "(default: the user data dir, e.g. ~/.local/share/outkit/sandbox).",
+)
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory of your own templates: DIR/<project>/<template>.html|.txt|"
+    ".css|.json (re-read when they change).",
+)
+@click.option(
+    "--init-profile",
+    "init_profile",
+    is_flag=False,
+    flag_value="sandbox",
+    default=None,
+    metavar="[NAME]",
+    help="Write a profile (default name: sandbox) pointing at this sandbox.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="Allow N requests per second per key, then answer 429 with Retry-After.",
+)
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="P",
+    help="Answer this share of requests (0..1) with 503, doing nothing.",
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="MS",
+    help="Milliseconds added to every response.",
+)
+@click.option(
+    "--smtp",
+    metavar="HOST:PORT",
+    help="Deliver emails to this SMTP server (backend 'smtp', the default for "
+    "email) instead of the outbox.",
+)
+@click.pass_obj
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    templates: Path | None,
+    init_profile: str | None,
+    rate_limit: float | None,
+    fail_rate: float,
+    latency: float,
+    smtp: str | None,
+) -> None:
+    """Run the sandbox: a local server that answers like the Outkit API.
+
+    The first line on stdout is the base URL (http://127.0.0.1:PORT/v1); one log line per
+    request goes to stderr. Ctrl-C or SIGTERM stop it. On first start the data dir gets an
+    API key pair (keys.json) and the built-in `demo` project (templates `welcome`, email,
+    and `reminder`, SMS). Emails are written to a Maildir in DATA_DIR/outbox, SMS to
+    DATA_DIR/outbox/sms.jsonl.
+
+    \b
+    Example:
+      outkit serve --port 0 --init-profile
+      outkit -p sandbox send --template welcome --to you@example.com --data name=Ada
+    """
+    from outkit_cli.diagnostics import warn
+    from outkit_cli.sandbox import runner
+    from outkit_cli.sandbox.faults import Faults
+
+    smtp_addr = None
+    if smtp:
+        try:
+            smtp_addr = runner.parse_hostport(smtp)
+        except ValueError as exc:
+            raise UsageError(f"--smtp: {exc}") from None
+    if not runner.is_loopback(host):
+        warn(f"binding to {host}: the sandbox will be reachable from other machines; "
+             "it is a test server with test keys")  # fmt: skip
+    directory = data_dir or runner.default_data_dir()
+    try:
+        running = runner.start(
+            host=host,
+            port=port,
+            data_dir=directory,
+            templates=templates,
+            faults=Faults(rate_limit=rate_limit, fail_rate=fail_rate, latency_ms=latency),
+            smtp=smtp_addr,
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"cannot start the sandbox on {host}:{port} with data dir {directory}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:  # e.g. a keys.json that does not parse
+        raise UsageError(str(exc)) from None
+    click.echo(running.url)
+    click.get_text_stream("stdout").flush()
+    if init_profile:
+        from outkit_cli.config import save_profile
+
+        key = running.signed_key()
+        try:
+            save_profile(
+                app.config_path,
+                init_profile,
+                {
+                    "key": key.key,
+                    "passphrase": key.passphrase,
+                    "secret": key.secret,
+                    "signed": True,
+                    "api_url": running.url,
+                    "project": "demo",
+                },
+            )
+        except Exception:
+            running.close()
+            raise
+        click.echo(f"wrote profile {init_profile!r} to {app.config_path}", err=True)
+    click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
+    running.serve_until_stopped()

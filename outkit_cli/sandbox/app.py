@@ -1,0 +1,441 @@
+"""The sandbox API behind the HTTP layer: validation, messages, the lifecycle.
+
+`SandboxApp.handle` takes a parsed request and returns (status, JSON text, headers); the
+HTTP layer in `server.py` only moves bytes. Routes: POST /v1/messages,
+GET /v1/messages/{id}, GET /v1/messages (newest first; limit, status, id_from_submitter).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from outkit_cli.sandbox.auth import Authenticator
+from outkit_cli.sandbox.delivery import Outbox, Smtp
+from outkit_cli.sandbox.errors import (
+    ApiError,
+    BackendError,
+    RenderError,
+    bad_data,
+    config_issue,
+)
+from outkit_cli.sandbox.faults import Faults
+from outkit_cli.sandbox.keys import ApiKey
+from outkit_cli.sandbox.render import Renderer, inline_css
+from outkit_cli.sandbox.store import Store, dumps
+from outkit_cli.sandbox.templates import Catalog, Project, Template, find_template, stable_id
+
+PREFIX = "/v1/messages"
+MAX_BODY = 10 * 1024 * 1024
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 10000
+
+STRING_FIELDS = (
+    "type", "to", "from", "subject", "template", "template_id", "project", "project_id",
+    "backend", "backend_id", "html_body", "text_body", "html_template_body",
+    "text_template_body", "template_styles", "id_from_submitter",
+)  # fmt: skip
+BOOL_FIELDS = ("render_only", "sync", "test")
+TYPES = ("email", "sms")
+STATUSES = (
+    "received", "queued_for_rendering", "rendered", "queued_for_delivery", "delivered",
+    "render_error", "backend_error", "internal_error",
+)  # fmt: skip
+# Every field of a message as the API returns it (the reference's example), null if unset.
+MESSAGE_FIELDS = (
+    "backend", "backend_id", "backend_response", "data", "delivered_at", "done", "failed_at",
+    "from", "html_body", "html_template_body", "id", "id_from_backend", "id_from_submitter",
+    "project", "project_id", "provider_id", "queued_for_delivery_at", "queued_for_rendering_at",
+    "received_at", "render_only", "rendered_at", "status", "status_message", "subject", "sync",
+    "template", "template_id", "template_styles", "test", "text_body", "text_template_body",
+    "to", "type",
+)  # fmt: skip
+
+
+def now_iso() -> str:
+    """ISO 8601 UTC with microseconds, as the API writes it: 2018-04-21T09:02:24.607840Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Backend:
+    name: str
+    id: str
+    provider_id: str
+    impl: Any
+    types: tuple[str, ...]
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+def error_body(code: str, message: str) -> str:
+    return json.dumps({"error": {"message": message, "code": code}})
+
+
+class SandboxApp:
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        keys: list[ApiKey],
+        catalog: Catalog,
+        faults: Faults | None = None,
+        smtp: tuple[str, int] | None = None,
+        log: Any = None,
+    ) -> None:
+        from outkit_cli.sandbox.worker import Worker
+
+        self.data_dir = data_dir
+        self.store = Store(data_dir / "sandbox.sqlite3")
+        self.auth = Authenticator(keys)
+        self.catalog = catalog
+        self.faults = faults or Faults()
+        self.renderer = Renderer()
+        self.log = log or (lambda line: sys.stderr.write(line + "\n"))
+        outbox = Backend(
+            "outbox",
+            stable_id("backend", "outbox"),
+            stable_id("provider", "outbox"),
+            Outbox(data_dir / "outbox"),
+            TYPES,
+        )
+        self.backends = {"outbox": outbox}
+        self.default_backend = {"email": outbox, "sms": outbox}
+        if smtp is not None:
+            relay = Backend(
+                "smtp",
+                stable_id("backend", "smtp"),
+                stable_id("provider", "smtp"),
+                Smtp(*smtp),
+                ("email",),
+            )
+            self.backends["smtp"] = relay
+            self.default_backend["email"] = relay
+        self.worker = Worker(self)
+
+    # -- lifecycle of the app ------------------------------------------------------------
+    def start(self) -> None:
+        self.worker.start()
+        for message_id in self.store.pending_ids():  # resume what a crash or stop left
+            self.worker.submit(message_id)
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.store.close()
+
+    # -- routing ---------------------------------------------------------------------------
+    @staticmethod
+    def route(method: str, target: str) -> tuple[str, str | None, str]:
+        """(route name, message id, query) or raise 404/405 before the body is looked at."""
+        path, _, query = target.partition("?")
+        if path.startswith(("http://", "https://")):  # absolute-form request target
+            from outkit_cli.signing import request_target
+
+            path, _, query = request_target(target).partition("?")
+        path = path.rstrip("/") or "/"
+        if path == PREFIX:
+            if method not in ("GET", "POST"):
+                raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}",
+                               {"Allow": "GET, POST"})  # fmt: skip
+            return ("create" if method == "POST" else "list", None, query)
+        if path.startswith(PREFIX + "/") and "/" not in path[len(PREFIX) + 1 :]:
+            if method != "GET":
+                raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}",
+                               {"Allow": "GET"})  # fmt: skip
+            return ("get", path[len(PREFIX) + 1 :], query)
+        raise ApiError(404, "not_found", f"no such endpoint: {path}")
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """One request whose body was read in full. Never raises for a client's mistake."""
+        try:
+            name, message_id, query = self.route(method, target)
+            if self.faults.should_fail():
+                raise ApiError(503, "unavailable", "the sandbox was asked to fail this request "
+                               "(--fail-rate); nothing was done, try again")  # fmt: skip
+            key = self.auth.authenticate(headers, method, target, body)
+            wait = self.faults.retry_after(key.key)
+            if wait is not None:
+                raise ApiError(
+                    429, "rate_limited",
+                    f"too many requests: the limit is {self.faults.rate_limit:g} per second "
+                    f"for this key; retry after {wait} s",
+                    {"Retry-After": str(wait)},
+                )  # fmt: skip
+            if name == "get":
+                text = self.store.get_text(message_id or "")
+                if text is None:
+                    raise ApiError(404, "not_found", f"no message with id {message_id}")
+                return Response(200, '{"data":' + text + "}", {})
+            if name == "list":
+                texts = self.store.list_texts(**self._list_filters(query))
+                return Response(200, '{"data":[' + ",".join(texts) + "]}", {})
+            return Response(200, '{"data":' + self.create(body) + "}", {})
+        except ApiError as exc:
+            return Response(exc.status, error_body(exc.code, exc.message), exc.headers)
+
+    @staticmethod
+    def _list_filters(query: str) -> dict[str, Any]:
+        try:
+            params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError:
+            raise bad_data(f"malformed query string: {query}") from None
+        unknown = sorted(set(params) - {"limit", "status", "id_from_submitter"})
+        if unknown:
+            raise bad_data(
+                f"unknown query parameter {unknown[0]} "
+                "(this server knows limit, status, id_from_submitter)"
+            )
+        out: dict[str, Any] = {"limit": DEFAULT_LIST_LIMIT}
+        if "limit" in params:
+            raw = params["limit"][-1]
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+                raise bad_data(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+            out["limit"] = int(raw)
+        if "status" in params:
+            status = params["status"][-1]
+            if status not in STATUSES:
+                raise bad_data(f"status must be one of {', '.join(STATUSES)}")
+            out["status"] = status
+        if "id_from_submitter" in params:
+            out["id_from_submitter"] = params["id_from_submitter"][-1]
+        return out
+
+    # -- creating a message ----------------------------------------------------------------
+    def create(self, body: bytes) -> str:
+        msg = parse_message(body)
+        project = self.catalog.find_project(msg.get("project"), msg.get("project_id"))
+        if project is None:
+            raise config_issue(
+                f"unknown project {_named(msg, 'project')} "
+                f"(known: {', '.join(sorted(self.catalog.projects()))})"
+            )
+        template = None
+        if msg.get("template") is not None or msg.get("template_id") is not None:
+            template = find_template(project, msg.get("template"), msg.get("template_id"))
+            if template is None:
+                raise config_issue(
+                    f"unknown template {_named(msg, 'template')} in project {project.name} "
+                    f"(known: {', '.join(sorted(project.templates)) or 'none'})"
+                )
+            if template.type != msg["type"]:
+                raise bad_data(
+                    f"message.template: {template.name} is an {template.type} template, "
+                    f"the message type is {msg['type']}"
+                )
+        check_content(msg, template)
+        backend = self._backend(msg)
+        doc = self._new_doc(msg, project, template, backend)
+        text = self.store.insert(doc)  # committed before anything is answered
+        if doc["sync"]:
+            return dumps(self.process(doc))
+        self.worker.submit(doc["id"])
+        return text
+
+    def _backend(self, msg: dict[str, Any]) -> Backend:
+        name, backend_id = msg.get("backend"), msg.get("backend_id")
+        if name is None and backend_id is None:
+            return self.default_backend[msg["type"]]
+        for backend in self.backends.values():
+            if (name is None or backend.name == name) and (
+                backend_id is None or backend.id == backend_id
+            ):
+                if msg["type"] not in backend.types:
+                    raise config_issue(f"backend {backend.name} cannot deliver {msg['type']}")
+                return backend
+        hint = "" if "smtp" in self.backends else "; start the sandbox with --smtp for smtp"
+        raise config_issue(
+            f"unknown backend {_named(msg, 'backend')} "
+            f"(known: {', '.join(sorted(self.backends))}{hint})"
+        )
+
+    @staticmethod
+    def _new_doc(
+        msg: dict[str, Any], project: Project, template: Template | None, backend: Backend
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] = dict.fromkeys(MESSAGE_FIELDS)
+        doc.update({k: v for k, v in msg.items() if k in MESSAGE_FIELDS})
+        for flag in BOOL_FIELDS:
+            doc[flag] = bool(msg.get(flag, False))
+        doc["data"] = msg.get("data") or {}
+        doc["id"] = str(uuid.uuid4())
+        doc["project"], doc["project_id"] = project.name, project.id
+        if template is not None:
+            doc["template"], doc["template_id"] = template.name, template.id
+        doc["backend"], doc["backend_id"] = backend.name, backend.id
+        doc["provider_id"] = backend.provider_id
+        sender = msg.get("from") or (template.from_ if template else None) or project.from_
+        doc["from"] = sender
+        doc["status"], doc["done"] = "received", False
+        doc["received_at"] = now_iso()
+        return doc
+
+    # -- the lifecycle -----------------------------------------------------------------------
+    def process(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Move a message on until it is done, saving each step. Resumable by status."""
+        try:
+            if doc["status"] == "received":
+                given = doc["html_body"] is not None or doc["text_body"] is not None
+                if given and doc["render_only"]:
+                    self._step(doc, "rendered", "rendered_at", done=True)
+                    return doc
+                if given:
+                    self._step(doc, "queued_for_delivery", "queued_for_delivery_at")
+                else:
+                    self._step(doc, "queued_for_rendering", "queued_for_rendering_at")
+            if doc["status"] == "queued_for_rendering":
+                try:
+                    self._render(doc)
+                except RenderError as exc:
+                    return self._fail(doc, "render_error", str(exc))
+                self._step(doc, "rendered", "rendered_at", done=doc["render_only"])
+                if doc["render_only"]:
+                    return doc
+            if doc["status"] == "rendered" and not doc["done"]:
+                self._step(doc, "queued_for_delivery", "queued_for_delivery_at")
+            if doc["status"] == "queued_for_delivery":
+                try:
+                    self._deliver(doc)
+                except BackendError as exc:
+                    return self._fail(doc, "backend_error", str(exc))
+                self._step(doc, "delivered", "delivered_at", done=True)
+        except Exception as exc:  # a sandbox bug must not leave the message pending forever
+            self.log(f"internal error on message {doc.get('id')}: {type(exc).__name__}: {exc}")
+            self._fail(doc, "internal_error", f"internal error: {type(exc).__name__}")
+        return doc
+
+    def _step(self, doc: dict[str, Any], status: str, stamp: str, *, done: bool = False) -> None:
+        doc["status"], doc[stamp], doc["done"] = status, now_iso(), done
+        self.store.update(doc)
+
+    def _fail(self, doc: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+        doc["status"], doc["status_message"] = status, message
+        doc["failed_at"], doc["done"] = now_iso(), True
+        self.store.update(doc)
+        return doc
+
+    def _render(self, doc: dict[str, Any]) -> None:
+        project = self.catalog.find_project(doc["project"], None)
+        template = None
+        if project is None:
+            raise RenderError(f"project {doc['project']} no longer exists")
+        if project.error:
+            raise RenderError(project.error)
+        if doc["template"] is not None:
+            template = find_template(project, doc["template"], None)
+            if template is None:
+                raise RenderError(f"template {doc['template']} no longer exists")
+            if template.error:
+                raise RenderError(template.error)
+        local: dict[str, Any] = {**project.data}
+        if template is not None:
+            local.update(template.data)
+        local.update(doc["data"] or {})
+        html_src = doc["html_template_body"]
+        text_src = doc["text_template_body"]
+        css = doc["template_styles"]
+        if template is not None:
+            html_src = html_src if html_src is not None else template.html
+            text_src = text_src if text_src is not None else template.text
+            css = css if css is not None else template.css
+        r = self.renderer
+        if doc["type"] == "email":
+            if html_src is not None:
+                what = "html_template_body" if doc["html_template_body"] else "html template"
+                html = r.render(html_src, local, html=True, what=what)
+                doc["html_body"] = inline_css(html, css)
+            subject = doc["subject"]
+            if subject is None and template is not None:
+                subject = template.subject  # the template's default, rendered like a part
+            if subject is not None:
+                doc["subject"] = r.render(subject, local, html=False, what="subject")
+                if "\n" in doc["subject"] or "\r" in doc["subject"]:
+                    raise RenderError("subject: the rendered subject contains a line break")
+        if text_src is not None:
+            what = "text_template_body" if doc["text_template_body"] else "text template"
+            doc["text_body"] = r.render(text_src, local, html=False, what=what)
+        if doc["html_body"] is None and doc["text_body"] is None:
+            raise RenderError("nothing to render: the template has no part for this type")
+
+    def _deliver(self, doc: dict[str, Any]) -> None:
+        if doc["test"]:  # decision: test messages never reach a backend
+            doc["backend_response"] = {"test": True, "note": "test message: not delivered"}
+            return
+        backend = self.backends.get(doc["backend"])
+        if backend is None:
+            raise BackendError(f"backend {doc['backend']} is not configured in this sandbox")
+        id_from_backend, response = backend.impl.deliver(doc)
+        doc["id_from_backend"], doc["backend_response"] = id_from_backend, response
+
+
+def _named(msg: dict[str, Any], field: str) -> str:
+    name, ident = msg.get(field), msg.get(field + "_id")
+    return repr(name) if name is not None else f"with id {ident!r}"
+
+
+def parse_message(body: bytes) -> dict[str, Any]:
+    """The `message` object of a create request, type-checked; 422 bad_data naming the field."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_data(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
+        raise bad_data('message: the body must be a JSON object {"message": {...}}')
+    msg = {k: v for k, v in payload["message"].items() if v is not None}
+    for name in STRING_FIELDS:
+        if name in msg and not isinstance(msg[name], str):
+            raise bad_data(f"message.{name} must be a string")
+    for name in BOOL_FIELDS:
+        if name in msg and not isinstance(msg[name], bool):
+            raise bad_data(f"message.{name} must be true or false")
+    if "data" in msg and not isinstance(msg["data"], dict):
+        raise bad_data("message.data must be an object")
+    if not msg.get("type"):
+        raise bad_data("message.type is required (email or sms)")
+    if msg["type"] not in TYPES:
+        raise bad_data(f"message.type must be email or sms, not {msg['type']!r}")
+    if not msg.get("to", "").strip():
+        raise bad_data("message.to is required")
+    for name in ("to", "from", "subject"):
+        if name in msg and ("\n" in msg[name] or "\r" in msg[name]):
+            raise bad_data(f"message.{name} must not contain a line break")
+    if msg["type"] == "email":
+        addresses = getaddresses([msg["to"]])
+        if not addresses or any("@" not in addr for _, addr in addresses):
+            raise bad_data(f"message.to is not an email address: {msg['to']!r}")
+    if not msg.get("project") and not msg.get("project_id"):
+        raise bad_data("message.project or message.project_id is required")
+    return msg
+
+
+def check_content(msg: dict[str, Any], template: Template | None) -> None:
+    has_body = "html_body" in msg or "text_body" in msg
+    has_inline = "html_template_body" in msg or "text_template_body" in msg
+    if template is None and not has_body and not has_inline:
+        raise bad_data(
+            "message has no content: give template (or template_id), html_template_body / "
+            "text_template_body, or html_body / text_body"
+        )
+    if msg["type"] == "sms":
+        given = "html_body" in msg or "text_body" in msg
+        has_text = (
+            "text_body" in msg
+            if given
+            else ("text_template_body" in msg or (template is not None and bool(template.text)))
+        )
+        if not has_text:
+            raise bad_data(
+                "an sms needs text: text_body, text_template_body or a template with a text part"
+            )

@@ -1,0 +1,103 @@
+"""Start and stop a sandbox: data dir, keys, app, bound server. Used by `outkit serve`."""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from outkit_cli.sandbox.app import SandboxApp
+from outkit_cli.sandbox.faults import Faults
+from outkit_cli.sandbox.keys import ApiKey, load_or_create_keys
+from outkit_cli.sandbox.server import SandboxServer
+from outkit_cli.sandbox.templates import Catalog, builtin_dir
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("outkit") / "sandbox"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Running:
+    app: SandboxApp
+    server: SandboxServer
+    keys: list[ApiKey]
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        return f"http://{shown}:{port}/v1"
+
+    def signed_key(self) -> ApiKey:
+        return next(k for k in self.keys if k.signed)
+
+    def serve_until_stopped(self) -> None:
+        """Serve in this thread until SIGTERM or Ctrl-C, then shut down cleanly."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            self.server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
+    def close(self) -> None:
+        self.server.server_close()
+        self.app.close()
+
+
+def start(
+    *,
+    host: str,
+    port: int,
+    data_dir: Path,
+    templates: Path | None,
+    faults: Faults,
+    smtp: tuple[str, int] | None,
+    log: Any = None,
+) -> Running:
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = load_or_create_keys(data_dir)
+    app = SandboxApp(
+        data_dir=data_dir,
+        keys=keys,
+        catalog=Catalog(builtin_dir(), templates),
+        faults=faults,
+        smtp=smtp,
+        log=log,
+    )
+    if ":" in host:
+        SandboxServer.address_family = socket.AF_INET6
+    server = SandboxServer((host, port), app)
+    app.start()
+    return Running(app=app, server=server, keys=keys)

@@ -1,0 +1,153 @@
+"""The HTTP layer: stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive, JSON for everything.
+
+Kept lean because it is on every request: the body is read by Content-Length (or chunked),
+the answer goes out as one write with prebuilt headers, and one log line per request goes
+to stderr (method, path, status, milliseconds; never a header value).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from outkit_cli.sandbox.app import MAX_BODY, Response, SandboxApp, error_body
+
+REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+    422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}  # fmt: skip
+
+_date_cache: list[Any] = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0], _date_cache[1] = now, formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "outkit-sandbox"
+    # one write per response already; no Nagle delay on keep-alive connections
+    disable_nagle_algorithm = True
+    server: SandboxServer
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        # any method, even one http.server has no do_X for, gets a JSON answer (405)
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        if not raw.isdigit():
+            raise BadRequest(f"invalid Content-Length: {raw[:40]!r}")
+        length = int(raw)
+        if length > MAX_BODY:
+            raise BodyTooLarge(length)
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise BadRequest("malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                raise BodyTooLarge(total)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)
+
+    def _dispatch(self) -> None:
+        start = time.perf_counter()
+        app = self.server.app
+        try:
+            body = self._read_body()
+        except BodyTooLarge:
+            self.close_connection = True  # the body is left unread
+            resp = Response(413, error_body("payload_too_large", "the body is larger than "
+                                            "10 MiB"), {})  # fmt: skip
+        except BadRequest as exc:
+            self.close_connection = True
+            resp = Response(400, error_body("bad_request", str(exc)), {})
+        else:
+            try:
+                resp = app.handle(self.command, self.path, self.headers, body)
+            except Exception as exc:  # a bug in the sandbox: JSON 500, logged, no traceback
+                app.log(f"internal error: {type(exc).__name__}: {exc}")
+                resp = Response(500, error_body("internal_error", "internal error in the "
+                                                "sandbox"), {})  # fmt: skip
+        app.faults.delay()
+        self._write(resp)
+        elapsed = (time.perf_counter() - start) * 1000
+        app.log(f"{self.command} {self.path.partition('?')[0]} {resp.status} {elapsed:.1f}ms")
+
+    def _write(self, resp: Response) -> None:
+        payload = resp.body.encode("utf-8")
+        head = [
+            f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Error')}",
+            f"Date: {_http_date()}",
+            "Server: outkit-sandbox",
+            "Content-Type: application/json",
+            f"Content-Length: {len(payload)}",
+        ]
+        head.extend(f"{k}: {v}" for k, v in resp.headers.items())
+        if self.close_connection:
+            head.append("Connection: close")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if self.command != "HEAD":
+            data += payload
+        self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own errors (bad request line, oversized headers...) as JSON too
+        self.close_connection = True
+        text = message or REASONS.get(code, "error")
+        self._write(Response(code, error_body("bad_request", text), {}))
+        self.server.app.log(f"- - {code} {text}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # our own log line is written in _dispatch
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
+        self.app = app
+        super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that vanished mid-request is routine, not worth a traceback
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            self.app.log(f"connection error: {type(exc).__name__}: {exc}")

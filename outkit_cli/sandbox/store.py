@@ -1,0 +1,123 @@
+"""Messages in SQLite: one row per message, the API object kept as JSON text.
+
+WAL mode with synchronous=NORMAL: a commit is durable against a crash of this process
+(kill -9), which is what the sandbox promises; the answer is sent only after the commit.
+Connections are pooled, one per thread at a time, so the request path never opens one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    id_from_submitter TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_status ON messages (status, seq);
+CREATE INDEX IF NOT EXISTS messages_submitter ON messages (id_from_submitter, seq);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (done) WHERE done = 0;
+"""
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        with self.connection() as conn:
+            conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._pool.put(conn)
+
+    def insert(self, doc: dict[str, Any]) -> str:
+        """Store a new message; returns its JSON text. Autocommit: durable on return."""
+        text = dumps(doc)
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO messages (id, status, done, id_from_submitter, doc)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (doc["id"], doc["status"], int(doc["done"]), doc["id_from_submitter"], text),
+            )
+        return text
+
+    def update(self, doc: dict[str, Any]) -> str:
+        text = dumps(doc)
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE messages SET status = ?, done = ?, doc = ? WHERE id = ?",
+                (doc["status"], int(doc["done"]), text, doc["id"]),
+            )
+        return text
+
+    def get_text(self, message_id: str) -> str | None:
+        with self.connection() as conn:
+            row = conn.execute("SELECT doc FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return row[0] if row else None
+
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        text = self.get_text(message_id)
+        return json.loads(text) if text is not None else None
+
+    def list_texts(
+        self,
+        *,
+        limit: int,
+        status: str | None = None,
+        id_from_submitter: str | None = None,
+    ) -> list[str]:
+        """Newest first."""
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if id_from_submitter is not None:
+            where.append("id_from_submitter = ?")
+            args.append(id_from_submitter)
+        sql = "SELECT doc FROM messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self.connection() as conn:
+            return [r[0] for r in conn.execute(sql, (*args, limit))]
+
+    def pending_ids(self) -> list[str]:
+        """Messages not done yet, oldest first: resumed after a restart or a crash."""
+        with self.connection() as conn:
+            rows = conn.execute("SELECT id FROM messages WHERE done = 0 ORDER BY seq").fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
