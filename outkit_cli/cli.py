@@ -83,7 +83,8 @@ def complete_profile(ctx: click.Context, param: click.Parameter, incomplete: str
 
     try:
         root = ctx.find_root()
-        data = load_config(config_path(root.params.get("config")))
+        # no permission warning here: it would land in the middle of the user's prompt
+        data = load_config(config_path(root.params.get("config")), check_permissions=False)
     except (OutkitError, OSError):
         return []
     return [CompletionItem(n) for n in sorted(profiles(data)) if n.startswith(incomplete)]

@@ -78,7 +78,7 @@ def _check_permissions(path: Path) -> None:
         )
 
 
-def load_config(path: Path) -> dict[str, Any]:
+def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]:
     """The parsed file, or an empty config when there is none yet."""
     try:
         raw = path.read_bytes()
@@ -88,7 +88,8 @@ def load_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a directory") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    _check_permissions(path)
+    if check_permissions:
+        _check_permissions(path)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

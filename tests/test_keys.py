@@ -1,0 +1,352 @@
+"""`outkit keys`: add, list, show, remove, default; prompts on a TTY only; completion."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from outkit_cli.config import load_config
+from tests.helpers import run
+
+SECRET = "s3cr3t-value-never-listed"
+PASSPHRASE = "pass-phrase-never-listed"
+
+
+def add(name: str, *extra: str, input: str | None = None) -> None:
+    result = run(
+        "keys", "add", name, "--key", f"key-{name}", "--passphrase", PASSPHRASE,
+        "--secret", SECRET, *extra, input=input,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+
+
+def test_add_writes_the_profile_and_the_first_becomes_default(config_file: Path) -> None:
+    result = run(
+        "keys", "add", "prod", "--key", "k1", "--passphrase", "p1", "--secret", "s1",
+        "--api-url", "http://127.0.0.1:9/v1/", "--project", "acme",
+        "--from", "Acme <a@acme.example>", "--backend", "mailgun",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "added profile 'prod'" in result.stdout
+    assert "(the default profile)" in result.stdout
+    data = load_config(config_file)
+    assert data == {
+        "default_profile": "prod",
+        "profiles": {
+            "prod": {
+                "key": "k1",
+                "passphrase": "p1",
+                "secret": "s1",
+                "api_url": "http://127.0.0.1:9/v1",
+                "signed": True,
+                "project": "acme",
+                "from": "Acme <a@acme.example>",
+                "backend": "mailgun",
+            }
+        },
+    }
+    add("second")
+    assert load_config(config_file)["default_profile"] == "prod"
+    add("third", "--default")
+    assert load_config(config_file)["default_profile"] == "third"
+
+
+def test_add_again_replaces_the_profile(config_file: Path) -> None:
+    add("prod")
+    result = run("keys", "add", "prod", "--key", "new", "--passphrase", "p", "--secret", "s")
+    assert result.exit_code == 0
+    assert "replaced profile 'prod'" in result.stdout
+    assert load_config(config_file)["profiles"]["prod"]["key"] == "new"
+
+
+def test_unsigned_is_stored(config_file: Path) -> None:
+    add("legacy", "--unsigned")
+    assert load_config(config_file)["profiles"]["legacy"]["signed"] is False
+
+
+def test_secret_from_stdin_stays_off_the_command_line(config_file: Path) -> None:
+    result = run(
+        "keys", "add", "ci", "--key", "k", "--passphrase", "p", "--secret-stdin",
+        input=f"{SECRET}\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert load_config(config_file)["profiles"]["ci"]["secret"] == SECRET
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "input", "message"),
+    [
+        (("--key", "k"), None, "missing --passphrase, --secret (or --secret-stdin)"),
+        (("--passphrase", "p", "--secret", "s"), None, "missing --key"),
+        (("--key", "k", "--passphrase", "p", "--secret-stdin"), "", "stdin held no secret"),
+        (("--key", "k", "--secret-stdin"), "s\n", "missing --passphrase"),
+        (("--secret", "s", "--secret-stdin"), "s\n", "not both"),
+        (("--key", "k", "--passphrase", "p", "--secret", "s", "--api-url", "api.io"), None,
+         "--api-url must be an http(s) URL"),
+    ],
+)  # fmt: skip
+def test_add_without_a_tty_never_prompts(
+    config_file: Path, args: tuple[str, ...], input: str | None, message: str
+) -> None:
+    result = run("keys", "add", "x", *args, input=input)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+    assert not config_file.exists()
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "ü"])
+def test_bad_profile_names(name: str) -> None:
+    result = run("keys", "add", name, "--key", "k", "--passphrase", "p", "--secret", "s")
+    assert result.exit_code == 2
+    assert "profile name" in result.stderr or "No such option" in result.stderr
+
+
+def test_list_never_shows_secrets() -> None:
+    add("prod")
+    add("staging", "--api-url", "http://127.0.0.1:9/v1", "--unsigned")
+    human = run("keys", "list")
+    assert human.exit_code == 0
+    lines = human.stdout.splitlines()
+    assert "name" in lines[0] and "API URL" in lines[0] and "default" in lines[0]
+    prod = next(line for line in lines if "prod" in line)
+    assert "key-prod" in prod and "https://api.outkit.io/v1" in prod and "*" in prod
+    staging = next(line for line in lines if "staging" in line)
+    assert "false" in staging and "*" not in staging
+    as_json = run("keys", "list", "--json")
+    assert json.loads(as_json.stdout) == [
+        {
+            "name": "prod",
+            "key": "key-prod",
+            "api_url": "https://api.outkit.io/v1",
+            "signed": True,
+            "default": True,
+        },
+        {
+            "name": "staging",
+            "key": "key-staging",
+            "api_url": "http://127.0.0.1:9/v1",
+            "signed": False,
+            "default": False,
+        },
+    ]
+    for result in (human, as_json):
+        assert SECRET not in result.output and PASSPHRASE not in result.output
+        assert SECRET[:3] not in result.output
+    fields = run("keys", "list", "--field", "name", "--field", "default")
+    assert fields.stdout == "prod\ttrue\nstaging\tfalse\n"
+
+
+def test_list_when_empty() -> None:
+    assert run("keys", "list", "--json").stdout == "[]\n"
+    empty = run("keys", "list")
+    assert empty.exit_code == 0
+    assert empty.stdout == ""
+    assert "outkit keys add NAME" in empty.stderr
+
+
+def test_show_masks_unless_revealed() -> None:
+    add("prod", "--project", "acme")
+    masked = run("keys", "show", "prod")
+    assert masked.exit_code == 0
+    assert SECRET not in masked.stdout and PASSPHRASE not in masked.stdout
+    assert "key-prod" in masked.stdout and "acme" in masked.stdout
+    assert "ca_bundle" not in masked.stdout  # unset fields are left out for people
+    data = json.loads(run("keys", "show", "prod", "--json").stdout)
+    assert data["secret"] != SECRET and data["passphrase"] != PASSPHRASE
+    assert data["ca_bundle"] is None
+    revealed = json.loads(run("keys", "show", "prod", "--reveal", "--json").stdout)
+    assert revealed["secret"] == SECRET and revealed["passphrase"] == PASSPHRASE
+    assert SECRET in run("keys", "show", "prod", "--reveal").stdout
+    # without a name: the default profile
+    assert json.loads(run("keys", "show", "--json").stdout)["name"] == "prod"
+    assert run("keys", "show", "prod", "--field", "project").stdout == "acme\n"
+
+
+def test_show_with_no_profiles_or_no_default(config_file: Path) -> None:
+    none = run("keys", "show")
+    assert none.exit_code == 2 and "no profiles yet" in none.stderr
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text('[profiles.a]\nkey = "k"\n[profiles.b]\nkey = "k"\n')
+    config_file.chmod(0o600)
+    no_default = run("keys", "show")
+    assert no_default.exit_code == 2 and "no default profile" in no_default.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("show", "nope"), ("remove", "nope", "--yes"), ("default", "nope")],
+)
+def test_unknown_profile_exits_2_with_the_known_names(
+    config_file: Path, args: tuple[str, ...]
+) -> None:
+    add("prod")
+    add("staging")
+    before = config_file.read_bytes()
+    result = run("keys", *args)
+    assert result.exit_code == 2
+    assert result.stderr == ("error: unknown profile 'nope' (known profiles: prod, staging)\n")
+    assert config_file.read_bytes() == before
+
+
+def test_unknown_profile_with_none_configured() -> None:
+    result = run("keys", "show", "nope")
+    assert result.exit_code == 2
+    assert "known profiles: none; add one with `outkit keys add NAME`" in result.stderr
+
+
+def test_remove_needs_yes_without_a_tty(config_file: Path) -> None:
+    add("prod")
+    result = run("keys", "remove", "prod")
+    assert result.exit_code == 2
+    assert "pass --yes" in result.stderr
+    assert "prod" in load_config(config_file)["profiles"]
+    assert run("keys", "remove", "prod", "--yes").exit_code == 0
+    assert load_config(config_file) == {"profiles": {}}
+
+
+def test_removing_the_default_profile(config_file: Path) -> None:
+    add("a")
+    add("b")
+    add("c")
+    result = run("keys", "remove", "a", "-y")
+    assert result.exit_code == 0
+    assert "no default profile now" in result.stderr
+    assert "default_profile" not in load_config(config_file)
+    run("keys", "remove", "b", "-y")
+    # one profile left: it is the default
+    assert load_config(config_file)["default_profile"] == "c"
+
+
+def test_default_sets_and_prints(config_file: Path) -> None:
+    add("a")
+    add("b")
+    assert run("keys", "default").stdout == "a\n"
+    result = run("keys", "default", "b")
+    assert result.exit_code == 0
+    assert load_config(config_file)["default_profile"] == "b"
+    assert run("keys", "default").stdout == "b\n"
+
+
+def test_default_with_no_profiles() -> None:
+    result = run("keys", "default")
+    assert result.exit_code == 2
+    assert "no default profile" in result.stderr
+
+
+def test_keys_help_lists_the_subcommands() -> None:
+    result = run("keys", "--help")
+    assert result.exit_code == 0
+    for name in ("add", "list", "show", "remove", "default"):
+        assert f"  {name} " in result.stdout
+
+
+def complete(words: str, cword: int) -> list[str]:
+    result = run(env={"_OUTKIT_COMPLETE": "bash_complete", "COMP_WORDS": words,
+                      "COMP_CWORD": str(cword)})  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""  # anything here would garble the user's prompt
+    return [line.split(",", 1)[1] for line in result.stdout.splitlines() if line]
+
+
+def test_profile_names_complete_in_the_shell(config_file: Path) -> None:
+    add("production")
+    add("staging")
+    add("prod-eu")
+    assert complete("outkit keys show ", 3) == ["prod-eu", "production", "staging"]
+    assert complete("outkit keys remove pro", 3) == ["prod-eu", "production"]
+    assert complete("outkit keys default s", 3) == ["staging"]
+    assert complete("outkit --profile st", 2) == ["staging"]
+    assert complete("outkit -p ", 2) == ["prod-eu", "production", "staging"]
+    other = config_file.parent / "other.toml"
+    run("--config", str(other), "keys", "add", "elsewhere", "--key", "k", "--passphrase", "p",
+        "--secret", "s")  # fmt: skip
+    assert complete(f"outkit --config {other} keys show ", 5) == ["elsewhere"]
+
+
+def test_completion_with_a_broken_config_offers_nothing(config_file: Path) -> None:
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text("not toml [")
+    config_file.chmod(0o644)  # neither the parse error nor the mode is reported here
+    assert complete("outkit keys show ", 3) == []
+
+
+# --- on a real terminal: prompts, hidden input, confirmation -------------------------------
+
+
+def _on_tty(*args: str, answers: list[tuple[str, str]], env: dict[str, str]) -> tuple[int, str]:
+    """Run `outkit ARGS` with a pseudo-terminal as its controlling terminal; answer each
+    prompt (text to wait for, line to type). Returns the exit code and everything shown."""
+    master, slave = os.openpty()
+
+    def become_tty_session() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", *args],
+        stdin=slave, stdout=slave, stderr=slave, env={**os.environ, **env},
+        preexec_fn=become_tty_session,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            if pending and pending[0][0].encode() in seen:
+                seen += b"<<typed>>"  # so the same prompt text is not matched twice
+                os.write(master, pending.pop(0)[1].encode() + b"\n")
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=10)
+    finally:
+        os.close(master)
+    return code, seen.decode(errors="replace")
+
+
+def test_add_prompts_on_a_tty_with_hidden_secrets(config_file: Path) -> None:
+    env = {"OUTKIT_CONFIG": str(config_file)}
+    code, shown = _on_tty(
+        "keys", "add", "tty",
+        answers=[("Key:", "typed-key"), ("Passphrase:", PASSPHRASE), ("Secret:", SECRET)],
+        env=env,
+    )  # fmt: skip
+    assert code == 0, shown
+    assert "typed-key" in shown  # the key is echoed, it is not secret
+    assert PASSPHRASE not in shown and SECRET not in shown
+    prof = load_config(config_file)["profiles"]["tty"]
+    assert (prof["key"], prof["passphrase"], prof["secret"]) == ("typed-key", PASSPHRASE, SECRET)
+
+
+def test_remove_asks_on_a_tty(config_file: Path) -> None:
+    add("prod")
+    env = {"OUTKIT_CONFIG": str(config_file)}
+    code, shown = _on_tty("keys", "remove", "prod", answers=[("[y/N]", "n")], env=env)
+    assert code == 0, shown
+    assert "nothing removed" in shown
+    assert "prod" in load_config(config_file)["profiles"]
+    code, shown = _on_tty("keys", "remove", "prod", answers=[("[y/N]", "y")], env=env)
+    assert code == 0, shown
+    assert "removed profile 'prod'" in shown
+    assert load_config(config_file)["profiles"] == {}
