@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         if exc.detail and is_verbose():
             click.echo(exc.detail, err=True)
         _fail(exc.message, int(exc.exit_code))
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # a bare `outkit` or `outkit keys`: the help itself, not a one-line squashed copy
+        click.echo(exc.ctx.get_help(), err=True)
+        sys.exit(int(ExitCode.USAGE))
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "outkit"
         _fail(f"{_one_line(exc.format_message())} (see '{where} --help')", int(ExitCode.USAGE))

@@ -19,7 +19,7 @@ def completion_script(shell: str) -> str:
 
 
 @click.command()
-@click.argument("shell", type=click.Choice(SHELLS))
+@click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
 def completion(shell: str) -> None:
     """Print the completion script for SHELL.
 
