@@ -1,0 +1,213 @@
+"""`outkit get` against the sandbox: one id, several, listing, bodies, --wait, --open."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run, run_subprocess
+from tests.sandbox_fixture import Sandbox
+
+
+@pytest.fixture(scope="module")
+def delivered(sandbox: Sandbox) -> list[dict]:
+    """Two delivered messages, made once for the module."""
+    ref = f"get-{uuid.uuid4()}"
+    out = []
+    for name in ("Ada", "Grace"):
+        status, doc = sandbox.request(
+            "POST",
+            "/messages",
+            {
+                "message": {
+                    "type": "email",
+                    "to": f"{name.lower()}@example.com",
+                    "project": "demo",
+                    "template": "welcome",
+                    "data": {"name": name},
+                    "id_from_submitter": ref,
+                }
+            },
+        )
+        assert status == 200, doc
+        out.append(sandbox.wait_done(doc["data"]["id"]))
+    return out
+
+
+def get(box: Sandbox, *args: str, env: dict | None = None):
+    return run("get", *args, env={**box.env(), **(env or {})})
+
+
+def test_one_id_human_json_and_fields(sandbox: Sandbox, delivered: list[dict]) -> None:
+    msg = delivered[0]
+    human = get(sandbox, msg["id"])
+    assert human.exit_code == 0
+    assert msg["id"] in human.stdout and "delivered" in human.stdout
+    assert "ada@example.com" in human.stdout
+
+    as_json = get(sandbox, msg["id"], "--json")
+    assert json.loads(as_json.stdout) == msg  # the API's data object, unchanged
+
+    fields = get(sandbox, msg["id"], "--field", "status", "--field", "to", "--field", "data")
+    assert fields.stdout == 'delivered\tada@example.com\t{"name":"Ada"}\n'
+    assert fields.stderr == ""
+
+
+def test_unknown_field_is_a_usage_error(sandbox: Sandbox, delivered: list[dict]) -> None:
+    result = get(sandbox, delivered[0]["id"], "--field", "colour")
+    assert result.exit_code == 2
+    assert "unknown field 'colour'" in result.stderr
+
+
+def test_unknown_id_exit_4(sandbox: Sandbox) -> None:
+    result = get(sandbox, "no-such-message")
+    assert result.exit_code == 4
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: message no-such-message: not found")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_several_ids_show_the_others_and_exit_with_first_failure(
+    sandbox: Sandbox, delivered: list[dict]
+) -> None:
+    a, b = (m["id"] for m in delivered)
+    result = get(sandbox, a, "missing-1", b, "missing-2", "--json")
+    assert result.exit_code == 4
+    assert [m["id"] for m in json.loads(result.stdout)] == [a, b]
+    assert result.stderr.count("error: message missing-") == 2
+
+    table = get(sandbox, a, b)
+    assert table.exit_code == 0
+    assert a in table.stdout and b in table.stdout
+
+    fields = get(sandbox, a, b, "--field", "id")
+    assert fields.stdout == f"{a}\n{b}\n"
+
+
+def test_body_prints_the_rendered_body_raw(sandbox: Sandbox, delivered: list[dict]) -> None:
+    msg = delivered[1]
+    html = get(sandbox, msg["id"], "--body", "html")
+    assert html.exit_code == 0
+    assert html.stdout == msg["html_body"]
+    text = get(sandbox, msg["id"], "--body", "text")
+    assert text.stdout == msg["text_body"] and "Grace" in text.stdout
+
+
+def test_body_missing_is_exit_4(sandbox: Sandbox) -> None:
+    status, doc = sandbox.request(
+        "POST",
+        "/messages",
+        {"message": {"type": "sms", "to": "+4790000000", "project": "demo", "text_body": "x"}},
+    )
+    assert status == 200
+    result = get(sandbox, doc["data"]["id"], "--body", "html")
+    assert result.exit_code == 4
+    assert "has no html body" in result.stderr
+
+
+def test_wait_on_several_ids(sandbox: Sandbox) -> None:
+    ids = []
+    for _ in range(2):
+        status, doc = sandbox.request(
+            "POST",
+            "/messages",
+            {
+                "message": {
+                    "type": "email",
+                    "to": "w@example.com",
+                    "project": "demo",
+                    "text_template_body": "hi",
+                }
+            },
+        )
+        assert status == 200
+        ids.append(doc["data"]["id"])
+    result = get(sandbox, *ids, "--wait", "--field", "status")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "delivered\ndelivered\n"
+
+
+def test_wait_reports_failure_exit_9(sandbox: Sandbox, delivered: list[dict]) -> None:
+    status, doc = sandbox.request(
+        "POST",
+        "/messages",
+        {
+            "message": {
+                "type": "email",
+                "to": "w@example.com",
+                "project": "demo",
+                "html_template_body": "{{#each}}",
+            }
+        },
+    )
+    assert status == 200
+    bad = doc["data"]["id"]
+    result = get(sandbox, delivered[0]["id"], bad, "--wait", "--field", "status")
+    assert result.exit_code == 9
+    assert result.stdout == "delivered\nrender_error\n"
+    assert f"message {bad} ended in render_error" in result.stderr
+
+
+def test_listing(sandbox: Sandbox, delivered: list[dict]) -> None:
+    ref = delivered[0]["id_from_submitter"]
+    by_ref = get(sandbox, "--id-from-submitter", ref, "--json")
+    assert by_ref.exit_code == 0
+    assert {m["id"] for m in json.loads(by_ref.stdout)} == {m["id"] for m in delivered}
+
+    limited = get(sandbox, "--limit", "1", "--json")
+    assert len(json.loads(limited.stdout)) == 1
+
+    only = get(sandbox, "--status", "delivered", "--limit", "50", "--field", "status")
+    assert only.exit_code == 0
+    assert set(only.stdout.split()) == {"delivered"}
+
+    table = get(sandbox, "--limit", "5")
+    assert table.exit_code == 0
+    assert "ID" in table.stdout and "STATUS" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--wait"], "--wait needs a message ID"),
+        (["--body", "html"], "--body needs a message ID"),
+        (["some-id", "--limit", "3"], "apply only to listing"),
+        (["some-id", "--body", "text", "--json"], "--body cannot be used with --json"),
+        (["some-id", "--json", "--field", "id"], "--json and --field cannot be used together"),
+        (["some-id", "--timeout", "0"], "--timeout"),
+    ],
+)
+def test_bad_combinations_exit_2(args: list[str], fragment: str) -> None:
+    result = run("get", *args)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_open_writes_html_and_calls_the_browser(
+    sandbox: Sandbox, delivered: list[dict], tmp_path: Path
+) -> None:
+    """--open in a child process, with $BROWSER set to a script that records its argument."""
+    record = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"
+    browser.write_text(
+        f"import sys, pathlib; pathlib.Path({str(record)!r}).write_text(sys.argv[1])\n"
+    )
+    env = {**sandbox.env(), "BROWSER": f"{sys.executable} {browser} %s"}
+    env.pop("DISPLAY", None)
+    msg = delivered[0]
+    result = run_subprocess("get", msg["id"], "--open", "--field", "status", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "delivered\n"
+    uri = record.read_text()
+    assert uri.startswith("file://") and uri.endswith(".html")
+    path = Path(uri.removeprefix("file://"))
+    assert path.read_text(encoding="utf-8") == msg["html_body"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert f"opened {path}" in result.stderr
+    os.unlink(path)
