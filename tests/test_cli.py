@@ -1,0 +1,228 @@
+"""The root command: --help/--version, global options, the exit-code contract, usage errors,
+completions, and what `--help`, `--version` and `sign` import."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from outkit_cli import __version__, errors
+from outkit_cli.commands.completion import SHELLS, completion_script
+from outkit_cli.config import save_profile
+from tests.helpers import run, run_subprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"outkit {__version__}\n"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{__version__}"' in pyproject
+
+
+def test_console_script_and_module_both_run() -> None:
+    assert run_subprocess("--version").stdout == f"outkit {__version__}\n"
+    script = Path(sys.executable).with_name("outkit")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0
+    assert proc.stdout == f"outkit {__version__}\n"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_commands_and_ends_with_the_exit_code_table(flag: str) -> None:
+    result = run(flag)
+    assert result.exit_code == 0
+    out = result.stdout
+    for name in ("send", "get", "keys", "sign", "serve", "completion"):
+        assert re.search(rf"^  {name}\s", out, re.M), name
+    for option in ("--profile", "--config", "--api-url", "--verbose", "--no-color", "--version"):
+        assert option in out
+    for var in ("OUTKIT_PROFILE", "OUTKIT_CONFIG", "OUTKIT_API_URL"):
+        assert var in out
+    table = out[out.index("Exit codes:") :].splitlines()[1:]
+    assert [line.split(None, 1) for line in table] == [
+        [str(int(code)), text] for code, text in errors.EXIT_CODE_HELP.items()
+    ]
+
+
+def test_exit_code_contract() -> None:
+    assert [int(c) for c in errors.ExitCode] == list(range(11))
+    assert set(errors.EXIT_CODE_HELP) == set(errors.ExitCode)
+    expected = {
+        errors.UsageError: 2,
+        errors.ConfigError: 2,
+        errors.AuthError: 3,
+        errors.NotFoundError: 4,
+        errors.RejectedError: 5,
+        errors.RateLimitedError: 6,
+        errors.ServerError: 7,
+        errors.NetworkError: 8,
+        errors.MessageFailedError: 9,
+        errors.WaitTimeoutError: 10,
+    }
+    for cls, code in expected.items():
+        assert cls("x").exit_code == code
+        assert issubclass(cls, errors.OutkitError)
+
+
+def test_readme_documents_every_exit_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Exit codes") :]
+    codes = [int(m) for m in re.findall(r"^\| (\d+) \|", section, re.M)]
+    assert codes == [int(c) for c in errors.ExitCode]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nope",), "No such command 'nope'"),
+        (("--bogus",), "No such option '--bogus'"),
+        (("sign", "--bogus"), "No such option '--bogus'"),
+        (("sign",), "Missing argument 'METHOD'"),
+        (("completion", "tcsh"), "'tcsh' is not one of"),
+        (("--profile",), "Option '--profile' requires an argument"),
+        (("keys", "add"), "Missing argument 'NAME'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert message in line
+    assert line.endswith("--help')")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("keys",)])
+def test_a_bare_group_shows_its_help(args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: outkit")
+    assert "Commands:" in result.stderr
+
+
+def test_unexpected_errors_are_one_line_and_verbose_adds_the_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from outkit_cli.commands import sign
+
+    def broken(**kwargs: object) -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sign, "signing_record", broken)
+    result = run("sign", "GET", "/v1/messages", "--secret", "s")
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: unexpected RuntimeError: boom (a bug")
+    verbose = run("--verbose", "sign", "GET", "/v1/messages", "--secret", "s")
+    assert verbose.exit_code == 1
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1].startswith("error: unexpected RuntimeError")
+
+
+def test_api_url_from_option_and_environment(config_file: Path) -> None:
+    save_profile(config_file, "p", {"key": "k", "passphrase": "p", "secret": "s",
+                                    "api_url": "http://profile.example/v1"})  # fmt: skip
+
+    def curl_url(*args: str, env: dict[str, str] | None = None) -> str:
+        result = run(*args, "sign", "GET", "/v1/messages", "--curl", env=env)
+        assert result.exit_code == 0, result.stderr
+        return result.stdout.split()[4]
+
+    assert curl_url() == "http://profile.example/v1/messages"
+    env = {"OUTKIT_API_URL": "http://env.example/v1"}
+    assert curl_url(env=env) == "http://env.example/v1/messages"
+    assert curl_url("--api-url", "http://flag.example/v1", env=env) == (
+        "http://flag.example/v1/messages"
+    )
+
+
+def test_profile_option_and_environment_select_the_profile(config_file: Path) -> None:
+    save_profile(config_file, "a", {"key": "ka", "passphrase": "p", "secret": "s"})
+    save_profile(config_file, "b", {"key": "kb", "passphrase": "p", "secret": "s"})
+
+    def key(*args: str, env: dict[str, str] | None = None) -> str:
+        result = run(*args, "sign", "GET", "/v1/messages", "--json", env=env)
+        return json.loads(result.stdout)["headers"]["Outkit-Access-Key"]
+
+    assert key() == "ka"
+    assert key(env={"OUTKIT_PROFILE": "b"}) == "kb"
+    assert key("-p", "a", env={"OUTKIT_PROFILE": "b"}) == "ka"
+
+
+# --- completions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_checked_in_completions_are_current(shell: str) -> None:
+    path = ROOT / "completions" / f"outkit.{shell}"
+    assert path.read_text() == completion_script(shell), f"{path} is stale: run `make completions`"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_completion_command_prints_the_same_script(shell: str) -> None:
+    result = run("completion", shell)
+    assert result.exit_code == 0
+    assert result.stdout == (ROOT / "completions" / f"outkit.{shell}").read_text()
+
+
+def test_bash_completion_script_completes_commands_and_options() -> None:
+    script = ROOT / "completions" / "outkit.bash"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def complete(*words: str) -> list[str]:
+        words_literal = " ".join(f"'{w}'" for w in words)
+        proc = subprocess.run(
+            ["bash", "-c", f"source '{script}'; COMP_WORDS=({words_literal}); "
+             f"COMP_CWORD={len(words) - 1}; _outkit_completion outkit; "
+             'printf "%s\\n" "${COMPREPLY[@]}"'],
+            capture_output=True, text=True, env=env, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert complete("outkit", "si") == ["sign"]
+    assert complete("outkit", "sign", "--ti") == ["--timestamp"]
+
+
+# --- startup cost ---------------------------------------------------------------------------
+
+HEAVY = ("requests", "rich", "urllib3")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("--version",),
+        ("sign", "POST", "/v1/messages", "--body", '{"message":{}}', "--secret", "s",
+         "--timestamp", "1"),
+        ("sign", "POST", "/v1/messages", "--secret", "s", "--json"),
+    ],
+    ids=["help", "version", "sign", "sign-json"],
+)  # fmt: skip
+def test_fast_paths_import_neither_requests_nor_rich(args: tuple[str, ...]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "outkit_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "click" in imported  # the parse worked: this really is the import log
+    assert not {m for m in imported if m.split(".")[0] in HEAVY}
