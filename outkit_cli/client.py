@@ -578,7 +578,9 @@ def _reason(exc: Exception) -> str:
         nxt = getattr(cur, "reason", None)
         if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
             nxt = cur.args[0]
-        if nxt is None:
+        if not isinstance(nxt, BaseException):
+            if isinstance(nxt, str) and nxt:
+                return _one_line(nxt, 200)
             break
         cur = nxt
     text = str(getattr(cur, "strerror", None) or cur)
