@@ -18,10 +18,15 @@ from typing import Any
 from outkit_cli.diagnostics import warn
 from outkit_cli.errors import AuthError, ConfigError, UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+
+def _toml() -> Any:
+    # imported when a file is actually parsed: `outkit sign` without a config file skips it
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    return tomllib
+
 
 DEFAULT_API_URL = "https://api.outkit.io/v1"
 DEFAULT_TIMEOUT = 30.0
@@ -90,6 +95,7 @@ def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     if check_permissions:
         _check_permissions(path)
+    tomllib = _toml()
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

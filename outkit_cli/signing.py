@@ -7,7 +7,7 @@ must start fast and the sandbox verifies with the same functions.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -46,7 +46,8 @@ def presignature(timestamp: str | int, method: str, path: str, body: str | bytes
 
 def signature(secret: str | bytes, presig: bytes) -> str:
     digest = hmac.new(_bytes(secret), presig, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    # binascii, not base64: the same encoding without importing base64 (and struct) at startup
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def sign(
