@@ -1,8 +1,14 @@
-"""How messages are shown: the people's view (rich) and the scripts' views (JSON, fields)."""
+"""How messages are shown: the people's view and the scripts' views (JSON, fields).
+
+On a terminal the people's view is drawn with rich (table, coloured status). When stdout
+is a pipe or a file the same view is plain aligned text: nothing to colour, and `outkit
+get` in a script loop then never pays for importing rich.
+"""
 
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,16 +62,49 @@ def show_messages(spec: OutputSpec, messages: Sequence[Mapping[str, Any]], *, si
     """One message: field/value lines (or the JSON object); several: a table (or an array)."""
 
     def human() -> None:
+        tty = sys.stdout.isatty()
         if single and len(messages) == 1:
             msg = messages[0]
             names = [n for n in RECORD_FIELDS if n in ALWAYS or msg.get(n) not in (None, "", False)]
-            print_record(msg, names, formatters={"status": _status})
+            if tty:
+                print_record(msg, names, formatters={"status": _status})
+            else:
+                _plain_record(msg, names)
         elif messages:
-            print_message_table(messages)
+            if tty:
+                print_message_table(messages)
+            else:
+                _plain_table(messages)
 
     if single and not messages:
         return
     emit(spec, messages, single=single, human=human)
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(field_value(value).split())
+
+
+def _plain_record(msg: Mapping[str, Any], names: Sequence[str]) -> None:
+    width = max(len(n) for n in names)
+    lines = [f"{n:<{width}}  {_one_line(msg.get(n))}".rstrip() for n in names]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _plain_table(messages: Sequence[Mapping[str, Any]]) -> None:
+    rows = [[heading for _, heading in TABLE_COLUMNS]]
+    for msg in messages:
+        rows.append(
+            [
+                _short_time(msg.get(n)) if n == "received_at" else _one_line(msg.get(n))
+                for n, _ in TABLE_COLUMNS
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _short_time(value: Any) -> str:
