@@ -1,0 +1,168 @@
+"""Startup cost of the commands people run most: `outkit --version`, `outkit --help` and
+`outkit sign ...`, against `python -c "import click"` measured in the same run.
+
+Targets (issue 2): median wall time <= 1.5x the click baseline, peak RSS <= 25 MiB, and
+neither `requests` nor `rich` imported. Runs are interleaved (one of each command per
+round) so that machine noise hits every command alike; each child's own peak RSS comes from
+`os.wait4`, not from RUSAGE_CHILDREN, which only ever reports the largest child so far.
+
+    .venv/bin/python bench/bench_startup.py [--rounds 30] [--out bench/results/startup.json]
+
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME_RATIO_TARGET = 1.5
+RSS_TARGET_MIB = 25.0
+HEAVY = ("requests", "rich", "urllib3")
+SIGN_ARGS = [
+    "sign", "POST", "/v1/messages",
+    "--body", '{"message":{"type":"email","to":"some.email@example.com"}}',
+    "--secret", "s", "--timestamp", "1",
+]  # fmt: skip
+
+
+def commands(python: str, script: str) -> dict[str, list[str]]:
+    """name -> argv. `outkit ...` is the console script users run; `python -m` for reference."""
+    return {
+        "baseline: python -c 'import click'": [python, "-c", "import click"],
+        "outkit --version": [script, "--version"],
+        "outkit --help": [script, "--help"],
+        "outkit sign ...": [script, *SIGN_ARGS],
+        "python -m outkit_cli --version": [python, "-m", "outkit_cli", "--version"],
+        "python -m outkit_cli sign ...": [python, "-m", "outkit_cli", *SIGN_ARGS],
+    }
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and this child's own peak RSS in MiB."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode()}")
+    # ru_maxrss is KiB on Linux, bytes on macOS
+    rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return wall, rss
+
+
+def heavy_imports(argv: list[str], python: str, env: dict[str, str]) -> list[str]:
+    """Modules from HEAVY that `python -X importtime` shows for this command."""
+    # the console script is a Python file: run it with the same interpreter and -X importtime
+    argv = [python, "-X", "importtime", *(argv[1:] if argv[0] == python else argv)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    names = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return sorted(n for n in names if n.split(".")[0] in HEAVY)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "startup.json")
+    args = parser.parse_args()
+
+    python = sys.executable
+    script = str(Path(python).with_name("outkit"))
+    cmds = commands(python, script)
+    with tempfile.TemporaryDirectory() as tmp:
+        # a config file that does not exist: no user profile is read, none is written
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+        env.update(OUTKIT_CONFIG=str(Path(tmp) / "config.toml"), NO_COLOR="1")
+        for _ in range(args.warmup):
+            for argv in cmds.values():
+                run_once(argv, env)
+        walls: dict[str, list[float]] = {name: [] for name in cmds}
+        rss: dict[str, list[float]] = {name: [] for name in cmds}
+        for _ in range(args.rounds):
+            for name, argv in cmds.items():
+                wall, peak = run_once(argv, env)
+                walls[name].append(wall)
+                rss[name].append(peak)
+        heavy = {name: heavy_imports(argv, python, env) for name, argv in cmds.items()}
+
+    baseline_name = next(iter(cmds))
+    baseline = statistics.median(walls[baseline_name])
+    rows = []
+    ok = True
+    for name in cmds:
+        median = statistics.median(walls[name])
+        ratio = median / baseline
+        peak = max(rss[name])
+        is_target = name.startswith("outkit ")  # what users run; `python -m` is for reference
+        passed = ratio <= TIME_RATIO_TARGET and peak <= RSS_TARGET_MIB and not heavy[name]
+        if is_target and not passed:
+            ok = False
+        rows.append(
+            {
+                "command": name,
+                "median_ms": round(median * 1000, 1),
+                "p90_ms": round(sorted(walls[name])[int(0.9 * (len(walls[name]) - 1))] * 1000, 1),
+                "ratio_to_baseline": round(ratio, 2),
+                "peak_rss_mib": round(peak, 1),
+                "heavy_imports": heavy[name],
+                "target": is_target,
+                "pass": passed if name != baseline_name else None,
+            }
+        )
+
+    header = f"{'command':<38} {'median':>8} {'p90':>8} {'ratio':>6} {'peak RSS':>9}  result"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if r["pass"] is None:
+            result = "baseline"
+        else:
+            result = ("PASS" if r["pass"] else "FAIL") + ("" if r["target"] else " (reference)")
+        if r["heavy_imports"]:
+            result += f" imports {', '.join(r['heavy_imports'])}"
+        print(
+            f"{r['command']:<38} {r['median_ms']:>6.1f}ms {r['p90_ms']:>6.1f}ms "
+            f"{r['ratio_to_baseline']:>5.2f}x {r['peak_rss_mib']:>6.1f}MiB  {result}"
+        )
+    print(
+        f"\ntargets: median <= {TIME_RATIO_TARGET}x baseline, peak RSS <= {RSS_TARGET_MIB} MiB, "
+        f"no {'/'.join(HEAVY)} imports; {args.rounds} interleaved rounds, {os.cpu_count()} CPUs"
+    )
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "startup",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "rounds": args.rounds,
+        "targets": {"ratio": TIME_RATIO_TARGET, "peak_rss_mib": RSS_TARGET_MIB},
+        "results": rows,
+        "pass": ok,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
