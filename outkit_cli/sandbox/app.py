@@ -8,6 +8,7 @@ GET /v1/messages/{id}, GET /v1/messages (newest first; limit, status, id_from_su
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from collections.abc import Mapping
@@ -34,6 +35,11 @@ from outkit_cli.sandbox.store import Store, dumps
 from outkit_cli.sandbox.templates import Catalog, Project, Template, find_template, stable_id
 
 PREFIX = "/v1/messages"
+# Plain `a@b.c` and `Name <a@b.c>` are checked with a regex; anything else (quoted names,
+# lists) goes through email.utils.getaddresses, which is much slower.
+_SIMPLE_ADDRESS = re.compile(
+    r"[^@\s<>,\"()]+@[^@\s<>,\"()]+|[\w .'-]*<[^@\s<>,\"()]+@[^@\s<>,\"()]+>"
+)
 MAX_BODY = 10 * 1024 * 1024
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 10000
@@ -72,6 +78,7 @@ class Backend:
     provider_id: str
     impl: Any
     types: tuple[str, ...]
+    slow: bool = False  # talks to another server: save the message before delivering
 
 
 @dataclass
@@ -121,6 +128,7 @@ class SandboxApp:
                 stable_id("provider", "smtp"),
                 Smtp(*smtp),
                 ("email",),
+                slow=True,
             )
             self.backends["smtp"] = relay
             self.default_backend["email"] = relay
@@ -284,7 +292,13 @@ class SandboxApp:
 
     # -- the lifecycle -----------------------------------------------------------------------
     def process(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Move a message on until it is done, saving each step. Resumable by status."""
+        """Move a message on until it is done; resumable from any saved status.
+
+        The steps run in memory, each setting its timestamp, and the message is saved when
+        it is done, plus once before a delivery that may be slow (SMTP): every save costs
+        time taken from answering requests. A crash before the final save leaves the
+        message pending, and it is processed again on the next start.
+        """
         try:
             if doc["status"] == "received":
                 given = doc["html_body"] is not None or doc["text_body"] is not None
@@ -306,6 +320,9 @@ class SandboxApp:
             if doc["status"] == "rendered" and not doc["done"]:
                 self._step(doc, "queued_for_delivery", "queued_for_delivery_at")
             if doc["status"] == "queued_for_delivery":
+                backend = self.backends.get(doc["backend"])
+                if not doc["test"] and backend is not None and backend.slow:
+                    self.store.update(doc)  # visible while the SMTP server is talked to
                 try:
                     self._deliver(doc)
                 except BackendError as exc:
@@ -318,7 +335,8 @@ class SandboxApp:
 
     def _step(self, doc: dict[str, Any], status: str, stamp: str, *, done: bool = False) -> None:
         doc["status"], doc[stamp], doc["done"] = status, now_iso(), done
-        self.store.update(doc)
+        if done:
+            self.store.update(doc)
 
     def _fail(self, doc: dict[str, Any], status: str, message: str) -> dict[str, Any]:
         doc["status"], doc["status_message"] = status, message
@@ -411,8 +429,8 @@ def parse_message(body: bytes) -> dict[str, Any]:
     for name in ("to", "from", "subject"):
         if name in msg and ("\n" in msg[name] or "\r" in msg[name]):
             raise bad_data(f"message.{name} must not contain a line break")
-    if msg["type"] == "email":
-        addresses = getaddresses([msg["to"]])
+    if msg["type"] == "email" and not _SIMPLE_ADDRESS.fullmatch(msg["to"]):
+        addresses = getaddresses([msg["to"]])  # display names, lists: the slow path
         if not addresses or any("@" not in addr for _, addr in addresses):
             raise bad_data(f"message.to is not an email address: {msg['to']!r}")
     if not msg.get("project") and not msg.get("project_id"):

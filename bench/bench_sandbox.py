@@ -1,0 +1,271 @@
+"""Request rate of the sandbox against a bare standard-library HTTP server, same client.
+
+Four client processes, each with one keep-alive connection, send requests back to back
+for a fixed time against (a) a bare `http.server` handler answering a fixed JSON body and
+(b) `outkit serve`: GET /v1/messages/{id} and POST /v1/messages (the demo `welcome`
+template, signed, delivered to the outbox by the worker while the run goes on). The client
+is a raw-socket loop (one send, read headers + Content-Length), so the client costs little
+next to either server. Both servers run as child processes with TCP_NODELAY; the sandbox's
+per-request log line goes to a file.
+
+Targets: GET >= 0.5x and POST >= 0.3x the bare server's rate, no errors.
+
+    .venv/bin/python bench/bench_sandbox.py [--seconds 3] [--clients 4]
+
+Prints rates and ratios; writes bench/results/sandbox.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from outkit_cli.signing import auth_headers  # noqa: E402
+
+BARE_SERVER = textwrap.dedent(
+    """
+    import sys
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    BODY = b'{"data": {"id": "00000000-0000-0000-0000-000000000000", "status": "delivered"}}'
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def _answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    """
+)
+
+POST_BODY = json.dumps(
+    {
+        "message": {
+            "type": "email",
+            "to": "Ada Lovelace <ada@example.com>",
+            "project": "demo",
+            "template": "welcome",
+            "data": {"name": "Ada"},
+        }
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def build_request(method: str, host: str, path: str, body: bytes, creds: dict | None) -> bytes:
+    headers = {"Host": host, "Connection": "keep-alive", "User-Agent": "bench"}
+    if creds:
+        headers.update(auth_headers(method=method, path=path, body=body, **creds))
+    if body:
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(body))
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (head + "\r\n").encode() + body
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> int:
+    """Read one response from ``sock``; returns its status. ``buf`` keeps leftovers."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        buf += chunk
+    head = bytes(buf[:end]).decode("latin-1")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    total = end + 4 + length
+    while len(buf) < total:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        buf += chunk
+    del buf[:total]
+    return status
+
+
+def client(args: tuple) -> tuple[int, int, str]:
+    """One keep-alive connection, requests back to back from start_at until stop_at."""
+    url_host, port, method, path, body, creds, start_at, stop_at = args
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray()
+    ok = errors = 0
+    last_error = ""
+    # signatures stay valid for 300 s: re-sign once a second, not per request
+    stamp, request = 0, b""
+    while time.time() < start_at:
+        time.sleep(0.001)
+    while True:
+        now = time.time()
+        if now >= stop_at:
+            break
+        if int(now) != stamp:
+            stamp = int(now)
+            request = build_request(method, url_host, path, body, creds)
+        sock.sendall(request)
+        status = read_response(sock, buf)
+        if 200 <= status < 300:
+            ok += 1
+        else:
+            errors += 1
+            last_error = str(status)
+    sock.close()
+    return ok, errors, last_error
+
+
+def measure(url: str, method: str, path: str, body: bytes, creds: dict | None,
+            clients: int, seconds: float, pool: mp.pool.Pool) -> dict:  # fmt: skip
+    host_port = url.split("/")[2]
+    port = int(host_port.rsplit(":", 1)[1])
+    start_at = time.time() + 0.3
+    jobs = [(host_port, port, method, path, body, creds, start_at, start_at + seconds)] * clients
+    results = pool.map(client, jobs)
+    ok = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    return {
+        "requests": ok + errors,
+        "errors": errors,
+        "last_error": next((r[2] for r in results if r[2]), None),
+        "rate": round(ok / seconds, 1),
+    }
+
+
+def start_server(args: list[str], stderr) -> tuple[subprocess.Popen, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=env)
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("http://"):
+        proc.kill()
+        raise SystemExit(f"server did not start: {args}")
+    return proc, line
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "sandbox.json")
+    opts = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="outkit-bench-"))
+    log = (work / "serve.log").open("wb")
+    bare, bare_url = start_server([sys.executable, "-c", BARE_SERVER], subprocess.DEVNULL)
+    sbx, sbx_url = start_server(
+        [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir",
+         str(work / "data")],
+        log,
+    )  # fmt: skip
+    keys = json.loads((work / "data" / "keys.json").read_text())["keys"]
+    signed = next(k for k in keys if k["signed"])
+    creds = {"key": signed["key"], "passphrase": signed["passphrase"], "secret": signed["secret"]}
+
+    # one message to GET
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", int(sbx_url.split(":")[2].split("/")[0]))
+    hdrs = auth_headers(method="POST", path="/v1/messages", body=POST_BODY, **creds)
+    conn.request("POST", "/v1/messages", body=POST_BODY, headers=hdrs)
+    message_id = json.loads(conn.getresponse().read())["data"]["id"]
+    conn.close()
+    get_path = f"/v1/messages/{message_id}"
+
+    results: dict = {}
+    ctx = mp.get_context("fork")
+    with ctx.Pool(opts.clients) as pool:
+        for name, method, body in (("get", "GET", b""), ("post", "POST", POST_BODY)):
+            path = get_path if method == "GET" else "/v1/messages"
+            bare_r = measure(bare_url, method, path, body, None, opts.clients, opts.seconds, pool)
+            sbx_r = measure(sbx_url, method, path, body, creds, opts.clients, opts.seconds, pool)
+            results[name] = {
+                "bare": bare_r,
+                "sandbox": sbx_r,
+                "ratio": round(sbx_r["rate"] / bare_r["rate"], 3) if bare_r["rate"] else None,
+            }
+    stop(bare)
+    stop(sbx)
+    log.close()
+
+    targets = {"get": 0.5, "post": 0.3}
+    ok = True
+    print(f"{opts.clients} keep-alive clients, {opts.seconds:g} s per run, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")  # fmt: skip
+    for name, r in results.items():
+        passed = (r["ratio"] or 0) >= targets[name] and not r["sandbox"]["errors"] \
+            and not r["bare"]["errors"]  # fmt: skip
+        ok &= passed
+        r["target"], r["passed"] = targets[name], passed
+        print(
+            f"{name.upper():4}  bare {r['bare']['rate']:8.0f} req/s   sandbox "
+            f"{r['sandbox']['rate']:8.0f} req/s   ratio {r['ratio']:.2f} "
+            f"(target >= {targets[name]})   errors {r['sandbox']['errors'] + r['bare']['errors']}"
+            f"   {'ok' if passed else 'MISSED'}"
+        )
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "sandbox",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "clients": opts.clients,
+        "seconds": opts.seconds,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "results": results,
+        "passed": ok,
+    }
+    opts.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {opts.output}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
