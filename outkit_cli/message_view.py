@@ -89,6 +89,7 @@ def _plain_record(msg: Mapping[str, Any], names: Sequence[str]) -> None:
     width = max(len(n) for n in names)
     lines = [f"{n:<{width}}  {_one_line(msg.get(n))}".rstrip() for n in names]
     sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def _plain_table(messages: Sequence[Mapping[str, Any]]) -> None:
@@ -105,6 +106,7 @@ def _plain_table(messages: Sequence[Mapping[str, Any]]) -> None:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def _short_time(value: Any) -> str:
