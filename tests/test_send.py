@@ -276,6 +276,11 @@ def test_exit_7_server_errors_after_retries(start_sandbox) -> None:
     assert result.exit_code == 7
     assert "gave up after 2 attempts" in result.stderr
     # one attempt, then two: each answered 503 before the sandbox did anything
+    # (the sandbox may write its log line just after answering: give it a moment)
+    deadline = time.monotonic() + 3
+    while len(re.findall(r"^POST /v1/messages 503", box.log(), re.M)) < 3:
+        assert time.monotonic() < deadline, box.log()
+        time.sleep(0.05)
     assert len(re.findall(r"^POST /v1/messages 503", box.log(), re.M)) == 3
 
 
