@@ -248,7 +248,7 @@ def test_default_with_no_profiles() -> None:
 def test_keys_help_lists_the_subcommands() -> None:
     result = run("keys", "--help")
     assert result.exit_code == 0
-    for name in ("add", "list", "show", "remove", "default"):
+    for name in ("add", "list", "show", "remove", "default", "test"):
         assert f"  {name} " in result.stdout
 
 

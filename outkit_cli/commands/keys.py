@@ -153,7 +153,7 @@ def add(
     backend: str | None,
     make_default: bool,
 ) -> None:
-    """Add (or replace) the profile NAME.
+    """Add or replace the profile NAME.
 
     Values not given are prompted for on a terminal (secrets hidden); without one they
     are required. The first profile added becomes the default.
@@ -198,7 +198,10 @@ def add(
 @output_options
 @click.pass_obj
 def list_(app: Any, output: OutputSpec) -> None:
-    """List profiles: name, key, API URL, signed, default. Never secrets."""
+    """List profiles: name, key, API URL, signed, default.
+
+    The secret and passphrase are never shown.
+    """
     from outkit_cli.config import load_config
     from outkit_cli.output import emit, print_table
 
@@ -229,7 +232,10 @@ def list_(app: Any, output: OutputSpec) -> None:
 @output_options
 @click.pass_obj
 def show(app: Any, name: str | None, reveal: bool, output: OutputSpec) -> None:
-    """Show the profile NAME (default: the default profile), secrets masked."""
+    """Show a profile, secrets masked.
+
+    Without NAME, the default profile. --reveal shows the secret and passphrase.
+    """
     from outkit_cli.config import default_profile_name, load_config, profiles, unknown_profile
     from outkit_cli.errors import UsageError
     from outkit_cli.output import emit, mask, print_record
@@ -262,7 +268,10 @@ def show(app: Any, name: str | None, reveal: bool, output: OutputSpec) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def remove(app: Any, name: str, yes: bool) -> None:
-    """Remove the profile NAME (asks first on a terminal; --yes in scripts)."""
+    """Remove the profile NAME.
+
+    Asks first on a terminal; in scripts pass --yes.
+    """
     from outkit_cli.config import edit_config, load_config, profiles, unknown_profile
     from outkit_cli.errors import UsageError
 
@@ -289,7 +298,10 @@ def remove(app: Any, name: str, yes: bool) -> None:
 @click.argument("name", required=False, shell_complete=complete_profile)
 @click.pass_obj
 def default(app: Any, name: str | None) -> None:
-    """Make NAME the default profile (without NAME: print the default profile's name)."""
+    """Set (or print) the default profile.
+
+    Without NAME, prints the default profile's name.
+    """
     from outkit_cli.config import default_profile_name, edit_config, load_config, unknown_profile
     from outkit_cli.errors import UsageError
 
@@ -304,3 +316,10 @@ def default(app: Any, name: str | None) -> None:
             raise unknown_profile(name, data)
         data["default_profile"] = name
     click.echo(f"default profile is now {name!r}")
+
+
+# `keys test` lives in its own module (it talks to the API); attached here, at the end,
+# so that the group above is complete before the import.
+from outkit_cli.commands.keys_test import keys_test  # noqa: E402
+
+keys.add_command(keys_test, "test")
