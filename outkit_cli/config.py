@@ -141,6 +141,9 @@ def write_atomic(path: Path, content: bytes) -> None:
     """
     import tempfile  # not at module level: it pulls in `random`, and `sign` must start fast
 
+    if path.is_symlink():
+        # a config symlinked from a dotfiles repo: replace the file it points to, not the link
+        path = path.resolve()
     directory = path.parent
     _ensure_private_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

@@ -104,6 +104,18 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temp_files(tmp_path: Path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.toml"]
 
 
+def test_a_symlinked_config_stays_a_symlink(tmp_path: Path, config_file: Path) -> None:
+    real = tmp_path / "dotfiles" / "outkit.toml"
+    real.parent.mkdir()
+    real.write_text('[profiles.a]\nkey = "k"\n')
+    real.chmod(0o600)
+    config_file.parent.mkdir(mode=0o700)
+    config_file.symlink_to(real)
+    assert run("keys", "default", "a").exit_code == 0
+    assert config_file.is_symlink()
+    assert load_config(real)["default_profile"] == "a"
+
+
 def test_unknown_profile_keys_survive_a_write(config_file: Path) -> None:
     config_file.parent.mkdir(mode=0o700)
     config_file.write_text('[profiles.a]\nkey = "k"\nfuture_option = [1, 2]\n')
