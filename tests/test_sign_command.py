@@ -416,3 +416,40 @@ def test_command_signature_matches_the_core(body: str, secret: str) -> None:
     data = sign_json("POST", "/v1/messages", "--body", body, "--secret", secret, "--timestamp", "3")
     assert data["signature"] == signing.sign(secret, 3, "POST", "/v1/messages", body)
     assert data["body"] == body
+
+
+def _sign_on_a_terminal(*global_args: str, no_color: str | None) -> str:
+    """`outkit sign` with stdout on a pseudo-terminal; returns what it drew."""
+    import os
+    import sys
+
+    master, slave = os.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    if no_color is not None:
+        env["NO_COLOR"] = no_color
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", *global_args, *EXAMPLE, "--secret", "s"],
+        stdout=slave, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=30) == 0
+    return out.decode()
+
+
+def test_parts_are_coloured_on_a_terminal_unless_no_color() -> None:
+    coloured = _sign_on_a_terminal(no_color=None)
+    assert "\x1b[36m1496837645\x1b[0m\x1b[35mPOST\x1b[0m\x1b[32m/v1/messages" in coloured
+    assert "\x1b[" not in _sign_on_a_terminal(no_color="1")
+    assert "\x1b[" not in _sign_on_a_terminal("--no-color", no_color=None)
+    # an empty NO_COLOR does not count (no-color.org)
+    assert "\x1b[" in _sign_on_a_terminal(no_color="")

@@ -143,7 +143,7 @@ def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[st
     colour = color_enabled() and sys.stdout.isatty()
 
     def style(text: str, part: str = "", bold: bool = False) -> str:
-        return click.style(text, fg=PART_COLOURS.get(part), bold=bold) if colour else text
+        return click.style(text, fg=PART_COLOURS.get(part), bold=bold or None) if colour else text
 
     lines = [style("Pre-signature", bold=True) + " = timestamp + method + path + body"]
     for part in PART_COLOURS:
