@@ -25,6 +25,7 @@ from outkit_cli import __version__, signing
 from outkit_cli.diagnostics import debug
 from outkit_cli.errors import (
     AuthError,
+    MaybeSentError,
     NetworkError,
     NotFoundError,
     OutkitError,
@@ -379,7 +380,7 @@ class Client:
                 error: OutkitError = NetworkError(str(exc))
             except _MaybeSent as exc:
                 if method == "POST":
-                    raise NetworkError(self._lost_post(str(exc), id_from_submitter)) from None
+                    raise MaybeSentError(self._lost_post(str(exc), id_from_submitter)) from None
                 error = NetworkError(str(exc))
             else:
                 if resp.status_code not in RETRY_STATUSES or resp.status_code in accept:

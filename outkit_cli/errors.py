@@ -82,6 +82,10 @@ class NetworkError(OutkitError):
     exit_code = ExitCode.NETWORK
 
 
+class MaybeSentError(NetworkError):
+    """A request went out and its answer was lost: it may have taken effect."""
+
+
 class MessageFailedError(OutkitError):
     exit_code = ExitCode.MESSAGE_FAILED
 
