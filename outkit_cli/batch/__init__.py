@@ -1,0 +1,1 @@
+"""Bulk sending: `outkit send --batch FILE`, streamed, journalled, exactly once."""

@@ -1,0 +1,119 @@
+"""The batch journal: an append-only JSON Lines file that makes reruns exactly-once.
+
+Before rows are handed to the network they are recorded as *pending* (one fsync for a
+whole chunk); each outcome is appended and fsynced before the row counts as done. On a
+rerun, accepted rows are skipped, and pending rows without an outcome (the process died
+while they were in flight) are looked up by `id_from_submitter` before anything is resent.
+A torn last line from a crash is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from outkit_cli.errors import UsageError
+
+VERSION = 1
+
+
+@dataclass
+class JournalState:
+    """What earlier runs recorded: accepted rows, and rows whose fate is unknown."""
+
+    accepted: dict[int, str | None] = field(default_factory=dict)  # line -> message id
+    in_doubt: dict[int, str | None] = field(default_factory=dict)  # line -> id_from_submitter
+
+
+def default_journal_path(input_path: Path | None, fingerprint: str) -> Path:
+    if input_path is not None:
+        return input_path.with_name(input_path.name + ".outkit-journal")
+    import platformdirs
+
+    return platformdirs.user_state_path("outkit") / "journals" / f"stdin-{fingerprint}.jsonl"
+
+
+def read_journal(path: Path, fingerprint: str) -> JournalState:
+    state = JournalState()
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        return state
+    except OSError as exc:
+        raise UsageError(f"cannot read batch journal {path}: {exc.strerror}") from None
+    pending: dict[int, str | None] = {}
+    with fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # torn write from a crash: the record never counted
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                raise UsageError(f"batch journal {path} is damaged; move it aside") from None
+            kind = rec.get("type")
+            if kind == "batch" and rec.get("fingerprint") != fingerprint:
+                raise UsageError(
+                    f"batch journal {path} belongs to another version of the input (its first "
+                    "bytes changed); pass --journal with a new path to send it as a new batch"
+                )
+            if kind == "pending":
+                for line, ifs in rec["rows"]:
+                    pending[line] = ifs
+            elif kind == "result":
+                line = rec["row"]
+                pending.pop(line, None)
+                if rec["status"] == "accepted":
+                    state.accepted[line] = rec.get("id")
+                else:
+                    state.accepted.pop(line, None)
+    state.in_doubt = {k: v for k, v in pending.items() if k not in state.accepted}
+    return state
+
+
+class Journal:
+    """Appends records durably; safe to call from several threads."""
+
+    def __init__(self, path: Path, fingerprint: str, source: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists() or path.stat().st_size == 0
+            self._fh: IO[bytes] = path.open("ab")
+        except OSError as exc:
+            raise UsageError(f"cannot write batch journal {path}: {exc.strerror}") from None
+        if new:
+            self._append(
+                [{"type": "batch", "version": VERSION, "fingerprint": fingerprint, "input": source}]
+            )
+
+    def _append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        data = b"".join(
+            json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+            for r in records
+        )
+        if not data:
+            return
+        with self._lock:
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def pending(self, rows: Iterable[tuple[int, str | None]]) -> None:
+        """Record rows about to be sent; returns once that is on disk."""
+        rows = list(rows)
+        if rows:
+            self._append([{"type": "pending", "rows": rows}])
+
+    def results(self, outcomes: Iterable[Mapping[str, Any]]) -> None:
+        """Record outcomes (`row`, `status`, `id`, `error`, ...) with one fsync."""
+        self._append({"type": "result", **o} for o in outcomes)
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()

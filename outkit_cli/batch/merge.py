@@ -1,0 +1,53 @@
+"""A batch row on top of the command's options: the row wins, field by field.
+
+When a row picks one form of a choice (a stored template, an inline template or ready
+bodies; `project` or `project_id`; `backend` or `backend_id`), the command's value for the
+other forms is dropped, so a row can override the kind of content, not just its value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from outkit_cli.message import DEFAULT_TYPE, apply_defaults, check_field, validate_message
+
+# Fields that are alternatives to each other: setting one in a row clears the others.
+ALTERNATIVES: tuple[tuple[str, ...], ...] = (
+    (
+        "template",
+        "template_id",
+        "html_template_body",
+        "text_template_body",
+        "html_body",
+        "text_body",
+    ),
+    ("project", "project_id"),
+    ("backend", "backend_id"),
+)
+
+
+def merge_row(
+    base: Mapping[str, Any], row: Mapping[str, Any], profile_defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The message for one row, validated (UsageError names the problem)."""
+    msg = dict(base)
+    for group in ALTERNATIVES:
+        if any(row.get(name) for name in group):
+            for name in group:
+                msg.pop(name, None)
+    if row.get("html_template_body") is None and ("html_body" in row or "text_body" in row):
+        msg.pop("template_styles", None)
+    for name, value in row.items():
+        if name == "data":
+            continue
+        check_field(name, value, "row")
+        msg[name] = value
+    data = {**(base.get("data") or {}), **(row.get("data") or {})}
+    if data:
+        msg["data"] = data
+    msg.setdefault("type", DEFAULT_TYPE)
+    apply_defaults(msg, profile_defaults)
+    msg = {k: v for k, v in msg.items() if v is not None}
+    validate_message(msg)
+    return msg

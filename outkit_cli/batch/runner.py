@@ -1,0 +1,498 @@
+"""Running a batch: a reader, a pool of senders, and one collector that journals outcomes.
+
+Threads, because the work is waiting on the network: the main thread streams and validates
+rows, N workers send over one connection pool, and a collector appends each outcome to the
+journal (fsynced) before the row counts as done and its result line is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from outkit_cli.batch.journal import Journal, JournalState, default_journal_path, read_journal
+from outkit_cli.batch.rows import BadRow, BatchInput, Row, auto_id, read_rows
+from outkit_cli.errors import AuthError, ExitCode, OutkitError, UsageError
+
+# Rows recorded as pending with one fsync, before any of them is sent.
+CHUNK = 64
+ERROR_STATUSES = ("render_error", "backend_error", "internal_error")
+
+
+class BatchApi(Protocol):
+    def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    def find(self, id_from_submitter: str) -> Mapping[str, Any] | None: ...
+    def get(self, message_id: str) -> Mapping[str, Any]: ...
+
+
+class MaybeSent(OutkitError):
+    """The request went out and its answer was lost: the message may exist."""
+
+    exit_code = ExitCode.NETWORK
+
+
+@dataclass
+class BatchOptions:
+    concurrency: int = 4
+    dry_run: bool = False
+    auto_id: bool = True
+    resend_unknown: bool = False
+    wait: bool = False
+    wait_timeout: float = 60.0
+    journal: Path | None = None
+    results: IO[str] | None = None
+    progress: bool = False
+
+
+@dataclass
+class Summary:
+    counts: Counter[str] = field(default_factory=Counter)
+    exit_code: int = 0
+    elapsed: float = 0.0
+    journal: Path | None = None
+    interrupted: bool = False
+    delivered: int = 0
+    ended_in_error: int = 0
+    still_pending: int = 0
+    wait_reported: bool = False
+    aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
+
+    def fail(self, code: int) -> None:
+        # the highest failure code wins: it is the most severe class in design.md's table
+        self.exit_code = max(self.exit_code, int(code))
+
+    def line(self) -> str:
+        c = self.counts
+        total = sum(c.values())
+        parts = [f"{c[k]} {k}" for k in ("accepted", "skipped", "valid") if c[k]]
+        parts += [f"{c[k]} {k}" for k in ("invalid", "failed", "unknown") if c[k]]
+        rate = c["accepted"] / self.elapsed if self.elapsed > 0 else 0.0
+        text = f"batch: {total} rows: {', '.join(parts) or 'nothing to do'}"
+        text += f" in {self.elapsed:.1f}s"
+        if c["accepted"]:
+            text += f" ({rate:.0f}/s)"
+        if self.wait_reported:
+            text += f"; after waiting: {self.delivered} done, {self.ended_in_error} failed" + (
+                f", {self.still_pending} not done" if self.still_pending else ""
+            )
+        if self.interrupted:
+            text += "; interrupted: run the same command again to send the rest"
+        if self.journal is not None:
+            text += f"; journal {self.journal}"
+        return text
+
+
+@dataclass
+class Task:
+    line: int
+    message: dict[str, Any]
+
+    @property
+    def ifs(self) -> str | None:
+        return self.message.get("id_from_submitter")
+
+
+class ResultSink:
+    """Writes one JSON line per row (stdout or --results) and counts outcomes."""
+
+    def __init__(self, out: IO[str], summary: Summary) -> None:
+        self._out = out
+        self._summary = summary
+        self._lock = threading.Lock()
+        self.accepted_ids: list[str] = []
+        self.keep_ids = False
+
+    def emit(
+        self,
+        line: int,
+        status: str,
+        *,
+        id: str | None = None,
+        error: str | None = None,
+        ifs: str | None = None,
+        code: int | None = None,
+    ) -> None:
+        record = {"row": line, "id": id, "status": status, "error": error, "id_from_submitter": ifs}
+        with self._lock:
+            self._summary.counts[status] += 1
+            if code:
+                self._summary.fail(code)
+            if self.keep_ids and id and status in ("accepted", "skipped"):
+                self.accepted_ids.append(id)
+            self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            self._out.flush()
+
+
+def run_batch(
+    source: BatchInput,
+    build: Callable[[Mapping[str, Any]], dict[str, Any]],
+    api: BatchApi | None,
+    opts: BatchOptions,
+    *,
+    on_progress: Callable[[Summary], None] | None = None,
+) -> Summary:
+    """Send every row of ``source``. ``build`` merges a row into the command's defaults and
+    validates it (raising UsageError); ``api`` is None only for a dry run."""
+    summary = Summary()
+    sink = ResultSink(opts.results or sys.stdout, summary)
+    sink.keep_ids = opts.wait
+    started = time.monotonic()
+    if opts.dry_run:
+        _dry_run(source, build, opts, sink)
+        summary.elapsed = time.monotonic() - started
+        sink.flush()
+        return summary
+    assert api is not None
+    journal_path = opts.journal or default_journal_path(source.path, source.fingerprint)
+    state = read_journal(journal_path, source.fingerprint)
+    journal = Journal(journal_path, source.fingerprint, source.name)
+    summary.journal = journal_path
+    unknown = _resolve_in_doubt(state, api, journal)
+
+    run = _Run(api, journal, sink, summary, opts, on_progress)
+    stop = threading.Event()
+    previous = _install_sigint(stop)
+    try:
+        run.start()
+        try:
+            chunk: list[Task] = []
+            for item in read_rows(source):
+                if stop.is_set() or run.aborted.is_set():
+                    break
+                task = _prepare(item, source, build, opts, state, unknown, sink)
+                if task is None:
+                    continue
+                chunk.append(task)
+                if len(chunk) >= CHUNK:
+                    run.dispatch(chunk, stop)
+                    chunk = []
+            if chunk and not stop.is_set() and not run.aborted.is_set():
+                run.dispatch(chunk, stop)
+        finally:
+            # rows already handed out are finished and journalled, whatever stopped the loop
+            run.finish()
+        if not stop.is_set() and not run.aborted.is_set():
+            run.settle_in_doubt()
+    finally:
+        _restore_sigint(previous)
+        journal.close()
+    summary.interrupted = stop.is_set()
+    if run.abort_error is not None:
+        summary.aborted = run.abort_error.message
+        summary.fail(run.abort_error.exit_code)
+    if opts.wait and not summary.interrupted and summary.aborted is None:
+        _wait_all(api, sink.accepted_ids, opts, summary)
+    summary.elapsed = time.monotonic() - started
+    sink.flush()
+    return summary
+
+
+def _dry_run(
+    source: BatchInput,
+    build: Callable[[Mapping[str, Any]], dict[str, Any]],
+    opts: BatchOptions,
+    sink: ResultSink,
+) -> None:
+    for item in read_rows(source):
+        if isinstance(item, BadRow):
+            sink.emit(item.line, "invalid", error=item.error, code=ExitCode.USAGE)
+            continue
+        try:
+            message = _build(item, source, build, opts)
+        except UsageError as exc:
+            sink.emit(item.line, "invalid", error=exc.message, code=ExitCode.USAGE)
+            continue
+        sink.emit(item.line, "valid", ifs=message.get("id_from_submitter"))
+
+
+def _build(
+    row: Row,
+    source: BatchInput,
+    build: Callable[[Mapping[str, Any]], dict[str, Any]],
+    opts: BatchOptions,
+) -> dict[str, Any]:
+    message = build(row.fields)
+    if opts.auto_id and not message.get("id_from_submitter"):
+        message["id_from_submitter"] = auto_id(source.fingerprint, row.line)
+    return message
+
+
+def _prepare(
+    item: Row | BadRow,
+    source: BatchInput,
+    build: Callable[[Mapping[str, Any]], dict[str, Any]],
+    opts: BatchOptions,
+    state: JournalState,
+    unknown: dict[int, str | None],
+    sink: ResultSink,
+) -> Task | None:
+    """The row's task, or None when the row is reported without sending."""
+    if isinstance(item, BadRow):
+        sink.emit(item.line, "invalid", error=item.error, code=ExitCode.USAGE)
+        return None
+    if item.line in state.accepted:
+        sink.emit(item.line, "skipped", id=state.accepted[item.line], error=None)
+        return None
+    try:
+        message = _build(item, source, build, opts)
+    except UsageError as exc:
+        sink.emit(item.line, "invalid", error=exc.message, code=ExitCode.USAGE)
+        return None
+    if item.line in unknown and not opts.resend_unknown:
+        sink.emit(
+            item.line,
+            "unknown",
+            error="an earlier run sent this row and its outcome could not be found out; "
+            "check it, then rerun with --resend-unknown to send it again",
+            ifs=message.get("id_from_submitter"),
+            code=ExitCode.NETWORK,
+        )
+        return None
+    return Task(item.line, message)
+
+
+def _resolve_in_doubt(
+    state: JournalState, api: BatchApi, journal: Journal
+) -> dict[int, str | None]:
+    """Rows an earlier run left in flight: find each by its id_from_submitter.
+
+    Found rows become accepted; rows the server never saw are sent again as usual; the
+    rest are unknown. Returns the unknown ones."""
+    unknown: dict[int, str | None] = {}
+    found: list[dict[str, Any]] = []
+    for line, ifs in state.in_doubt.items():
+        if not ifs:
+            unknown[line] = None
+            continue
+        try:
+            message = api.find(ifs)
+        except OutkitError:
+            unknown[line] = ifs
+            continue
+        if message is not None:
+            state.accepted[line] = message.get("id")
+            found.append(
+                {"row": line, "status": "accepted", "id": message.get("id"), "error": None}
+            )
+    journal.results(found)
+    return unknown
+
+
+class _Run:
+    """The worker pool and the collector for one batch."""
+
+    def __init__(
+        self,
+        api: BatchApi,
+        journal: Journal,
+        sink: ResultSink,
+        summary: Summary,
+        opts: BatchOptions,
+        on_progress: Callable[[Summary], None] | None,
+    ) -> None:
+        self.api = api
+        self.journal = journal
+        self.sink = sink
+        self.summary = summary
+        self.opts = opts
+        self.on_progress = on_progress
+        self.tasks: queue.Queue[Task | None] = queue.Queue(maxsize=max(2, opts.concurrency * 2))
+        self.outcomes: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.aborted = threading.Event()
+        self.abort_error: OutkitError | None = None
+        self.in_doubt: list[Task] = []
+        self._workers = [
+            threading.Thread(target=self._work, name=f"outkit-batch-{i}", daemon=True)
+            for i in range(max(1, opts.concurrency))
+        ]
+        self._collector = threading.Thread(target=self._collect, name="outkit-batch-journal")
+
+    def start(self) -> None:
+        self._collector.start()
+        for w in self._workers:
+            w.start()
+
+    def dispatch(self, chunk: list[Task], stop: threading.Event) -> None:
+        self.journal.pending((t.line, t.ifs) for t in chunk)
+        for task in chunk:
+            while True:
+                if stop.is_set() or self.aborted.is_set():
+                    # recorded as pending but never sent: the rerun's lookup finds nothing
+                    # and sends it then
+                    return
+                try:
+                    self.tasks.put(task, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def finish(self) -> None:
+        for _ in self._workers:
+            self.tasks.put(None)
+        for w in self._workers:
+            w.join()
+        self.outcomes.put(None)
+        self._collector.join()
+
+    def _work(self) -> None:
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            if self.aborted.is_set():
+                continue
+            self.outcomes.put(self._send(task))
+
+    def _send(self, task: Task) -> dict[str, Any]:
+        base = {"row": task.line, "id_from_submitter": task.ifs}
+        try:
+            data = self.api.create(task.message)
+        except MaybeSent as exc:
+            return {**base, "status": "in_doubt", "error": exc.message, "task": task}
+        except AuthError as exc:
+            # every other row would fail the same way: stop the batch
+            if not self.aborted.is_set():
+                self.abort_error = exc
+                self.aborted.set()
+            return {**base, "status": "failed", "error": exc.message, "code": exc.exit_code}
+        except OutkitError as exc:
+            return {**base, "status": "failed", "error": exc.message, "code": exc.exit_code}
+        except Exception as exc:  # a bug must not lose the journal of the other rows
+            return {**base, "status": "failed", "error": repr(exc), "code": 1}
+        return {**base, "status": "accepted", "id": data.get("id")}
+
+    def _collect(self) -> None:
+        done = False
+        while not done:
+            batch = [self.outcomes.get()]
+            while True:
+                try:
+                    batch.append(self.outcomes.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batch:
+                done = True
+                batch = [o for o in batch if o is not None]
+            self._record([o for o in batch if o is not None])
+
+    def _record(self, outcomes: list[dict[str, Any]]) -> None:
+        settled = [o for o in outcomes if o["status"] != "in_doubt"]
+        self.journal.results(
+            {k: o.get(k) for k in ("row", "status", "id", "error", "id_from_submitter")}
+            for o in settled
+        )
+        for o in outcomes:
+            if o["status"] == "in_doubt":
+                self.in_doubt.append(o["task"])
+                continue
+            self.sink.emit(
+                o["row"],
+                o["status"],
+                id=o.get("id"),
+                error=o.get("error"),
+                ifs=o.get("id_from_submitter"),
+                code=o.get("code"),
+            )
+        if self.on_progress is not None:
+            self.on_progress(self.summary)
+
+    def settle_in_doubt(self) -> None:
+        """Rows whose answer was lost this run: look each up, resend only the unseen."""
+        for task in self.in_doubt:
+            outcome: dict[str, Any]
+            try:
+                found = self.api.find(task.ifs) if task.ifs else None
+            except OutkitError:
+                found = None
+                lookup_failed = True
+            else:
+                lookup_failed = False
+            if found is not None:
+                outcome = {"row": task.line, "status": "accepted", "id": found.get("id")}
+            elif lookup_failed or not task.ifs:
+                outcome = {
+                    "row": task.line,
+                    "status": "unknown",
+                    "error": "the answer was lost and the message could not be looked up",
+                    "code": ExitCode.NETWORK,
+                }
+            else:
+                outcome = self._send(task)
+                if outcome["status"] == "in_doubt":
+                    outcome = {**outcome, "status": "unknown", "code": ExitCode.NETWORK}
+            outcome["id_from_submitter"] = task.ifs
+            outcome.pop("task", None)
+            self._record([outcome])
+
+
+def _wait_all(api: BatchApi, ids: list[str], opts: BatchOptions, summary: Summary) -> None:
+    """Poll every accepted message until done (or the wait timeout), counting outcomes."""
+    deadline = time.monotonic() + opts.wait_timeout
+    pending = list(ids)
+    delay = 0.2
+    while pending and time.monotonic() < deadline:
+        still: list[str] = []
+        for message_id, message in _fetch_all(api, pending, opts.concurrency):
+            if message is None or not message.get("done"):
+                still.append(message_id)
+            elif message.get("status") in ERROR_STATUSES:
+                summary.ended_in_error += 1
+            else:
+                summary.delivered += 1
+        pending = still
+        if pending:
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 2.0)
+    summary.still_pending = len(pending)
+    summary.wait_reported = True
+    if summary.ended_in_error:
+        summary.fail(ExitCode.MESSAGE_FAILED)
+    if summary.still_pending:
+        summary.fail(ExitCode.WAIT_TIMEOUT)
+
+
+def _fetch_all(
+    api: BatchApi, ids: list[str], concurrency: int
+) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(message_id: str) -> tuple[str, Mapping[str, Any] | None]:
+        try:
+            return message_id, api.get(message_id)
+        except OutkitError:
+            return message_id, None
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        yield from pool.map(one, ids)
+
+
+def _install_sigint(stop: threading.Event) -> Any:
+    """Ctrl-C stops taking new rows; rows in flight finish and are journalled."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        stop.set()
+        sys.stderr.write("\nstopping: finishing the rows in flight (Ctrl-C again to quit)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return previous
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
