@@ -56,6 +56,14 @@ ENV_CREDENTIALS = {
 
 
 def default_config_path() -> Path:
+    if sys.platform.startswith("linux"):
+        # platformdirs' rule on Linux is the XDG one, written out here because importing
+        # platformdirs (tempfile, shutil, random) costs ~9 ms of `outkit sign`'s startup;
+        # tests/test_config.py checks that both agree
+        base = os.environ.get("XDG_CONFIG_HOME", "")
+        if not base.strip():
+            base = os.path.expanduser("~/.config")
+        return Path(base) / "outkit" / "config.toml"
     import platformdirs
 
     return platformdirs.user_config_path("outkit") / "config.toml"

@@ -50,6 +50,20 @@ def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert config_path() == expected
 
 
+@pytest.mark.parametrize("xdg", [None, "", "  ", "/somewhere/else"])
+def test_default_path_agrees_with_platformdirs(
+    monkeypatch: pytest.MonkeyPatch, xdg: str | None
+) -> None:
+    import platformdirs
+
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME")
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    expected = platformdirs.user_config_path("outkit") / "config.toml"
+    assert config.default_config_path() == expected
+
+
 def test_config_option_wins_over_the_environment(tmp_path: Path, config_file: Path) -> None:
     other = tmp_path / "other" / "c.toml"
     result = run("--config", str(other), "keys", "add", "x", "--key", "k", "--passphrase", "p",
