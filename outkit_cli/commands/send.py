@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from outkit_cli.batch.command import batch_options, check_batch_combinations
 from outkit_cli.client import network_options
 from outkit_cli.errors import UsageError
 from outkit_cli.output import OutputSpec, output_options
@@ -119,6 +120,7 @@ OPTION_FIELDS = {
     "--curl", is_flag=True, help="Print the request as a runnable curl command; send nothing."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the new message id.")
+@batch_options
 @network_options
 @output_options
 @click.pass_obj
@@ -135,6 +137,13 @@ def send(
     quiet: bool,
     timeout: float | None,
     retries: int | None,
+    batch: str | None,
+    batch_format: str | None,
+    concurrency: int,
+    results_path: Any,
+    journal_path: Any,
+    no_auto_id: bool,
+    resend_unknown: bool,
     **fields: Any,
 ) -> None:
     """Create a message: render a template (or take ready bodies) and deliver it.
@@ -145,6 +154,7 @@ def send(
       outkit send --to +4790000000 --type sms --text-body 'Your code is 1234'
       outkit send --message-file msg.json --to someone@example.com --wait
       id=$(outkit send -q --template welcome --to jane@example.com)
+      outkit send --batch reminders.csv --template reminder --results out.jsonl
 
     Exit codes: 0 sent (with --wait: delivered, or rendered with --render-only),
     2 bad input, 3 auth, 5 rejected, 6 rate limited, 7 server error, 8 network,
@@ -152,6 +162,42 @@ def send(
     """
     from outkit_cli.message import build_message, request_body, validate_message
 
+    check_batch_combinations(
+        batch=batch,
+        machine=output.machine,
+        quiet=quiet,
+        curl=curl,
+        given={
+            "format": batch_format,
+            "results": results_path,
+            "journal": journal_path,
+            "no_auto_id": no_auto_id,
+            "resend_unknown": resend_unknown,
+        },
+    )
+    if batch is not None:
+        from outkit_cli.batch.command import run_batch_command
+
+        code = run_batch_command(
+            app,
+            source=batch,
+            fmt=batch_format,
+            options={OPTION_FIELDS[k]: v for k, v in fields.items()},
+            message_file=message_file,
+            data_file=data_file,
+            data_items=data_items,
+            concurrency=concurrency,
+            results_path=results_path,
+            journal_path=journal_path,
+            auto_id=not no_auto_id,
+            resend_unknown=resend_unknown,
+            dry_run=dry_run,
+            wait=wait,
+            wait_timeout=wait_timeout,
+            timeout=timeout,
+            retries=retries,
+        )
+        click.get_current_context().exit(code)
     _check_combinations(output, wait=wait, dry_run=dry_run, curl=curl, quiet=quiet)
     settings = app.settings(timeout=timeout, retries=retries)
     options = {OPTION_FIELDS[k]: v for k, v in fields.items()}
