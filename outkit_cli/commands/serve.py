@@ -127,8 +127,6 @@ def serve(
         ) from None
     except ValueError as exc:  # e.g. a keys.json that does not parse
         raise UsageError(str(exc)) from None
-    click.echo(running.url)
-    click.get_text_stream("stdout").flush()
     if init_profile:
         from outkit_cli.config import save_profile
 
@@ -150,5 +148,9 @@ def serve(
             running.close()
             raise
         click.echo(f"wrote profile {init_profile!r} to {app.config_path}", err=True)
+    # the URL line comes after the profile is written: a script that waits for it can use
+    # the profile at once
+    click.echo(running.url)
+    click.get_text_stream("stdout").flush()
     click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
     running.serve_until_stopped()

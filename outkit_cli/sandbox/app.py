@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -136,6 +137,7 @@ class SandboxApp:
 
     # -- lifecycle of the app ------------------------------------------------------------
     def start(self) -> None:
+        threading.Thread(target=self.renderer.warm_up, name="warm-up", daemon=True).start()
         self.worker.start()
         for message_id in self.store.pending_ids():  # resume what a crash or stop left
             self.worker.submit(message_id)

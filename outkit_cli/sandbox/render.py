@@ -74,13 +74,24 @@ def check_syntax(source: str, what: str) -> None:
 
 class Renderer:
     def __init__(self) -> None:
-        import pybars
-
-        self._compiler = pybars.Compiler()
-        self._error_types: tuple[type[BaseException], ...] = (pybars.PybarsError,)
-        self._strlist = pybars.strlist
+        # pybars builds its grammar when imported, which takes a second or more: it is
+        # loaded on first use (or by warm_up in the background), not before the server
+        # can answer.
+        self._compiler: Any = None
+        self._strlist: Any = None
         self._cache: OrderedDict[str, Callable[..., Any]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self._load()
+
+    def _load(self) -> None:
+        if self._compiler is None:
+            import pybars
+
+            self._strlist = pybars.strlist
+            self._compiler = pybars.Compiler()
 
     def _compiled(self, source: str, what: str) -> Callable[..., Any]:
         with self._lock:
@@ -89,6 +100,7 @@ class Renderer:
                 self._cache.move_to_end(source)
                 return fn
             check_syntax(source, what)
+            self._load()
             try:
                 fn = self._compiler.compile(source)
             except Exception as exc:  # the parser's own errors, with a position
@@ -101,7 +113,7 @@ class Renderer:
     def render(self, source: str, data: dict[str, Any], *, html: bool, what: str) -> str:
         """Render ``source`` with ``data``; HTML-escape values only for an HTML part."""
         fn = self._compiled(source, what)
-        context = self._locals(data, html)
+        context = self._locals(data, html)  # after _compiled: pybars is loaded
         try:
             return str(fn(context))
         except Exception as exc:  # any failure inside the template is the template's

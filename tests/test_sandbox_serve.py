@@ -1,0 +1,182 @@
+"""`outkit serve` as a process: start-up, keys, profiles, stopping, durability, faults."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from outkit_cli.config import load_config
+from tests.helpers import run
+from tests.sandbox_fixture import Sandbox
+from tests.test_sandbox_api import WELCOME, call, error, post
+
+Start = Callable[..., Sandbox]
+
+
+def test_first_line_is_the_base_url_and_keys_are_private(start_sandbox: Start) -> None:
+    sb = start_sandbox()
+    assert sb.url.startswith("http://127.0.0.1:") and sb.url.endswith("/v1")
+    keys_file = sb.data_dir / "keys.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    keys = json.loads(keys_file.read_text())["keys"]
+    assert [(k["name"], k["signed"]) for k in keys] == [
+        ("sandbox", True),
+        ("sandbox-unsigned", False),
+    ]
+    assert all(k["key"] and k["passphrase"] and k["secret"] for k in keys)
+
+
+def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_messages(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    first = start_sandbox(data_dir=tmp_path / "data")
+    _, doc = post(first, {**WELCOME, "sync": True})
+    first.stop()
+    assert first.process.returncode == 0
+    assert "Traceback" not in first.log()
+    second = start_sandbox(data_dir=tmp_path / "data")
+    assert (second.key, second.secret) == (first.key, first.secret)
+    status, _, got = call(second, "GET", f"/messages/{doc['data']['id']}")
+    assert status == 200 and got["data"]["status"] == "delivered"
+
+
+def test_kill_9_loses_no_accepted_message(start_sandbox: Start, tmp_path: Path) -> None:
+    first = start_sandbox(data_dir=tmp_path / "data")
+    ids = [post(first, {**WELCOME, "id_from_submitter": f"k{i}"})[1]["data"]["id"]
+           for i in range(40)]  # fmt: skip
+    first.kill()
+    second = start_sandbox(data_dir=tmp_path / "data")
+    # every answered message is there, and the ones the worker had not finished resume
+    for message_id in ids:
+        assert second.wait_done(message_id)["status"] == "delivered"
+    assert {m["id"] for m in second.messages()} >= set(ids)
+
+
+def test_init_profile_writes_a_working_profile(start_sandbox: Start, tmp_path: Path) -> None:
+    config = tmp_path / "cfg" / "config.toml"
+    sb = start_sandbox(extra_args=("--init-profile",), env={"OUTKIT_CONFIG": str(config)})
+    prof = load_config(config)["profiles"]["sandbox"]
+    assert prof == {
+        "key": sb.key,
+        "passphrase": sb.passphrase,
+        "secret": sb.secret,
+        "signed": True,
+        "api_url": sb.url,
+        "project": "demo",
+    }
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    named = start_sandbox(
+        extra_args=("--init-profile", "local"), env={"OUTKIT_CONFIG": str(config)}
+    )
+    data = load_config(config)
+    assert data["profiles"]["local"]["api_url"] == named.url
+    assert data["default_profile"] == "sandbox"  # an existing default is left alone
+
+
+def test_rate_limit_answers_429_with_retry_after(start_sandbox: Start) -> None:
+    sb = start_sandbox(rate_limit=2)
+    statuses = []
+    for _ in range(4):
+        status, headers, doc = call(sb, "GET", "/messages?limit=1")
+        statuses.append(status)
+    assert statuses[:2] == [200, 200] and 429 in statuses[2:]
+    status, headers, doc = call(sb, "GET", "/messages?limit=1")
+    assert status == 429 and int(headers["Retry-After"]) >= 1
+    assert error(doc)[0] == "rate_limited"
+    time.sleep(1.05)
+    assert call(sb, "GET", "/messages?limit=1")[0] == 200
+    # the limit is per key: the unsigned key has its own allowance
+    assert call(sb, "GET", "/messages?limit=1", auth="unsigned")[0] == 200
+
+
+def test_fail_rate_answers_503_and_does_nothing(start_sandbox: Start, tmp_path: Path) -> None:
+    failing = start_sandbox(data_dir=tmp_path / "data", fail_rate=1.0)
+    status, doc = post(failing, {**WELCOME, "sync": True})
+    assert status == 503 and error(doc)[0] == "unavailable"
+    failing.stop()
+    healthy = start_sandbox(data_dir=tmp_path / "data")
+    assert healthy.messages() == []
+    assert not list((healthy.outbox() / "new").iterdir())
+
+
+def test_latency_is_added_to_every_response(start_sandbox: Start) -> None:
+    sb = start_sandbox(latency=300)
+    for auth in ("signed", "none"):
+        started = time.monotonic()
+        call(sb, "GET", "/messages?limit=1", auth=auth)
+        assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--smtp", "nohost"], "--smtp: expected HOST:PORT"),
+        (["--fail-rate", "2"], "--fail-rate"),
+        (["--rate-limit", "0"], "--rate-limit"),
+        (["--latency", "-1"], "--latency"),
+        (["--port", "70000"], "--port"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(args: list[str], needle: str) -> None:
+    result = run("serve", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert needle in result.stderr
+
+
+def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    result = run("serve", "--port", "0", "--data-dir", str(path))
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+
+
+def test_corrupt_keys_file_is_reported_not_replaced(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "keys.json").write_text("{oops")
+    result = run("serve", "--port", "0", "--data-dir", str(data))
+    assert result.exit_code == 2 and "keys.json is not a valid keys file" in result.stderr
+    assert (data / "keys.json").read_text() == "{oops"
+
+
+def test_port_in_use_is_a_clear_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    port = sandbox.url.split(":")[2].split("/")[0]
+    result = run("serve", "--port", port, "--data-dir", str(tmp_path / "d"))
+    assert result.exit_code == 2 and f"127.0.0.1:{port}" in result.stderr
+
+
+CHECK_IMPORTS = """
+import sys
+from outkit_cli.cli import main
+try:
+    main(["serve", "--help"])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("requests", "rich"))
+print("HEAVY", heavy, "code", code, "serve" , "outkit_cli.commands.serve" in sys.modules)
+"""
+
+
+def test_serve_help_imports_neither_requests_nor_rich() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK_IMPORTS], capture_output=True, text=True, timeout=60
+    )
+    assert "--init-profile" in proc.stdout
+    assert "HEAVY [] code 0 serve True" in proc.stdout
+
+
+def test_loopback_detection() -> None:
+    from outkit_cli.sandbox.runner import is_loopback, parse_hostport
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+    assert parse_hostport("[::1]:2525") == ("::1", 2525)
