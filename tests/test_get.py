@@ -211,3 +211,19 @@ def test_open_writes_html_and_calls_the_browser(
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert f"opened {path}" in result.stderr
     os.unlink(path)
+
+
+def test_get_in_a_script_never_imports_rich(sandbox: Sandbox, delivered: list[dict]) -> None:
+    """Scripts call `outkit get` in loops: with stdout not a terminal, rich is not loaded."""
+    for extra in ([], ["--json"]):
+        result = run_subprocess(
+            "get", delivered[0]["id"], *extra, env={**sandbox.env(), "PYTHONPROFILEIMPORTTIME": "1"}
+        )
+        assert result.exit_code == 0, result.stderr
+        imported = {
+            line.split("|")[-1].strip()
+            for line in result.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert "requests" in imported  # the check sees imports at all
+        assert not any(name.split(".")[0] == "rich" for name in imported), extra

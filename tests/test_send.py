@@ -328,3 +328,34 @@ def test_secret_never_in_any_output_even_verbose(sandbox: Sandbox) -> None:
             assert sandbox.passphrase not in text
     # the verbose request log is there, with the passphrase masked
     assert "debug: > Outkit-Access-Passphrase: ****" in outputs[0]
+
+
+def test_wait_spinner_only_when_stderr_is_a_terminal(sandbox: Sandbox) -> None:
+    """stderr on a pseudo-terminal gets the spinner; stdout (a pipe) only the fields."""
+    import os
+    import pty
+    import sys
+
+    master, slave = pty.openpty()
+    env = {**os.environ, **sandbox.env(), "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "send", "--to", "a@example.com", "--project",
+         "demo", "--text-template", "Hi", "--wait", "--field", "status"],
+        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    out, _ = proc.communicate(timeout=30)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.returncode == 0
+    assert out == b"delivered\n"
+    assert b"waiting for " in b"".join(chunks)
