@@ -350,3 +350,28 @@ def test_remove_asks_on_a_tty(config_file: Path) -> None:
     assert code == 0, shown
     assert "removed profile 'prod'" in shown
     assert load_config(config_file)["profiles"] == {}
+
+
+def test_list_and_show_are_plain_text_when_piped() -> None:
+    add("prod")
+    add("staging", "--api-url", "http://127.0.0.1:9/v1", "--unsigned")
+    assert run("keys", "list").stdout == (
+        "name     key          API URL                   signed  default\n"
+        "prod     key-prod     https://api.outkit.io/v1  true    *\n"
+        "staging  key-staging  http://127.0.0.1:9/v1     false\n"
+    )
+    shown = run("keys", "show", "staging").stdout.splitlines()
+    assert shown[0] == "name        staging"
+    assert "api_url     http://127.0.0.1:9/v1" in shown
+
+
+def test_list_and_show_draw_tables_on_a_terminal(config_file: Path) -> None:
+    add("prod")
+    env = {"OUTKIT_CONFIG": str(config_file)}
+    code, shown = _on_tty("keys", "list", answers=[], env=env)
+    assert code == 0
+    assert "━" in shown and "│" in shown  # rich's table rules
+    assert "key-prod" in shown and SECRET not in shown
+    code, shown = _on_tty("keys", "show", "prod", answers=[], env=env)
+    assert code == 0
+    assert "key-prod" in shown and SECRET not in shown and PASSPHRASE not in shown

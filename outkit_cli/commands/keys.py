@@ -107,6 +107,31 @@ def _default_marker(value: Any) -> str:
     return "*" if value else ""
 
 
+LIST_COLUMNS = [
+    ("name", "name"),
+    ("key", "key"),
+    ("api_url", "API URL"),
+    ("signed", "signed"),
+    ("default", "default"),
+]
+
+
+def plain_rows(rows: list[list[str]]) -> str:
+    """Columns aligned with two spaces, no box drawing: for pipes, grep and awk."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _stdout_is_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 @click.group()
 def keys() -> None:
     """Manage API key profiles in the config file.
@@ -203,7 +228,7 @@ def list_(app: Any, output: OutputSpec) -> None:
     The secret and passphrase are never shown.
     """
     from outkit_cli.config import load_config
-    from outkit_cli.output import emit, print_table
+    from outkit_cli.output import emit, field_value
 
     records = list_records(load_config(app.config_path))
 
@@ -211,17 +236,19 @@ def list_(app: Any, output: OutputSpec) -> None:
         if not records:
             click.echo("no profiles yet: add one with `outkit keys add NAME`", err=True)
             return
-        print_table(
-            records,
-            [
-                ("name", "name"),
-                ("key", "key"),
-                ("api_url", "API URL"),
-                ("signed", "signed"),
-                ("default", "default"),
-            ],
-            formatters={"default": _default_marker},
-        )
+        if _stdout_is_tty():
+            from outkit_cli.output import print_table
+
+            print_table(records, LIST_COLUMNS, formatters={"default": _default_marker})
+            return
+        # not a terminal: plain text, and rich is never imported
+        rows = [[heading for _, heading in LIST_COLUMNS]]
+        for rec in records:
+            rows.append(
+                [_default_marker(rec[f]) if f == "default" else field_value(rec[f])
+                 for f, _ in LIST_COLUMNS]
+            )  # fmt: skip
+        click.echo(plain_rows(rows))
 
     emit(output, records, single=False, human=human)
 
@@ -238,7 +265,7 @@ def show(app: Any, name: str | None, reveal: bool, output: OutputSpec) -> None:
     """
     from outkit_cli.config import default_profile_name, load_config, profiles, unknown_profile
     from outkit_cli.errors import UsageError
-    from outkit_cli.output import emit, mask, print_record
+    from outkit_cli.output import emit, field_value, mask
 
     data = load_config(app.config_path)
     default = default_profile_name(data)
@@ -254,13 +281,18 @@ def show(app: Any, name: str | None, reveal: bool, output: OutputSpec) -> None:
     if not reveal:
         for f in ("secret", "passphrase"):
             record[f] = mask(record[f]) or None
-    emit(
-        output,
-        [record],
-        single=True,
-        # people see the fields that are set; --json keeps every key for scripts
-        human=lambda: print_record(record, [f for f in SHOW_FIELDS if record[f] is not None]),
-    )
+    # people see the fields that are set; --json keeps every key for scripts
+    shown = [f for f in SHOW_FIELDS if record[f] is not None]
+
+    def human() -> None:
+        if _stdout_is_tty():
+            from outkit_cli.output import print_record
+
+            print_record(record, shown)
+        else:
+            click.echo(plain_rows([[f, field_value(record[f])] for f in shown]))
+
+    emit(output, [record], single=True, human=human)
 
 
 @keys.command("remove")
