@@ -43,6 +43,8 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 # A Retry-After longer than this is not waited out: the command fails and says so.
 MAX_RETRY_AFTER = 120.0
+# Connecting takes a round trip or two: no need to wait the whole --timeout for it.
+CONNECT_TIMEOUT = 10.0
 # More clock difference than this is reported with a 401 (the API checks timestamps).
 SKEW_REPORT_SECONDS = 30.0
 SENSITIVE_HEADERS = frozenset({signing.SECRET_HEADER.lower(), signing.PASSPHRASE_HEADER.lower()})
@@ -437,11 +439,15 @@ class Client:
         started = time.monotonic()
         try:
             resp = self.session.send(
-                prep, timeout=timeout, verify=self.verify, allow_redirects=False
+                prep,
+                timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
+                verify=self.verify,
+                allow_redirects=False,
             )
         except exc_mod.ConnectTimeout:
             raise _Unsent(
-                f"cannot connect to {self._host()}: timed out after {timeout:g} s"
+                f"cannot connect to {self._host()}: "
+                f"timed out after {min(timeout, CONNECT_TIMEOUT):g} s"
             ) from None
         except exc_mod.SSLError as exc:
             # certificate problems do not go away by retrying

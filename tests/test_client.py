@@ -399,3 +399,14 @@ def test_one_client_shared_by_threads(sandbox: Sandbox) -> None:
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_send_wait_prints_the_id_even_when_polling_fails() -> None:
+    """The message exists once the POST succeeded: a script must still learn its id."""
+    boom = (500, {}, {"error": {"message": "database on fire"}})
+    with fake_api(OK, boom) as (url, seen):
+        result = run(*SEND_ARGS, "--wait", "-q", env=env_for(url))
+    assert result.exit_code == 7
+    assert result.stdout == "m-1\n"
+    assert "database on fire" in result.stderr
+    assert [r["method"] for r in seen] == ["POST", "GET"]

@@ -13,7 +13,7 @@ import click
 
 from outkit_cli.batch.command import batch_options, check_batch_combinations
 from outkit_cli.client import network_options
-from outkit_cli.errors import UsageError
+from outkit_cli.errors import OutkitError, UsageError
 from outkit_cli.output import OutputSpec, output_options
 from outkit_cli.waiting import DEFAULT_WAIT_TIMEOUT
 
@@ -219,13 +219,17 @@ def send(
 
     with Client(settings) as client:
         created = client.create_message(body, id_from_submitter=msg.get("id_from_submitter")).data
-        problem = None
+        problem: OutkitError | None = None
         if wait:
             from outkit_cli.waiting import outcome_error, wait_until_done
 
             deadline = time.monotonic() + wait_timeout
-            created, timed_out = wait_until_done(client, created, deadline=deadline)
-            problem = outcome_error(created, timed_out, wait_timeout)
+            try:
+                created, timed_out = wait_until_done(client, created, deadline=deadline)
+                problem = outcome_error(created, timed_out, wait_timeout)
+            except OutkitError as exc:
+                # the message exists: still print what is known (the id above all), then fail
+                problem = exc
     if quiet:
         click.echo(created.get("id"))
     else:
