@@ -405,7 +405,7 @@ class Client:
             pause = self.backoff.delay(attempt) if wait is None else wait
             if deadline is not None and time.monotonic() + pause >= deadline:
                 raise DeadlineReached(error.message)
-            debug(f"retrying in {pause:.2f} s: {error.message}")
+            debug(f"retrying in {max(pause, self.backoff.paused_for()):.2f} s: {error.message}")
             if pause > 0:
                 self.backoff.sleep(pause)
             attempt += 1
