@@ -244,6 +244,8 @@ def test_unsigned_profile_sends_the_secret_masked_in_the_human_view(config_file:
         ("/v1/messages", "http://h/v1", False),
         ("/v1", "http://h/v1/", False),
         ("/v10/messages", "http://h/v1", True),
+        ("/v1?page=2", "http://h/v1", False),
+        ("/messages?v1/x", "http://h/v1", True),
         ("/messages", "http://h", False),
         ("http://h/messages", "http://h/v1", False),
     ],
@@ -275,6 +277,8 @@ def test_warning_when_path_lacks_the_api_url_prefix(path: str, api_url: str, war
         (("POST", "/v1/messages", "--curl", "--verify", "x"), "--curl cannot be combined"),
         (("POST", "/v1/messages", "--json", "--field", "x"), "cannot be used together"),
         (("POST",), "Missing argument 'PATH'"),
+        (("GET", "/v1/caf\udce9"), "PATH must be UTF-8 text"),
+        (("GET", "/v1/m", "--key", "k\udcff"), "--key must be UTF-8 text"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
@@ -453,3 +457,10 @@ def test_parts_are_coloured_on_a_terminal_unless_no_color() -> None:
     assert "\x1b[" not in _sign_on_a_terminal("--no-color", no_color=None)
     # an empty NO_COLOR does not count (no-color.org)
     assert "\x1b[" in _sign_on_a_terminal(no_color="")
+
+
+def test_a_body_argument_that_is_not_utf8_is_signed_as_its_bytes() -> None:
+    # the shell handed over the bytes b"caf\xe9"; Python shows them as a surrogate escape
+    data = sign_json("POST", "/v1/m", "--body", "caf\udce9", "--secret", "s", "--timestamp", "1")
+    assert data["signature"] == signing.sign("s", 1, "POST", "/v1/m", b"caf\xe9")
+    assert data["body_base64"] == "Y2Fm6Q=="

@@ -39,11 +39,30 @@ def is_url(path: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes: argv bytes that were not UTF-8
+        return False
+    return True
+
+
+def check_credentials(**values: str | None) -> None:
+    """Header values must be text: a flag holding invalid UTF-8 is refused, not crashed on."""
+    from outkit_cli.errors import UsageError
+
+    for name, value in values.items():
+        if value is not None and not _is_utf8(value):
+            raise UsageError(f"--{name} must be UTF-8 text")
+
+
 def check_inputs(method: str, path: str, timestamp: str) -> None:
     from outkit_cli.errors import UsageError
 
     if not _METHOD.fullmatch(method):
         raise UsageError(f"METHOD must be an HTTP method such as GET or POST, not {method!r}")
+    if not _is_utf8(path):
+        raise UsageError("PATH must be UTF-8 text")
     if not (path.startswith("/") or is_url(path)):
         raise UsageError(
             f"PATH must start with / (e.g. /v1/messages) or be a full http(s) URL, not {path!r}"
@@ -70,7 +89,8 @@ def path_prefix_warning(api_url: str, path: str) -> str | None:
     if is_url(path):
         return None
     prefix = urlsplit(api_url).path.rstrip("/")
-    if not prefix or path == prefix or path.startswith(prefix + "/"):
+    bare = path.split("?", 1)[0]
+    if not prefix or bare == prefix or bare.startswith(prefix + "/"):
         return None
     return (
         f"PATH {path} does not start with {prefix}, the path of the API URL {api_url}; "
@@ -316,6 +336,7 @@ def sign(
 
         timestamp = str(now())
     check_inputs(method, path, timestamp)
+    check_credentials(key=key, passphrase=passphrase, secret=secret)
     data = read_body(body, body_file)
     settings = app.settings(key=key, passphrase=passphrase, secret=secret)
     if not settings.secret:
