@@ -91,12 +91,15 @@ def test_secret_from_stdin_stays_off_the_command_line(config_file: Path) -> None
         (("--key", "k", "--passphrase", "p", "--secret-stdin"), "", "stdin held no secret"),
         (("--key", "k", "--secret-stdin"), "s\n", "missing --passphrase"),
         (("--secret", "s", "--secret-stdin"), "s\n", "not both"),
+        (("--key", "k", "--passphrase", "p", "--secret-stdin"), b"\xff\n", "must be UTF-8"),
+        (("--key", "k\udcff", "--passphrase", "p", "--secret", "s"), None,
+         "--key must be UTF-8 text"),
         (("--key", "k", "--passphrase", "p", "--secret", "s", "--api-url", "api.io"), None,
          "--api-url must be an http(s) URL"),
     ],
 )  # fmt: skip
 def test_add_without_a_tty_never_prompts(
-    config_file: Path, args: tuple[str, ...], input: str | None, message: str
+    config_file: Path, args: tuple[str, ...], input: str | bytes | None, message: str
 ) -> None:
     result = run("keys", "add", "x", *args, input=input)
     assert result.exit_code == 2

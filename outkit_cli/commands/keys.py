@@ -43,6 +43,14 @@ def _stdin_is_tty() -> bool:
         return False
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_name(name: str) -> None:
     from outkit_cli.errors import UsageError
 
@@ -187,12 +195,21 @@ def add(
     from outkit_cli.errors import UsageError
 
     check_name(name)
+    given = {"key": key, "passphrase": passphrase, "secret": secret, "api-url": api_url,
+             "project": project, "from": from_, "backend": backend}  # fmt: skip
+    for option, value in given.items():
+        if value is not None and not _is_utf8(value):
+            # argv bytes that were not UTF-8 cannot be stored in a TOML file
+            raise UsageError(f"--{option} must be UTF-8 text")
     if api_url is not None:
         api_url = check_api_url(api_url)
     if secret_stdin:
         if secret is not None:
             raise UsageError("give the secret with --secret or --secret-stdin, not both")
-        secret = sys.stdin.readline().rstrip("\r\n")
+        try:
+            secret = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise UsageError("--secret-stdin: the secret must be UTF-8 text") from None
         if not secret:
             raise UsageError("--secret-stdin: stdin held no secret")
     # refuse a broken file before prompting for anything
