@@ -45,8 +45,8 @@ def _part(text: str, subtype: str) -> bytes:
 
 
 def build_email(doc: dict[str, Any]) -> tuple[str, bytes]:
-    """(Message-ID, the RFC 5322 message as bytes, LF line ends as in a Maildir;
-    smtplib sends them as CRLF).
+    """(Message-ID, the RFC 5322 message as bytes, LF line ends as in a Maildir; the SMTP
+    backend turns them into CRLF).
 
     Assembled directly: the `email` package's generator takes milliseconds per message,
     which would take the server's time from answering requests. Non-ASCII headers are
@@ -154,7 +154,7 @@ class Smtp:
                             f"{where}: RCPT TO {rcpt} refused: {code} "
                             f"{resp.decode(errors='replace')}"
                         )
-                code, resp = smtp.data(raw)
+                code, resp = smtp.data(raw.replace(b"\n", b"\r\n"))  # bytes are sent as they are
                 if code != 250:
                     raise BackendError(
                         f"{where}: DATA refused: {code} {resp.decode(errors='replace')}"

@@ -142,7 +142,7 @@ def _signature(directory: Path) -> tuple[Any, ...]:
                 if not proj.is_dir():
                     continue
                 st = proj.stat()
-                sig.append((proj.name, st.st_mtime_ns))
+                sig.append((proj.name, "", st.st_mtime_ns, 0))
                 with os.scandir(proj.path) as inner:
                     for f in inner:
                         st = f.stat()
