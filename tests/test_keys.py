@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outkit_cli.config import load_config
 from tests.helpers import run
@@ -378,3 +380,20 @@ def test_list_and_show_draw_tables_on_a_terminal(config_file: Path) -> None:
     code, shown = _on_tty("keys", "show", "prod", answers=[], env=env)
     assert code == 0
     assert "key-prod" in shown and SECRET not in shown and PASSPHRASE not in shown
+
+
+KEYS_WORDS = ["add", "list", "show", "remove", "default", "--key", "--passphrase", "--secret",
+              "--secret-stdin", "--api-url", "--unsigned", "--default", "--reveal", "--yes",
+              "--json", "--field", "name", "prod"]  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(args=st.lists(st.one_of(st.sampled_from(KEYS_WORDS), st.text(max_size=10)), max_size=7))
+def test_any_keys_arguments_give_a_documented_exit_and_never_a_traceback(
+    args: list[str],
+) -> None:
+    args = [a.replace("\x00", "") for a in args]  # argv cannot hold NUL
+    result = run("keys", *args, input=b"s3cret\n")
+    assert result.exit_code in (0, 2), result.output
+    assert "Traceback" not in result.stderr
+    assert "error: unexpected" not in result.stderr

@@ -464,3 +464,20 @@ def test_a_body_argument_that_is_not_utf8_is_signed_as_its_bytes() -> None:
     data = sign_json("POST", "/v1/m", "--body", "caf\udce9", "--secret", "s", "--timestamp", "1")
     assert data["signature"] == signing.sign("s", 1, "POST", "/v1/m", b"caf\xe9")
     assert data["body_base64"] == "Y2Fm6Q=="
+
+
+SIGN_OPTIONS = ["--body", "--body-file", "--timestamp", "--key", "--passphrase", "--secret",
+                "--verify", "--curl", "--json", "--field", "-"]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(args=st.lists(st.one_of(st.sampled_from(SIGN_OPTIONS), st.text(max_size=12)), max_size=8))
+def test_any_arguments_give_a_documented_exit_and_never_a_traceback(args: list[str]) -> None:
+    args = [a.replace("\x00", "") for a in args]  # argv cannot hold NUL
+    result = run("sign", *args, input=b"")
+    assert result.exit_code in (0, 2, 3), result.output
+    assert "Traceback" not in result.stderr
+    assert "error: unexpected" not in result.stderr  # the handler's wording for a bug
+    if result.exit_code:
+        assert result.stderr.startswith("error: ") or result.stderr.startswith("warning: ")
+        assert result.stderr.splitlines()[-1].startswith("error: ")
