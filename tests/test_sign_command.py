@@ -481,3 +481,20 @@ def test_any_arguments_give_a_documented_exit_and_never_a_traceback(args: list[s
     if result.exit_code:
         assert result.stderr.startswith("error: ") or result.stderr.startswith("warning: ")
         assert result.stderr.splitlines()[-1].startswith("error: ")
+
+
+def test_readme_sign_example_is_what_the_command_prints() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("```console\n$ outkit sign ")
+    block = readme[start : readme.index("```\n", start + 10)].splitlines()[1:]
+    command_lines = []
+    while True:
+        line = block.pop(0)
+        command_lines.append(line.removeprefix("$ ").strip().removesuffix("\\"))
+        if not line.endswith("\\"):
+            break
+    args = shlex.split(" ".join(command_lines))
+    assert args[0] == "outkit"
+    result = run(*args[1:])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == block
