@@ -56,6 +56,23 @@ FILE_FIELDS = (
     "template_styles",
 )
 
+# Fields only the API sets; every answer carries all of them (null where unset).
+RESPONSE_FIELDS = (
+    "id",
+    "status",
+    "status_message",
+    "done",
+    "backend_response",
+    "id_from_backend",
+    "provider_id",
+    "received_at",
+    "queued_for_rendering_at",
+    "rendered_at",
+    "queued_for_delivery_at",
+    "delivered_at",
+    "failed_at",
+)
+
 # Message states (see the API reference): `done` says whether anything more will happen.
 ERROR_STATUSES = frozenset({"render_error", "backend_error", "internal_error"})
 
@@ -270,6 +287,14 @@ def request_body(msg: Mapping[str, Any]) -> bytes:
     return json.dumps({"message": dict(msg)}, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
+
+
+def check_field_names(names: Iterable[str]) -> None:
+    """--field names checked before sending: a typo must not cost a sent message."""
+    known = set(FIELDS) | set(RESPONSE_FIELDS)
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown field {name!r} (fields: {', '.join(sorted(known))})")
 
 
 def is_failed(message: Mapping[str, Any]) -> bool:

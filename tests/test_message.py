@@ -208,6 +208,7 @@ def test_request_body_is_compact_wrapped_utf8() -> None:
             "--wait cannot",
         ),
         ([*BASE_ARGS, "-q", "--json"], "-q/--quiet cannot"),
+        ([*BASE_ARGS, "--field", "staus"], "unknown field 'staus'"),
     ],
 )
 def test_send_rejects_bad_input_with_exit_2(args: list[str], fragment: str) -> None:
