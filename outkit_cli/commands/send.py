@@ -160,7 +160,12 @@ def send(
     2 bad input, 3 auth, 5 rejected, 6 rate limited, 7 server error, 8 network,
     9 --wait: the message failed, 10 --wait: timed out.
     """
-    from outkit_cli.message import build_message, request_body, validate_message
+    from outkit_cli.message import (
+        build_message,
+        check_field_names,
+        request_body,
+        validate_message,
+    )
 
     check_batch_combinations(
         batch=batch,
@@ -199,6 +204,7 @@ def send(
         )
         click.get_current_context().exit(code)
     _check_combinations(output, wait=wait, dry_run=dry_run, curl=curl, quiet=quiet)
+    check_field_names(output.fields)
     settings = app.settings(timeout=timeout, retries=retries)
     options = {OPTION_FIELDS[k]: v for k, v in fields.items()}
     msg = build_message(
