@@ -219,7 +219,8 @@ def build_message(
     data.update(parse_data_items(data_items))
     if data or "data" in msg:
         msg["data"] = data
-    msg.setdefault("type", DEFAULT_TYPE)
+    if msg.get("type") is None:
+        msg["type"] = DEFAULT_TYPE
     apply_defaults(msg, defaults or {})
     # null in a message file means "not set"
     return {k: v for k, v in msg.items() if v is not None}

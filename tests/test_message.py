@@ -224,3 +224,19 @@ def test_send_bad_json_from_stdin_message_file() -> None:
     result = run("send", "--message-file", "-", input="{oops")
     assert result.exit_code == 2
     assert "--message-file -: invalid JSON at line 1, column 2" in result.stderr
+
+
+def test_null_fields_in_a_message_file_mean_not_set(tmp_path: Path) -> None:
+    f = tmp_path / "m.json"
+    f.write_text('{"type": null, "subject": null, "to": "a@b.c", "project": "p", "template": "w"}')
+    msg = build_message(options={}, message_file=str(f))
+    assert msg == {"type": "email", "to": "a@b.c", "project": "p", "template": "w"}
+
+
+def test_dry_run_without_credentials_shows_the_request_unsigned() -> None:
+    """Nothing is sent, so no credentials are needed (and no network is touched)."""
+    result = run("send", *BASE_ARGS, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("POST https://api.outkit.io/v1/messages\n")
+    assert "Outkit-Access" not in result.stdout
+    assert "no credentials configured" in result.stderr

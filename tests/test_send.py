@@ -359,3 +359,24 @@ def test_wait_spinner_only_when_stderr_is_a_terminal(sandbox: Sandbox) -> None:
     assert proc.returncode == 0
     assert out == b"delivered\n"
     assert b"waiting for " in b"".join(chunks)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_unsigned_key_send_and_curl(sandbox: Sandbox, config_file: Path) -> None:
+    """A key that opted out of signing sends its secret; --curl then contains it (warned)."""
+    save_profile(
+        config_file,
+        "unsigned",
+        {"key": sandbox.unsigned_key, "passphrase": sandbox.unsigned_passphrase,
+         "secret": sandbox.unsigned_secret, "signed": False, "api_url": sandbox.url,
+         "project": "demo"},
+    )  # fmt: skip
+    sent = run("send", "--to", "u@example.com", "--text-body", "x", "--field", "status")
+    assert sent.exit_code == 0, sent.stderr
+    curl = run("send", "--to", "u@example.com", "--text-body", "x", "--curl")
+    assert curl.exit_code == 0
+    assert f"Outkit-Access-Secret: {sandbox.unsigned_secret}" in curl.stdout
+    assert "Outkit-Access-Signature" not in curl.stdout
+    assert "contains the key's secret" in curl.stderr
+    proc = subprocess.run(["sh", "-c", curl.stdout], capture_output=True, timeout=30)
+    assert json.loads(proc.stdout)["data"]["to"] == "u@example.com"
