@@ -85,8 +85,10 @@ def _print_human(report: dict[str, Any]) -> None:
     skew = report["clock_skew_s"]
     if skew is None:
         clock = "unknown (the server sent no Date header)"
+    elif abs(skew) < 2:  # the Date header has whole seconds: closer than this is noise
+        clock = "in sync with the server"
     elif report["clock_ok"]:
-        clock = f"in sync with the server ({skew:+.0f} s)"
+        clock = f"in sync with the server (off by {skew:+.0f} s)"
     else:
         clock = click.style(
             f"{describe_skew(skew)}: signed requests may be rejected; sync the clock (NTP)",
