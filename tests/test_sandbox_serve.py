@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import stat
 import subprocess
 import sys
@@ -45,6 +46,13 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_messages(
     assert (second.key, second.secret) == (first.key, first.secret)
     status, _, got = call(second, "GET", f"/messages/{doc['data']['id']}")
     assert status == 200 and got["data"]["status"] == "delivered"
+
+
+def test_ctrl_c_right_after_start_stops_cleanly(start_sandbox: Start) -> None:
+    sb = start_sandbox()
+    sb.process.send_signal(signal.SIGINT)  # as soon as the URL line was read
+    assert sb.process.wait(10) == 0
+    assert "Traceback" not in sb.log() and "Aborted" not in sb.log()
 
 
 def test_kill_9_loses_no_accepted_message(start_sandbox: Start, tmp_path: Path) -> None:

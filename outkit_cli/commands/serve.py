@@ -127,6 +127,7 @@ def serve(
         ) from None
     except ValueError as exc:  # e.g. a keys.json that does not parse
         raise UsageError(str(exc)) from None
+    running.install_stop_handlers()
     if init_profile:
         from outkit_cli.config import save_profile
 

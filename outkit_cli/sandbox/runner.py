@@ -6,6 +6,7 @@ import ipaddress
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class Running:
     app: SandboxApp
     server: SandboxServer
     keys: list[ApiKey]
+    stop_requested: bool = False
 
     @property
     def url(self) -> str:
@@ -54,21 +56,32 @@ class Running:
     def signed_key(self) -> ApiKey:
         return next(k for k in self.keys if k.signed)
 
-    def serve_until_stopped(self) -> None:
-        """Serve in this thread until SIGTERM or Ctrl-C, then shut down cleanly."""
-        stop = threading.Event()
+    def install_stop_handlers(self) -> None:
+        """SIGTERM (and Ctrl-C, unless ignored as in a background job) ask for a clean stop.
+
+        Installed before the URL line is printed, so a signal sent as soon as the URL was
+        read already stops cleanly. The handler only sets a flag: nothing is interrupted
+        half-way.
+        """
 
         def on_signal(signum: int, frame: Any) -> None:
-            stop.set()
-            raise KeyboardInterrupt
+            self.stop_requested = True
 
-        previous = signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, on_signal)
+
+    def serve_until_stopped(self) -> None:
+        """Serve (in a thread) until a stop is requested, then shut down cleanly."""
+        thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        thread.start()
         try:
-            self.server.serve_forever(poll_interval=0.2)
-        except KeyboardInterrupt:
-            pass
+            while not self.stop_requested:
+                time.sleep(0.05)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            self.server.shutdown()
             self.close()
 
     def close(self) -> None:
