@@ -223,10 +223,7 @@ class PreparedCall:
     url: str
     headers: dict[str, str]
     body: bytes = b""
-    signed_with_credentials: bool = True
-
-    def masked_headers(self) -> dict[str, str]:
-        return mask_headers(self.headers)
+    has_credentials: bool = True  # False: a dry run without credentials, no auth headers
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -320,6 +317,12 @@ class Client:
 
         self._requests = requests
         self.session = requests.Session()
+        # Proxy settings from the environment (HTTPS_PROXY, NO_PROXY, ...) are read once
+        # here: requests re-reads the whole environment on every send otherwise, which was
+        # most of a batch's CPU time per request. trust_env off also skips ~/.netrc lookups,
+        # which never apply: every request carries its own authentication headers.
+        self.session.trust_env = False
+        self._proxies = _environment_proxies(self.base_url)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
@@ -440,6 +443,7 @@ class Client:
         try:
             resp = self.session.send(
                 prep,
+                proxies=self._proxies,
                 timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
                 verify=self.verify,
                 allow_redirects=False,
@@ -531,9 +535,15 @@ class Client:
         return ServerError(f"unexpected HTTP {status}{hint} from the API; check --api-url")
 
 
+def _environment_proxies(url: str) -> dict[str, str]:
+    from requests.utils import get_environ_proxies
+
+    return dict(get_environ_proxies(url))
+
+
 def _check_signed_target(prep: Any, call: PreparedCall) -> None:
     # requests may re-quote a URL; the signature must cover the path actually sent
-    if call.signed_with_credentials and prep.path_url != signing.request_target(call.url):
+    if call.has_credentials and prep.path_url != signing.request_target(call.url):
         raise UsageError(f"cannot sign URL {call.url!r}: it is not in canonical form")
 
 
