@@ -268,12 +268,12 @@ def _show_request(settings: Any, body: bytes, output: OutputSpec, *, curl: bool)
     from outkit_cli.output import print_json
 
     call = prepare_call(settings, "POST", "messages", body=body)
-    if not call.signed_with_credentials:
+    if not call.has_credentials:
         warn("no credentials configured: the authentication headers are left out")
     if curl:
-        if call.signed_with_credentials and not settings.signed:
+        if call.has_credentials and not settings.signed:
             warn("this command contains the key's secret (the key does not sign requests)")
-        elif call.signed_with_credentials:
+        elif call.has_credentials:
             warn("the signature is tied to its timestamp: run the command within a few minutes")
         click.echo(curl_command(call))
         return
