@@ -272,6 +272,7 @@ def test_profile_names_complete_in_the_shell(config_file: Path) -> None:
     assert complete("outkit keys show ", 3) == ["prod-eu", "production", "staging"]
     assert complete("outkit keys remove pro", 3) == ["prod-eu", "production"]
     assert complete("outkit keys default s", 3) == ["staging"]
+    assert complete("outkit keys test prod", 3) == ["prod-eu", "production"]
     assert complete("outkit --profile st", 2) == ["staging"]
     assert complete("outkit -p ", 2) == ["prod-eu", "production", "staging"]
     other = config_file.parent / "other.toml"

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from outkit_cli.cli import complete_profile
 from outkit_cli.client import network_options
 from outkit_cli.output import OutputSpec, output_options
 
@@ -43,7 +44,7 @@ def probe(settings: Any) -> dict[str, Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("name", required=False, metavar="[NAME]")
+@click.argument("name", required=False, metavar="[NAME]", shell_complete=complete_profile)
 @network_options
 @output_options
 @click.pass_obj
