@@ -513,6 +513,7 @@ class Client:
 
     def _error_for(self, resp: Any, payload: Any) -> OutkitError:
         status = resp.status_code
+        debug(f"< {resp.content[:500].decode('utf-8', 'replace')}")
         message, code = _server_message(payload)
         if not message:
             message = resp.reason or "no details given"
