@@ -498,3 +498,48 @@ def test_readme_sign_example_is_what_the_command_prints() -> None:
     result = run(*args[1:])
     assert result.exit_code == 0
     assert result.stdout.splitlines() == block
+
+
+# --- against the sandbox: the service itself checks what `sign --curl` sends ---------------
+
+
+def _curl_json(command: str) -> dict[str, Any]:
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, timeout=30, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_curl_request_is_accepted_by_the_sandbox(sandbox: Any) -> None:
+    body = json.dumps(
+        {"message": {"type": "email", "project": "demo", "template": "welcome",
+                     "to": "Zoë <zoe@example.com>", "data": {"first_name": "Zoë's"},
+                     "test": True}},
+        ensure_ascii=False,
+    )  # fmt: skip
+    result = run("sign", "POST", "/v1/messages", "--body", body, "--curl", env=sandbox.env())
+    assert result.exit_code == 0, result.stderr
+    created = _curl_json(result.stdout)
+    message_id = created["data"]["id"]
+    assert created["data"]["to"] == "Zoë <zoe@example.com>"
+    # a GET signs an empty body and the id path
+    get = run("sign", "GET", f"/v1/messages/{message_id}", "--curl", env=sandbox.env())
+    assert _curl_json(get.stdout)["data"]["id"] == message_id
+
+
+def test_curl_with_the_wrong_secret_is_refused_by_the_sandbox(sandbox: Any) -> None:
+    env = {**sandbox.env(), "OUTKIT_ACCESS_SECRET": "not-the-secret"}
+    result = run("sign", "GET", "/v1/messages", "--curl", env=env)
+    answer = _curl_json(result.stdout)
+    assert "error" in answer and "data" not in answer
+
+
+def test_curl_for_an_unsigned_key_is_accepted_by_the_sandbox(sandbox: Any) -> None:
+    # the environment has no way to say "unsigned": a profile does
+    result = run(
+        "keys", "add", "legacy", "--unsigned", "--key", sandbox.unsigned_key,
+        "--passphrase", sandbox.unsigned_passphrase, "--secret", sandbox.unsigned_secret,
+        "--api-url", sandbox.url,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    curl = run("sign", "GET", "/v1/messages", "--curl")
+    assert "Outkit-Access-Secret" in curl.stdout and "Signature" not in curl.stdout
+    assert isinstance(_curl_json(curl.stdout)["data"], list)
