@@ -226,3 +226,34 @@ def test_fast_paths_import_neither_requests_nor_rich(args: tuple[str, ...]) -> N
     }
     assert "click" in imported  # the parse worked: this really is the import log
     assert not {m for m in imported if m.split(".")[0] in HEAVY}
+
+
+# --- docs checked against the code ----------------------------------------------------------
+
+
+def _options(command: object) -> list[str]:
+    import click
+
+    assert isinstance(command, click.Command)
+    return [
+        opt
+        for param in command.params
+        if isinstance(param, click.Option)
+        for opt in param.opts
+        if opt.startswith("--") and opt != "--help"
+    ]
+
+
+def test_readme_documents_keys_and_sign() -> None:
+    from outkit_cli.commands.keys import keys
+    from outkit_cli.commands.sign import sign
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("<!-- section: keys-sign -->") :]
+    for name, command in keys.commands.items():
+        assert f"`keys {name}" in section, f"keys {name} is not in the README"
+        if name != "test":  # documented by its own author
+            for opt in _options(command):
+                assert opt in section, f"keys {name} {opt} is not in the README"
+    for opt in _options(sign):
+        assert f"`{opt}" in section, f"sign {opt} is not in the README"
