@@ -380,3 +380,14 @@ def test_unsigned_key_send_and_curl(sandbox: Sandbox, config_file: Path) -> None
     assert "contains the key's secret" in curl.stderr
     proc = subprocess.run(["sh", "-c", curl.stdout], capture_output=True, timeout=30)
     assert json.loads(proc.stdout)["data"]["to"] == "u@example.com"
+
+
+def test_poll_delays_grow_from_a_fifth_of_a_second_to_two_seconds() -> None:
+    from itertools import islice
+
+    from outkit_cli.waiting import poll_delays
+
+    delays = list(islice(poll_delays(), 10))
+    assert delays[0] == 0.2
+    assert all(b >= a for a, b in zip(delays, delays[1:], strict=False))
+    assert delays[-1] == 2.0 and max(delays) == 2.0
