@@ -383,11 +383,11 @@ def test_unsigned_key_send_and_curl(sandbox: Sandbox, config_file: Path) -> None
 
 
 def test_poll_delays_grow_from_a_fifth_of_a_second_to_two_seconds() -> None:
-    from itertools import islice
+    from itertools import islice, pairwise
 
     from outkit_cli.waiting import poll_delays
 
     delays = list(islice(poll_delays(), 10))
     assert delays[0] == 0.2
-    assert all(b >= a for a, b in zip(delays, delays[1:], strict=False))
+    assert all(b >= a for a, b in pairwise(delays))
     assert delays[-1] == 2.0 and max(delays) == 2.0
