@@ -410,3 +410,14 @@ def test_send_wait_prints_the_id_even_when_polling_fails() -> None:
     assert result.stdout == "m-1\n"
     assert "database on fire" in result.stderr
     assert [r["method"] for r in seen] == ["POST", "GET"]
+
+
+def test_get_wait_shows_the_last_known_state_when_polling_fails() -> None:
+    boom = (503, {}, {"error": {"message": "maintenance"}})
+    with fake_api(OK, boom) as (url, seen):
+        result = run("get", "m-1", "--wait", "--retries", "0", "--field", "status",
+                     env=env_for(url))  # fmt: skip
+    assert result.exit_code == 7
+    assert result.stdout == "received\n"
+    assert "maintenance" in result.stderr
+    assert len(seen) == 2

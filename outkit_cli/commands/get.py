@@ -149,7 +149,12 @@ def _wait_all(
     deadline = time.monotonic() + wait_timeout
     failures = []
     for i, msg in enumerate(messages):
-        messages[i], timed_out = wait_until_done(client, msg, deadline=deadline)
+        try:
+            messages[i], timed_out = wait_until_done(client, msg, deadline=deadline)
+        except OutkitError as exc:
+            # the API stopped answering: show what is known so far, then fail with its code
+            failures.append(exc)
+            break
         problem = outcome_error(messages[i], timed_out, wait_timeout)
         if problem is not None:
             failures.append(problem)
