@@ -422,3 +422,62 @@ def test_request_log_has_one_line_per_request_and_no_secrets(sandbox: Sandbox) -
     for secret in (sandbox.secret, sandbox.passphrase, sandbox.unsigned_secret,
                    sandbox.unsigned_passphrase):  # fmt: skip
         assert secret not in sandbox.log()
+
+
+def _raw_exchange(sb: Sandbox, data: bytes, then: bytes = b"") -> list[bytes]:
+    """Send raw bytes; returns everything the server sent, split at each blank line."""
+    import socket
+
+    base = urlsplit(sb.url)
+    with socket.create_connection((base.hostname, base.port), timeout=10) as s:
+        s.sendall(data)
+        if then:
+            first = s.recv(4096)
+            s.sendall(then)
+        else:
+            first = b""
+        received = first
+        while chunk := s.recv(65536):
+            received += chunk
+    return received.split(b"\r\n\r\n")
+
+
+def test_expect_100_continue_is_answered_before_the_body(sandbox: Sandbox) -> None:
+    body = json.dumps({"message": {**WELCOME, "sync": True}}).encode()
+    target = urlsplit(sandbox.url).path + "/messages"
+    headers = signing.auth_headers(
+        key=sandbox.key, passphrase=sandbox.passphrase, secret=sandbox.secret,
+        method="POST", path=target, body=body,
+    )  # fmt: skip
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+    head += f"Content-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    parts = _raw_exchange(sandbox, head.encode(), then=body)
+    assert parts[0] == b"HTTP/1.1 100 Continue"
+    assert parts[1].startswith(b"HTTP/1.1 200 OK")
+    assert json.loads(parts[2])["data"]["status"] == "delivered"
+
+
+def test_http_1_0_without_keep_alive_is_closed_after_the_answer(sandbox: Sandbox) -> None:
+    parts = _raw_exchange(sandbox, b"GET /v1/nope HTTP/1.0\r\n\r\n")
+    assert parts[0].startswith(b"HTTP/1.1 404") and b"Connection: close" in parts[0]
+    assert error(json.loads(parts[1]))[0] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v1/messages HTTP/1.1\r\nno colon here\r\n\r\n", b"400"),
+        (b"GET /v1/messages HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", b"431"),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", b"414"),
+        (b"GET /v1/messages HTTP/2.0\r\n\r\n", b"400"),
+        (b"POST /v1/messages HTTP/1.1\r\nContent-Length: ten\r\n\r\n", b"400"),
+    ],
+)
+def test_malformed_requests_get_one_json_error(
+    sandbox: Sandbox, request_bytes: bytes, status: bytes
+) -> None:
+    parts = _raw_exchange(sandbox, request_bytes)
+    assert parts[0].startswith(b"HTTP/1.1 " + status), parts[0]
+    assert b"application/json" in parts[0]
+    assert error(json.loads(parts[1]))[0] == "bad_request"

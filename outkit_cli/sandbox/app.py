@@ -251,7 +251,7 @@ class SandboxApp:
         text = self.store.insert(doc)  # committed before anything is answered
         if doc["sync"]:
             return dumps(self.process(doc))
-        self.worker.submit(doc["id"])
+        self.worker.submit(doc["id"], doc)
         return text
 
     def _backend(self, msg: dict[str, Any]) -> Backend:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from outkit_cli.sandbox.app import SandboxApp
@@ -22,8 +22,9 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, message_id: str) -> None:
-        self._queue.put(message_id)
+    def submit(self, message_id: str, doc: dict[str, Any] | None = None) -> None:
+        """Queue a message; with its `doc` as just stored, the worker need not read it back."""
+        self._queue.put((message_id, doc))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the message in hand; the rest stays pending and resumes on next start."""
@@ -37,6 +38,8 @@ class Worker:
             item = self._queue.get()
             if item is _STOP or self._stopping.is_set():
                 return
-            doc = self.app.store.get(str(item))
+            message_id, doc = item  # type: ignore[misc]
+            if doc is None:
+                doc = self.app.store.get(message_id)
             if doc is not None and not doc["done"]:
                 self.app.process(doc)
