@@ -182,6 +182,15 @@ def test_serve_help_imports_neither_requests_nor_rich() -> None:
     assert "HEAVY [] code 0 serve True" in proc.stdout
 
 
+def test_other_hosts_get_a_warning(tmp_path: Path) -> None:
+    # 192.0.2.1 is TEST-NET-1, on no interface here: the warning, then a clean bind error
+    result = run("serve", "--host", "192.0.2.1", "--port", "0", "--data-dir", str(tmp_path))
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2 and len(lines) == 2
+    assert lines[0].startswith("warning: binding to 192.0.2.1: the sandbox will be reachable")
+    assert lines[1].startswith("error: cannot start the sandbox on 192.0.2.1:0")
+
+
 def test_loopback_detection() -> None:
     from outkit_cli.sandbox.runner import is_loopback, parse_hostport
 

@@ -101,15 +101,15 @@ def serve(
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
 
+    if not runner.is_loopback(host):
+        warn(f"binding to {host}: the sandbox will be reachable from other machines; "
+             "it is a test server with test keys")  # fmt: skip
     smtp_addr = None
     if smtp:
         try:
             smtp_addr = runner.parse_hostport(smtp)
         except ValueError as exc:
             raise UsageError(f"--smtp: {exc}") from None
-    if not runner.is_loopback(host):
-        warn(f"binding to {host}: the sandbox will be reachable from other machines; "
-             "it is a test server with test keys")  # fmt: skip
     directory = data_dir or runner.default_data_dir()
     try:
         running = runner.start(

@@ -405,12 +405,20 @@ def _named(msg: dict[str, Any], field: str) -> str:
     return repr(name) if name is not None else f"with id {ident!r}"
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; they are not JSON and would be stored and
+    # sent back to clients whose parsers reject them
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_message(body: bytes) -> dict[str, Any]:
     """The `message` object of a create request, type-checked; 422 bad_data naming the field."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_data(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_data("the body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
         raise bad_data('message: the body must be a JSON object {"message": {...}}')
     msg = {k: v for k, v in payload["message"].items() if v is not None}

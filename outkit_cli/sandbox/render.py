@@ -113,8 +113,8 @@ class Renderer:
     def render(self, source: str, data: dict[str, Any], *, html: bool, what: str) -> str:
         """Render ``source`` with ``data``; HTML-escape values only for an HTML part."""
         fn = self._compiled(source, what)
-        context = self._locals(data, html)  # after _compiled: pybars is loaded
         try:
+            context = self._locals(data, html)  # after _compiled: pybars is loaded
             return str(fn(context))
         except Exception as exc:  # any failure inside the template is the template's
             raise RenderError(f"{what}: {type(exc).__name__}: {exc}") from None

@@ -111,6 +111,10 @@ def start(
     )
     if ":" in host:
         SandboxServer.address_family = socket.AF_INET6
-    server = SandboxServer((host, port), app)
+    try:
+        server = SandboxServer((host, port), app)
+    except BaseException:
+        app.close()
+        raise
     app.start()
     return Running(app=app, server=server, keys=keys)
