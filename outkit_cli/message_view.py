@@ -116,7 +116,11 @@ def _short_time(value: Any) -> str:
 
 
 def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
-    """A row per message; ids and statuses never wrap (people copy ids from here)."""
+    """A row per message; ids and statuses never wrap (people copy ids from here).
+
+    The widths are worked out here: rich would otherwise squeeze a short column (the
+    status) to nothing before cutting a long subject.
+    """
     from rich.markup import escape
     from rich.table import Table
 
@@ -124,18 +128,30 @@ def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
     columns = list(TABLE_COLUMNS)
     if console.width < 110:  # a narrow terminal keeps the recipient and subject readable
         columns = [c for c in columns if c[0] != "received_at"]
+
+    def longest(name: str, heading: str) -> int:
+        return max(len(heading), *(len(_one_line(m.get(name))) for m in messages))
+
+    fixed = {"id": 36, "status": longest("status", "STATUS"), "received_at": 19}
+    overhead = 3 * len(columns) - 1  # one space either side of a cell, one rule between
+    room = console.width - overhead - sum(fixed[n] for n, _ in columns if n in fixed)
+    to_width = max(10, min(longest("to", "TO"), room * 2 // 5))
+    widths = {**fixed, "to": to_width, "subject": max(10, room - to_width)}
+
     table = Table(show_edge=False, header_style="bold")
-    fixed = {"id": 36, "status": 12, "received_at": 19}
     for name, heading in columns:
-        if name in fixed:
-            table.add_column(heading, no_wrap=True, min_width=fixed[name])
-        else:
-            table.add_column(heading, overflow="ellipsis", no_wrap=True, min_width=10)
+        table.add_column(
+            heading,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=fixed.get(name),
+            max_width=widths[name],
+        )
     cells = {
         "id": lambda m: escape(field_value(m.get("id"))),
         "status": lambda m: _status(m.get("status")),
-        "to": lambda m: escape(field_value(m.get("to"))),
-        "subject": lambda m: escape(field_value(m.get("subject"))),
+        "to": lambda m: escape(_one_line(m.get("to"))),
+        "subject": lambda m: escape(_one_line(m.get("subject"))),
         "received_at": lambda m: _short_time(m.get("received_at")),
     }
     for msg in messages:

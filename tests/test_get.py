@@ -227,3 +227,29 @@ def test_get_in_a_script_never_imports_rich(sandbox: Sandbox, delivered: list[di
         }
         assert "requests" in imported  # the check sees imports at all
         assert not any(name.split(".")[0] == "rich" for name in imported), extra
+
+
+def test_terminal_table_keeps_ids_whole_on_a_narrow_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal the table is drawn by rich; ids must never be folded or cut."""
+    from outkit_cli.message_view import print_message_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    rows = [
+        {"id": str(uuid.uuid4()), "status": "render_error", "to": "someone.long@example.com",
+         "subject": "A subject long enough to need cutting " * 3,
+         "received_at": "2026-11-26T07:10:14.124334Z"}
+        for _ in range(3)
+    ]  # fmt: skip
+    print_message_table(rows)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    for row in rows:
+        assert any(row["id"] in line and "render_error" in line for line in lines)
+    assert "RECEIVED" not in out  # the time column gives way on a narrow terminal
+
+    monkeypatch.setenv("COLUMNS", "160")
+    print_message_table(rows)
+    assert "2026-11-26 07:10:14" in capsys.readouterr().out
