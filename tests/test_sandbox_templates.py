@@ -157,3 +157,21 @@ def test_broken_user_template_files_end_in_render_error(
                        "template": "open", "sync": True})  # fmt: skip
     assert doc["data"]["status"] == "render_error"
     assert "'{{#each}}' opened at line 1 is never closed" in doc["data"]["status_message"]
+
+
+def test_compiled_template_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from outkit_cli.sandbox import render
+
+    monkeypatch.setattr(render, "_CACHE_SIZE", 4)
+    renderer = Renderer()
+
+    def modules() -> int:
+        return sum(m.startswith("pybars._templates.") for m in sys.modules)
+
+    renderer.render("warm {{a}}", {"a": 1}, html=True, what="t")
+    start = modules()
+    for i in range(20):
+        assert renderer.render(f"n{i} {{{{a}}}}", {"a": 1}, html=True, what="t") == f"n{i} 1"
+    assert modules() - start <= 4  # evicted templates are dropped from sys.modules too

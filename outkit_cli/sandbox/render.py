@@ -107,7 +107,8 @@ class Renderer:
                 raise RenderError(f"{what}: {exc}") from None
             self._cache[source] = fn
             if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+                _, evicted = self._cache.popitem(last=False)
+                _forget(evicted)
             return fn
 
     def render(self, source: str, data: dict[str, Any], *, html: bool, what: str) -> str:
@@ -133,6 +134,16 @@ class Renderer:
         if not html and isinstance(value, str) and _ESCAPED.search(value):
             return self._strlist([value])
         return value
+
+
+def _forget(fn: Callable[..., Any]) -> None:
+    # pybars registers every compiled template as a module in sys.modules (and its source
+    # in linecache); without this, distinct inline templates would grow memory for ever
+    import linecache
+    import sys
+
+    sys.modules.pop(fn.__module__, None)
+    linecache.cache.pop(fn.__code__.co_filename, None)
 
 
 class _Locals(dict):  # type: ignore[type-arg]
