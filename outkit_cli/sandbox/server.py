@@ -57,6 +57,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "outkit-sandbox"
     # one write per response already; no Nagle delay on keep-alive connections
     disable_nagle_algorithm = True
+    timeout = 120  # seconds an idle keep-alive connection (and its thread) is kept
     server: SandboxServer
 
     def handle_one_request(self) -> None:
@@ -65,6 +66,7 @@ class Handler(BaseHTTPRequestHandler):
         Replaces http.server's parser (an email.parser per request, the biggest cost on
         the request path) with a plain line loop; everything else stays stdlib.
         """
+        self.command, self.path = "", ""  # not a previous request's, in error lines
         try:
             line = self.rfile.readline(MAX_LINE + 1)
             if not line:
@@ -181,11 +183,10 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own errors (bad request line, oversized headers...) as JSON too
         self.close_connection = True
-        if not hasattr(self, "command"):
-            self.command = ""
         text = message or REASONS.get(code, "error")
         self._write(Response(code, error_body("bad_request", text), {}))
-        self.server.app.log(f"- - {code} {text}")
+        path = self.path or "-"
+        self.server.app.log(f"{self.command or '-'} {path.partition('?')[0][:200]} {code} {text}")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # our own log line is written in _dispatch
