@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import stat
 import subprocess
@@ -180,6 +181,24 @@ def test_serve_help_imports_neither_requests_nor_rich() -> None:
     )
     assert "--init-profile" in proc.stdout
     assert "HEAVY [] code 0 serve True" in proc.stdout
+
+
+def test_default_data_dir_is_the_user_data_dir(tmp_path: Path) -> None:
+    data_home = tmp_path / "xdg-data"  # platformdirs honours XDG_DATA_HOME on Linux
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+    env["XDG_DATA_HOME"] = str(data_home)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"http://127.0.0.1:")
+        assert (data_home / "outkit" / "sandbox" / "keys.json").is_file()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and str(data_home / "outkit" / "sandbox") in err.decode()
 
 
 def test_other_hosts_get_a_warning(tmp_path: Path) -> None:
