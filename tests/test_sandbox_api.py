@@ -220,7 +220,7 @@ def test_unclosed_block_message_names_the_block(sandbox: Sandbox) -> None:
          "html_template_body": "<p>\n{{#if x}}unclosed"},
     )  # fmt: skip
     assert doc["data"]["status_message"] == (
-        "html_template_body: '{{#if}}' opened at line 2 is never closed (add '{{/if}}')"
+        "html_template_body: '{{#if x}}' at line 2 is never closed (add '{{/if}}')"
     )
 
 

@@ -36,8 +36,8 @@ def test_valid_templates_pass_the_check(source: str) -> None:
 @pytest.mark.parametrize(
     ("source", "needle"),
     [
-        ("{{#if x}}unclosed", "'{{#if}}' opened at line 1 is never closed"),
-        ("a\n{{#each x}}{{/if}}", "'{{#each}}' opened at line 2 is closed by '{{/if}}'"),
+        ("{{#if x}}unclosed", "'{{#if x}}' at line 1 is never closed"),
+        ("a\n{{#each x}}{{/if}}", "'{{#each x}}' at line 2 is closed by '{{/if}}'"),
         ("{{/if}}", "closes no open block"),
         ("x {{name", "unclosed '{{' at line 1"),
         ("{{a}} {{ b\n}} {{c", "unclosed '{{' at line 2"),
@@ -156,7 +156,7 @@ def test_broken_user_template_files_end_in_render_error(
     _, doc = post(sb, {"type": "email", "to": "a@example.com", "project": "mine",
                        "template": "open", "sync": True})  # fmt: skip
     assert doc["data"]["status"] == "render_error"
-    assert "'{{#each}}' opened at line 1 is never closed" in doc["data"]["status_message"]
+    assert "'{{#each xs}}' at line 1 is never closed" in doc["data"]["status_message"]
 
 
 def test_compiled_template_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,13 @@ def _line(source: str, pos: int) -> int:
     return source.count("\n", 0, pos) + 1
 
 
+def _tag(source: str, pos: int) -> str:
+    """The block tag starting at ``pos`` as written, for messages (shortened)."""
+    end = source.find("}}", pos)
+    text = source[pos : end + 2] if end >= 0 else source[pos : pos + 40]
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
 def check_syntax(source: str, what: str) -> None:
     """Raise RenderError for an unclosed `{{` or an unbalanced block."""
     stack: list[tuple[str, int]] = []
@@ -46,7 +53,7 @@ def check_syntax(source: str, what: str) -> None:
         if body.startswith("!"):
             continue
         if body[:1] in ("#", "^") and body[1:].strip():
-            name = body[1:].strip().lstrip("*>").split()[0] if body[1:].strip() else ""
+            name = body[1:].strip().lstrip("*>").split()[0]
             stack.append((name, match.start()))
         elif body.startswith("/"):
             name = body[1:].strip()
@@ -58,7 +65,7 @@ def check_syntax(source: str, what: str) -> None:
             opened, at = stack.pop()
             if opened != name:
                 raise RenderError(
-                    f"{what}: '{{{{#{opened}}}}}' opened at line {_line(source, at)} is "
+                    f"{what}: {_tag(source, at)} at line {_line(source, at)} is "
                     f"closed by '{{{{/{name}}}}}' at line {_line(source, match.start())}"
                 )
     if "{{" in source[pos:]:
@@ -67,7 +74,7 @@ def check_syntax(source: str, what: str) -> None:
     if stack:
         name, at = stack[-1]
         raise RenderError(
-            f"{what}: '{{{{#{name}}}}}' opened at line {_line(source, at)} is never closed "
+            f"{what}: {_tag(source, at)} at line {_line(source, at)} is never closed "
             f"(add '{{{{/{name}}}}}')"
         )
 
