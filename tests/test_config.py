@@ -151,6 +151,9 @@ BROKEN = b'default_profile = "a"\n\n[profiles.a]\nkey = "k\n'
         ("keys", "remove", "a", "--yes"),
         ("keys", "default", "a"),
         ("sign", "GET", "/v1/messages", "--secret", "s"),
+        ("keys", "test"),
+        ("get", "some-id"),
+        ("send", "--to", "a@example.com", "--project", "p", "--text-body", "x", "--dry-run"),
     ],
 )
 def test_a_file_that_does_not_parse_is_reported_and_never_overwritten(
