@@ -200,7 +200,7 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
 
     try:
         _ensure_private_dir(path.parent)
-        lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=10)
+        lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=10, mode=0o600)
         lock.acquire()
     except Timeout:
         raise ConfigError(f"config file {path} is locked by another outkit process") from None

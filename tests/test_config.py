@@ -88,6 +88,8 @@ def test_created_0600_in_a_0700_directory(config_file: Path) -> None:
     save_profile(config_file, "a", {"key": "k", "passphrase": "p", "secret": "s"})
     assert mode(config_file) == 0o600
     assert mode(config_file.parent) == 0o700
+    # the lock file beside it holds nothing, but is private too
+    assert mode(config_file.with_name(config_file.name + ".lock")) == 0o600
 
 
 def test_rewrites_stay_0600_and_tighten_a_loosened_file(
