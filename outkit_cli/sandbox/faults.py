@@ -25,16 +25,17 @@ class Faults:
     def retry_after(self, key: str) -> int | None:
         """None when ``key`` may go on; otherwise the seconds to wait (Retry-After).
 
-        A token bucket per key holding up to N tokens, refilled at N per second: a burst of
-        N passes, then N per second.
+        A token bucket per key holding up to N tokens (at least 1), refilled at N per
+        second: a burst of N passes, then N per second.
         """
         if not self.rate_limit:
             return None
         rate = self.rate_limit
+        burst = max(1.0, rate)  # a rate under 1/s still lets one request through
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(key, (rate, now))
-            tokens = min(rate, tokens + (now - last) * rate)
+            tokens, last = self._buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
             if tokens >= 1:
                 self._buckets[key] = (tokens - 1, now)
                 return None
