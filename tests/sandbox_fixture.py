@@ -96,7 +96,7 @@ class Sandbox:
             raise AssertionError(f"listing messages failed: {status} {doc}")
         return doc["data"]
 
-    def wait_done(self, message_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    def wait_done(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Poll GET /messages/{id} until `done`; returns the message."""
         deadline = time.monotonic() + timeout
         while True:
