@@ -1,0 +1,79 @@
+"""The SQLite store: group commit under concurrency, one bad row failing alone, restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from outkit_cli.sandbox.store import Store
+
+
+def _doc(i: int, tag: str = "t") -> dict[str, object]:
+    return {"id": f"{tag}-{i}", "status": "received", "done": False,
+            "id_from_submitter": tag, "n": i}  # fmt: skip
+
+
+def test_concurrent_inserts_all_land_newest_first(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    threads = [
+        threading.Thread(target=lambda k=k: [store.insert(_doc(k * 100 + j)) for j in range(50)])
+        for k in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    texts = store.list_texts(limit=10000, id_from_submitter="t")
+    assert len(texts) == 400
+    assert len(store.pending_ids()) == 400
+    store.close()
+    again = Store(tmp_path / "db.sqlite3")  # everything committed is there after reopening
+    assert len(again.list_texts(limit=10000)) == 400
+    again.close()
+
+
+def test_a_failing_row_fails_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    store.insert(_doc(1))
+    errors: list[Exception] = []
+
+    def insert(i: int) -> None:
+        try:
+            store.insert(_doc(i))  # i == 1 is a duplicate id
+        except sqlite3.IntegrityError as exc:
+            errors.append(exc)
+
+    # hold the write lock until all six are queued, so they go in as one batch
+    with store._write_lock:
+        threads = [threading.Thread(target=insert, args=(i,)) for i in (1, 2, 3, 4, 5, 6)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < 6 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(store._queue) == 6
+    for t in threads:
+        t.join()
+    assert len(errors) == 1
+    assert sorted(store.get(f"t-{i}")["n"] for i in range(1, 7)) == [1, 2, 3, 4, 5, 6]  # type: ignore[index]
+    store.close()
+
+
+def test_update_and_filters(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    doc = _doc(1, "a")
+    store.insert(doc)
+    store.insert(_doc(2, "b"))
+    doc.update(status="delivered", done=True)
+    store.update(doc)
+    assert store.get("a-1") == doc
+    assert [t for t in store.list_texts(limit=5, status="delivered")] == [store.get_text("a-1")]
+    assert store.pending_ids() == ["b-2"]
+    assert store.get("nope") is None
+    with pytest.raises(KeyError):
+        store.update({"status": "x"})
+    store.close()
