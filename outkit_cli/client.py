@@ -3,9 +3,10 @@
 Only the standard library is imported at module level: `requests` is loaded when a
 `Client` is created, so modules that merely import names from here stay cheap.
 
-One `Client` holds one `requests.Session` (keep-alive, one connection pool). Several
-threads may share a client (batch sending): the session's pool is thread-safe, and the
-`Backoff` object makes a 429 slow down every worker, not just the one that got it.
+One `Client` holds one transport (`transport.py`): a `requests.Session` by default, or
+keep-alive `http.client` connections for batches (`fast=True`). Several threads may share
+a client (batch sending): both transports are thread-safe, and the `Backoff` object makes
+a 429 slow down every worker, not just the one that got it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from outkit_cli import __version__, signing
-from outkit_cli.diagnostics import debug
+from outkit_cli.diagnostics import debug, is_verbose
 from outkit_cli.errors import (
     AuthError,
     MaybeSentError,
@@ -33,6 +34,16 @@ from outkit_cli.errors import (
     RejectedError,
     ServerError,
     UsageError,
+)
+from outkit_cli.transport import (
+    MaybeSent,
+    ReadTimedOut,
+    RequestsTransport,
+    StdlibTransport,
+    Transport,
+    Unsent,
+    environment_proxies,
+    one_line,
 )
 
 USER_AGENT = f"outkit-cli/{__version__}"
@@ -280,16 +291,8 @@ def prepare_call(
     return PreparedCall(method.upper(), url, headers, body, has_creds)
 
 
-class _Unsent(Exception):
-    """The connection failed before the request left: always safe to retry."""
-
-
-class _MaybeSent(Exception):
-    """The request may have reached the server; the answer was lost."""
-
-
 class Client:
-    """A signed-request client for one set of settings (one session, one pool)."""
+    """A signed-request client for one set of settings (one transport, one pool)."""
 
     def __init__(
         self,
@@ -299,7 +302,10 @@ class Client:
         pool_size: int = 10,
         timeout: float | None = None,
         retries: int | None = None,
+        fast: bool = False,
     ) -> None:
+        """``fast`` picks the stdlib transport (less CPU per request, for batches) unless a
+        proxy is configured for the API URL."""
         settings.require_credentials()
         self.settings = settings
         self.base_url = check_api_url(settings.api_url)
@@ -309,26 +315,18 @@ class Client:
             raise UsageError("--timeout must be greater than 0")
         if self.retries < 0:
             raise UsageError("--retries must not be negative")
-        self.verify = tls_verify(settings.ca_bundle)
+        # certificates matter only for https; for a loopback http:// URL a CA bundle path
+        # would only cost a stat() per request
+        verify = tls_verify(settings.ca_bundle) if self.base_url.startswith("https:") else True
         self.backoff = backoff or Backoff()
-
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        self._requests = requests
-        self.session = requests.Session()
-        # Proxy settings from the environment (HTTPS_PROXY, NO_PROXY, ...) are read once
-        # here: requests re-reads the whole environment on every send otherwise, which was
-        # most of a batch's CPU time per request. trust_env off also skips ~/.netrc lookups,
-        # which never apply: every request carries its own authentication headers.
-        self.session.trust_env = False
-        self._proxies = _environment_proxies(self.base_url)
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.transport: Transport
+        if fast and not environment_proxies(self.base_url):
+            self.transport = StdlibTransport(self.base_url, verify)
+        else:
+            self.transport = RequestsTransport(self.base_url, verify, pool_size)
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -381,9 +379,9 @@ class Client:
             wait: float | None = None
             try:
                 resp, elapsed = self._send_once(method, path, body, params, deadline)
-            except _Unsent as exc:
+            except Unsent as exc:
                 error: OutkitError = NetworkError(str(exc))
-            except _MaybeSent as exc:
+            except MaybeSent as exc:
                 if method == "POST":
                     raise MaybeSentError(self._lost_post(str(exc), id_from_submitter)) from None
                 error = NetworkError(str(exc))
@@ -421,8 +419,6 @@ class Client:
         params: Mapping[str, Any] | None,
         deadline: float | None,
     ) -> tuple[Any, float]:
-        req = self._requests
-        exc_mod = req.exceptions
         timeout = self.timeout
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -430,49 +426,26 @@ class Client:
                 raise DeadlineReached("the time ran out")
         # a fresh timestamp and signature for every attempt
         call = prepare_call(self.settings, method, path, body=body, params=params)
-        prep = self.session.prepare_request(
-            req.Request(method, call.url, headers=call.headers, data=body or None)
-        )
-        _check_signed_target(prep, call)
-        debug(f"> {method} {call.url}")
-        for name, value in mask_headers(call.headers).items():
-            debug(f"> {name}: {value}")
-        if body:
-            debug(f"> ({len(body)} bytes of JSON)")
+        if is_verbose():
+            debug(f"> {method} {call.url}")
+            for name, value in mask_headers(call.headers).items():
+                debug(f"> {name}: {value}")
+            if body:
+                debug(f"> ({len(body)} bytes of JSON)")
         started = time.monotonic()
         try:
-            resp = self.session.send(
-                prep,
-                proxies=self._proxies,
-                timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
-                verify=self.verify,
-                allow_redirects=False,
+            resp = self.transport.send(
+                call.method,
+                call.url,
+                call.headers,
+                body,
+                connect_timeout=min(timeout, CONNECT_TIMEOUT),
+                read_timeout=timeout,
             )
-        except exc_mod.ConnectTimeout:
-            raise _Unsent(
-                f"cannot connect to {self._host()}: "
-                f"timed out after {min(timeout, CONNECT_TIMEOUT):g} s"
-            ) from None
-        except exc_mod.SSLError as exc:
-            # certificate problems do not go away by retrying
-            raise NetworkError(
-                f"TLS error talking to {self._host()}: {_reason(exc)} "
-                "(set ca_bundle in the profile or REQUESTS_CA_BUNDLE for a private CA)"
-            ) from None
-        except exc_mod.ReadTimeout:
+        except ReadTimedOut:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineReached("the time ran out waiting for an answer") from None
-            raise _MaybeSent(f"no answer from {self._host()} within {timeout:g} s") from None
-        except exc_mod.ConnectionError as exc:
-            if _nothing_sent(exc):
-                raise _Unsent(f"cannot connect to {self._host()}: {_reason(exc)}") from None
-            raise _MaybeSent(f"connection to {self._host()} lost: {_reason(exc)}") from None
-        except (exc_mod.ChunkedEncodingError, exc_mod.ContentDecodingError) as exc:
-            raise _MaybeSent(f"broken answer from {self._host()}: {_reason(exc)}") from None
-        except exc_mod.InvalidURL as exc:
-            raise UsageError(f"invalid API URL {self.base_url!r}: {exc}") from None
-        except exc_mod.RequestException as exc:
-            raise NetworkError(f"request to {self._host()} failed: {_reason(exc)}") from None
+            raise
         elapsed = time.monotonic() - started
         debug(f"< HTTP {resp.status_code} in {elapsed * 1000:.0f} ms")
         return resp, elapsed
@@ -536,18 +509,6 @@ class Client:
         return ServerError(f"unexpected HTTP {status}{hint} from the API; check --api-url")
 
 
-def _environment_proxies(url: str) -> dict[str, str]:
-    from requests.utils import get_environ_proxies
-
-    return dict(get_environ_proxies(url))
-
-
-def _check_signed_target(prep: Any, call: PreparedCall) -> None:
-    # requests may re-quote a URL; the signature must cover the path actually sent
-    if call.has_credentials and prep.path_url != signing.request_target(call.url):
-        raise UsageError(f"cannot sign URL {call.url!r}: it is not in canonical form")
-
-
 def _json_or_none(resp: Any) -> Any:
     try:
         return json.loads(resp.content)
@@ -561,53 +522,9 @@ def _server_message(payload: Any) -> tuple[str, str]:
     err = payload.get("error")
     if not isinstance(err, dict):
         return "", ""
-    message = _one_line(str(err.get("message") or ""))
-    code = _one_line(str(err.get("code") or ""))
+    message = one_line(str(err.get("message") or ""))
+    code = one_line(str(err.get("code") or ""))
     return message, code
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _nothing_sent(exc: Exception) -> bool:
-    """True when a ConnectionError happened while connecting (refused, DNS, unreachable)."""
-    from urllib3.exceptions import NewConnectionError
-
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        cur = todo.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, NewConnectionError):
-            return True
-        todo.extend([getattr(cur, "reason", None), cur.__cause__, cur.__context__])
-        todo.extend(a for a in getattr(cur, "args", ()) if isinstance(a, BaseException))
-    return False
-
-
-def _reason(exc: Exception) -> str:
-    """The innermost readable cause, e.g. 'Connection refused'."""
-    cur: Any = exc
-    for _ in range(6):
-        nxt = getattr(cur, "reason", None)
-        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
-            nxt = cur.args[0]
-        if not isinstance(nxt, BaseException):
-            if isinstance(nxt, str) and nxt:
-                return _one_line(nxt, 200)
-            break
-        cur = nxt
-    text = str(getattr(cur, "strerror", None) or cur)
-    # urllib3 messages carry an object repr before the useful part
-    if "]" in text and text.startswith("<"):
-        text = text.split(">: ", 1)[-1]
-    if "Errno" in text and "]" in text:
-        text = text.split("]", 1)[1].strip()
-    return _one_line(text, 200) or type(cur).__name__
 
 
 def network_options(func: Callable[..., Any]) -> Callable[..., Any]:

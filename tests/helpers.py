@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -59,3 +61,10 @@ def run_subprocess(
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def server_tls(cert: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server-side TLS context for a loopback test server, from the `cert` fixture."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*cert)
+    return ctx

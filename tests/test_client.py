@@ -7,7 +7,6 @@ import contextlib
 import email.utils
 import json
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from outkit_cli.client import (
 )
 from outkit_cli.config import Settings, save_profile
 from outkit_cli.errors import UsageError
-from tests.helpers import run
+from tests.helpers import run, server_tls
 from tests.sandbox_fixture import Sandbox
 
 CREDS = {
@@ -316,30 +315,11 @@ def test_timeout_and_retries_from_environment_and_profile(config_file: Path) -> 
 # --------------------------------------------------------------------- TLS
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return crt, key
-
-
-def _tls(cert: tuple[Path, Path]) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(*cert)
-    return ctx
-
-
 def test_tls_verified_with_ca_bundle_or_requests_ca_bundle(
     cert: tuple[Path, Path], config_file: Path
 ) -> None:
     crt = str(cert[0])
-    with fake_api(OK, tls=_tls(cert)) as (url, _):
+    with fake_api(OK, tls=server_tls(cert)) as (url, _):
         untrusted = run("get", "m-1", "--retries", "0", env=env_for(url))
         assert untrusted.exit_code == 8
         assert "TLS error" in untrusted.stderr and "ca_bundle" in untrusted.stderr

@@ -169,7 +169,7 @@ def run_batch_command(
 
             if "retries" not in settings.sources:
                 settings.retries = BATCH_DEFAULT_RETRIES
-            client = Client(settings, pool_size=concurrency)
+            client = Client(settings, pool_size=concurrency, fast=True)
             api = ClientBatchApi(client)
         raw = None if batch_input.path is None else batch_input.raw
         total = _size(batch_input.path)

@@ -313,7 +313,8 @@ class _Run:
         self.summary = summary
         self.opts = opts
         self.on_progress = on_progress
-        self.tasks: queue.Queue[Task | None] = queue.Queue(maxsize=max(2, opts.concurrency * 2))
+        # room for a whole chunk: workers keep busy while the next chunk is read and journalled
+        self.tasks: queue.Queue[Task | None] = queue.Queue(maxsize=max(CHUNK, opts.concurrency * 2))
         self.outcomes: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.aborted = threading.Event()
         self.abort_error: OutkitError | None = None
