@@ -247,7 +247,15 @@ def test_list_newest_first_with_filters(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     ("query", "needle"),
-    [("limit=0", "limit"), ("limit=x", "limit"), ("status=sent", "status"), ("foo=1", "foo")],
+    [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("limit=%C2%B2", "limit"),
+        ("limit=10001", "limit"),
+        ("status=sent", "status"),
+        ("foo=1", "foo"),
+        ("limit=1&&&=", "query"),
+    ],
 )
 def test_list_rejects_bad_filters(sandbox: Sandbox, query: str, needle: str) -> None:
     status, _, doc = call(sandbox, "GET", f"/messages?{query}")

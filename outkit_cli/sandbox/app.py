@@ -212,7 +212,8 @@ class SandboxApp:
         out: dict[str, Any] = {"limit": DEFAULT_LIST_LIMIT}
         if "limit" in params:
             raw = params["limit"][-1]
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+            # isascii: isdigit() also takes "²", which int() refuses
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
                 raise bad_data(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
             out["limit"] = int(raw)
         if "status" in params:

@@ -20,7 +20,7 @@ from outkit_cli.sandbox.errors import unauthorized
 from outkit_cli.sandbox.keys import ApiKey
 
 MAX_SKEW = 300
-_TIMESTAMP = re.compile(r"\d{1,12}(\.\d{1,9})?")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 def _eq(a: str, b: str) -> bool:
