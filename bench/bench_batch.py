@@ -84,6 +84,10 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "batch.json")
     opts = parser.parse_args()
 
+    # Users run installed, byte-compiled code; with PYTHONDONTWRITEBYTECODE set (as on some
+    # CI machines) every child would compile outkit_cli from source instead.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "outkit_cli")], check=True)
     work = Path(tempfile.mkdtemp(prefix="outkit-bench-batch-"))
     log = (work / "serve.log").open("wb")
     sbx, url = start_server(

@@ -159,7 +159,7 @@ def run_batch(
     state = read_journal(journal_path, source.fingerprint)
     journal = Journal(journal_path, source.fingerprint, source.name)
     summary.journal = journal_path
-    unknown = _resolve_in_doubt(state, api, journal)
+    unknown = _resolve_in_doubt(state, api, journal, opts.concurrency)
 
     run = _Run(api, journal, sink, summary, opts, on_progress)
     stop = threading.Event()
@@ -269,28 +269,34 @@ def _prepare(
 
 
 def _resolve_in_doubt(
-    state: JournalState, api: BatchApi, journal: Journal
+    state: JournalState, api: BatchApi, journal: Journal, concurrency: int
 ) -> dict[int, str | None]:
     """Rows an earlier run left in flight: find each by its id_from_submitter.
 
     Found rows become accepted; rows the server never saw are sent again as usual; the
     rest are unknown. Returns the unknown ones."""
-    unknown: dict[int, str | None] = {}
-    found: list[dict[str, Any]] = []
-    for line, ifs in state.in_doubt.items():
-        if not ifs:
-            unknown[line] = None
-            continue
+    from concurrent.futures import ThreadPoolExecutor
+
+    unknown: dict[int, str | None] = {line: None for line, ifs in state.in_doubt.items() if not ifs}
+    lookups = [(line, ifs) for line, ifs in state.in_doubt.items() if ifs]
+
+    def find(item: tuple[int, str]) -> tuple[int, str, Mapping[str, Any] | None, bool]:
+        line, ifs = item
         try:
-            message = api.find(ifs)
+            return line, ifs, api.find(ifs), True
         except OutkitError:
-            unknown[line] = ifs
-            continue
-        if message is not None:
-            state.accepted[line] = message.get("id")
-            found.append(
-                {"row": line, "status": "accepted", "id": message.get("id"), "error": None}
-            )
+            return line, ifs, None, False
+
+    found: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for line, ifs, message, answered in pool.map(find, lookups):
+            if not answered:
+                unknown[line] = ifs
+            elif message is not None:
+                state.accepted[line] = message.get("id")
+                found.append(
+                    {"row": line, "status": "accepted", "id": message.get("id"), "error": None}
+                )
     journal.results(found)
     return unknown
 
