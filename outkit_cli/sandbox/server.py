@@ -7,6 +7,7 @@ to stderr (method, path, status, milliseconds; never a header value).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from email.utils import formatdate
@@ -35,6 +36,9 @@ def _http_date() -> str:
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
+# A chunk size is hex digits only: int(x, 16) would also take '-1', '+5', '0x5' and '1_0',
+# and read(-1) reads the stream to its end, past the body size limit.
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class Headers(dict):  # type: ignore[type-arg]
@@ -112,23 +116,27 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.headers.get("Content-Length")
         if raw is None:
             return b""
-        if not raw.isdigit():
+        # isascii: str.isdigit() also accepts '²' (latin-1 0xB2), which int() refuses
+        if not (raw.isascii() and raw.isdigit()):
             raise BadRequest(f"invalid Content-Length: {raw[:40]!r}")
         length = int(raw)
         if length > MAX_BODY:
             raise BodyTooLarge(length)
         if self.headers.get("Expect", "").lower() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # the client closed early: a partial body is never taken for a whole one
+            raise BadRequest(f"the body ended after {len(body)} of {length} bytes (Content-Length)")
+        return body
 
     def _read_chunked(self) -> bytes:
         parts, total = [], 0
         while True:
             line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise BadRequest("malformed chunked body") from None
+            if not _CHUNK_SIZE.fullmatch(line):
+                raise BadRequest("malformed chunked body")
+            size = int(line, 16)
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -136,7 +144,10 @@ class Handler(BaseHTTPRequestHandler):
             total += size
             if total > MAX_BODY:
                 raise BodyTooLarge(total)
-            parts.append(self.rfile.read(size))
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise BadRequest("the chunked body ended inside a chunk")
+            parts.append(chunk)
             self.rfile.readline(8)
 
     def _dispatch(self) -> None:
