@@ -415,10 +415,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _reject_lone_surrogates(payload: Any) -> None:
+    # a lone '\ud800' escape is valid JSON syntax but no character: it cannot be encoded as UTF-8,
+    # so storing the message would fail (a 500) and so would every answer that carries it
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a \\u escape is a lone surrogate, not a Unicode character") from None
+
+
 def parse_message(body: bytes) -> dict[str, Any]:
     """The `message` object of a create request, type-checked; 422 bad_data naming the field."""
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        # strict UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16 and encoded
+        # surrogates, which no later step can store or send back
+        text = body.decode("utf-8")
+        payload = json.loads(text, parse_constant=_reject_constant)
+        if "\\ud" in text or "\\uD" in text:  # cheap test first: escapes are rare
+            _reject_lone_surrogates(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_data(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
