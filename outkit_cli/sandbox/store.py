@@ -121,14 +121,16 @@ class Store:
                 conn.execute("BEGIN")
                 conn.executemany(_INSERT, [p.row for p in batch])
                 conn.execute("COMMIT")
-            except sqlite3.Error:
+            except Exception:  # not only sqlite3.Error: a str that is not UTF-8 raises
+                # UnicodeEncodeError; either way no transaction may stay open on a pooled
+                # connection, and every queued row must be settled
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 # one bad row must not fail the others: each on its own
                 for p in batch:
                     try:
                         conn.execute(_INSERT, p.row)
-                    except sqlite3.Error as exc:
+                    except Exception as exc:
                         p.error = exc
         for p in batch:
             p.settled = True
