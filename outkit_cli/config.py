@@ -209,6 +209,7 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
     try:
         data = load_config(path)
         yield data
+        _remove_stale_temp_files(path)
         try:
             write_atomic(path, dump_config(data))
         except OSError as exc:
@@ -217,6 +218,22 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
             ) from None
     finally:
         lock.release()
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Delete temp files that killed writers left behind (write_atomic's own cleanup never
+    ran). Only called with the lock held, so no live writer's temp file can be among them."""
+    import re
+
+    real = path.resolve() if path.is_symlink() else path
+    # exactly mkstemp's names for this file (8 random characters), not another config's
+    # whose name merely starts the same
+    pattern = re.compile(re.escape(f".{real.name}.") + r"[a-z0-9_]{8}\.tmp")
+    with contextlib.suppress(OSError):
+        for stale in real.parent.iterdir():
+            if pattern.fullmatch(stale.name):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
 
 def profiles(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,220 @@
+"""Faults the CLI and the sandbox must survive: kill -9 of either side mid-work, a full
+disk, a read-only config dir, a server whose clock is off."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from outkit_cli.config import dump_config, load_config, save_profile
+from tests.helpers import run
+
+BASE = {"key": "kb", "passphrase": "pb", "secret": "sb", "signed": True}
+
+
+def temp_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+# --- the CLI killed (SIGKILL) while it writes the config ------------------------------------
+
+# Loops forever over three writes (add/replace profile `cur`, make it the default, make `base`
+# the default), numbering its versions on from what the file holds; killed at random.
+WRITER = r"""
+import sys
+from outkit_cli.cli import main
+from outkit_cli.config import config_path, load_config
+
+def call(*args):
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        if exc.code:
+            sys.exit(f"outkit {' '.join(args)} exited {exc.code}")
+
+cur = load_config(config_path()).get("profiles", {}).get("cur")
+n = int(cur["key"][1:]) + 1 if cur else 0
+print("ready", flush=True)
+while True:
+    call("keys", "add", "cur", "--key", f"k{n}", "--passphrase", "pc", "--secret", f"s{n}")
+    call("keys", "default", "cur")
+    call("keys", "default", "base")
+    n += 1
+"""
+
+
+def _version(config_file: Path) -> tuple[int, int]:
+    """(n, step) of the file: which write of the writer's sequence produced it.
+
+    Asserts the file is whole: it parses, `base` is intact, `cur` is one consistent
+    version, and the bytes are exactly what a writer produces for that content."""
+    raw = config_file.read_bytes()
+    data = load_config(config_file)
+    assert raw == dump_config(data), raw
+    profiles = data["profiles"]
+    assert profiles["base"] == BASE
+    assert set(profiles) <= {"base", "cur"}
+    if "cur" not in profiles:
+        assert data["default_profile"] == "base"
+        return (-1, 2)
+    cur = profiles["cur"]
+    n = int(cur["key"][1:])
+    assert cur == {"key": f"k{n}", "passphrase": "pc", "secret": f"s{n}", "signed": True}
+    # add (default stays base) -> default cur -> default base
+    return (n, 1 if data["default_profile"] == "cur" else 2)
+
+
+def test_config_killed_mid_write_is_old_or_new_and_temp_files_do_not_pile_up(
+    config_file: Path,
+) -> None:
+    save_profile(config_file, "base", BASE)
+    rng = random.Random(6)
+    last = _version(config_file)
+    kills, left_behind = 25, 0
+    for _ in range(kills):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n", proc.stderr.read() if proc.stderr else ""
+        time.sleep(rng.uniform(0.0, 0.08))
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        version = _version(config_file)
+        assert version >= last  # never an older version than before
+        last = version
+        stale = temp_files(config_file.parent)
+        # a writer cleans up what the one before it left: never more than the last kill's
+        assert len(stale) <= 1, stale
+        left_behind += len(stale)
+    # the kills really landed inside writes (between the temp file and the rename) ...
+    assert left_behind >= 1
+    assert last[0] >= 1  # ... and the writers got somewhere
+    # ... and the next ordinary write leaves nothing behind
+    res = run("keys", "default", "base")
+    assert res.exit_code == 0, res.stderr
+    assert temp_files(config_file.parent) == []
+    assert sorted(p.name for p in config_file.parent.iterdir()) == [
+        config_file.name,
+        config_file.name + ".lock",
+    ]
+
+
+def test_stale_temp_files_of_other_configs_are_left_alone(config_file: Path) -> None:
+    save_profile(config_file, "base", BASE)
+    mine = config_file.parent / f".{config_file.name}.abcd_123.tmp"
+    other = config_file.parent / f".{config_file.name}.bak.abcd_123.tmp"  # config.toml.bak's
+    unrelated = config_file.parent / "notes.tmp"
+    for path in (mine, other, unrelated):
+        path.write_text("x")
+    assert run("keys", "default", "base").exit_code == 0
+    assert not mine.exists()
+    assert other.exists() and unrelated.exists()
+
+
+# --- a full disk and a read-only config dir -------------------------------------------------
+
+
+def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]
+    def preexec() -> None:
+        # writes past `limit` bytes fail with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("keys", "add", "b", "--key", "k", "--passphrase", "p", "--secret", "s"),
+        ("keys", "default", "a"),
+        ("keys", "remove", "b", "--yes"),
+    ],
+)
+def test_disk_full_config_write(config_file: Path, args: tuple[str, ...]) -> None:
+    save_profile(config_file, "a", BASE)
+    save_profile(config_file, "b", BASE, make_default=True)
+    before = config_file.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "outkit_cli", *args],
+        capture_output=True,
+        env=child_env(),
+        preexec_fn=_file_size_limit(1),
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert proc.stderr.decode().splitlines() == [
+        f"error: cannot write config file {config_file}: File too large; it was left unchanged"
+    ]
+    assert config_file.read_bytes() == before
+    assert temp_files(config_file.parent) == []
+
+
+def _drop_file_permission_override() -> None:
+    # tests run as root, which ignores directory modes: drop that power in the child
+    import ctypes
+
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_read_only_config_dir_with_a_stale_temp_file(config_file: Path) -> None:
+    """The lock file exists (it can be locked), the dir is read-only: the write itself
+    fails, the stale temp file that cannot be removed does not turn into a second error."""
+    save_profile(config_file, "a", BASE)
+    stale = config_file.parent / f".{config_file.name}.zzzz9999.tmp"
+    stale.write_text("partial")
+    before = config_file.read_bytes()
+    config_file.parent.chmod(0o500)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "outkit_cli", "keys", "add", "b", "--key", "k",
+             "--passphrase", "p", "--secret", "s"],
+            capture_output=True,
+            env=child_env(),
+            preexec_fn=_drop_file_permission_override,
+            timeout=30,
+        )  # fmt: skip
+    finally:
+        config_file.parent.chmod(0o700)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [
+        f"error: cannot write config file {config_file}: Permission denied; it was left unchanged"
+    ]
+    assert config_file.read_bytes() == before
+    assert stale.exists()
+
+
+def test_config_dir_under_a_regular_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    path = blocker / "outkit" / "config.toml"
+    res = run("--config", str(path), "keys", "add", "a", "--key", "k", "--passphrase", "p",
+              "--secret", "s")  # fmt: skip
+    assert res.exit_code == 2
+    # the read before the write already fails: nothing is created, nothing written
+    assert res.stderr == f"error: cannot read config file {path}: Not a directory\n"
+    assert blocker.read_text() == "x"
