@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format completions bench clean
+.PHONY: install demo test lint format completions bench soak check-fresh clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ completions: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# 8 concurrent `send --batch` clients for 60 s against a faulty sandbox (bench/results/soak.json)
+soak: install
+	$(BIN)/python bench/soak.py
+
+# a fresh clone's `make demo` and `make test` with a fresh HOME and no venv (not part of test)
+check-fresh:
+	sh scripts/check_fresh.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
