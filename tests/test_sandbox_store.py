@@ -77,3 +77,40 @@ def test_update_and_filters(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         store.update({"status": "x"})
     store.close()
+
+
+def test_a_batch_that_cannot_run_fails_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    store.close()  # empty the pool: the next commit must open a connection
+    real_connect, calls = Store._connect, []
+
+    def connect_fails_once(self: Store) -> sqlite3.Connection:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(self)
+
+    monkeypatch.setattr(Store, "_connect", connect_fails_once)
+    outcomes: dict[int, str] = {}
+
+    def insert(i: int) -> None:
+        try:
+            store.insert(_doc(i))
+            outcomes[i] = "stored"
+        except sqlite3.OperationalError:
+            outcomes[i] = "failed"
+
+    with store._write_lock:  # both rows go into one batch, whose connection fails
+        threads = [threading.Thread(target=insert, args=(i,)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    for t in threads:
+        t.join()
+    # neither request may think its row was stored when it was not
+    assert outcomes == {1: "failed", 2: "failed"}
+    assert store.get("t-1") is None and store.get("t-2") is None

@@ -116,24 +116,31 @@ class Store:
         return text
 
     def _commit(self, batch: list[_Pending]) -> None:
-        with self.connection() as conn:
-            try:
-                conn.execute("BEGIN")
-                conn.executemany(_INSERT, [p.row for p in batch])
-                conn.execute("COMMIT")
-            except Exception:  # not only sqlite3.Error: a str that is not UTF-8 raises
-                # UnicodeEncodeError; either way no transaction may stay open on a pooled
-                # connection, and every queued row must be settled
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                # one bad row must not fail the others: each on its own
-                for p in batch:
-                    try:
-                        conn.execute(_INSERT, p.row)
-                    except Exception as exc:
-                        p.error = exc
-        for p in batch:
-            p.settled = True
+        try:
+            with self.connection() as conn:
+                try:
+                    conn.execute("BEGIN")
+                    conn.executemany(_INSERT, [p.row for p in batch])
+                    conn.execute("COMMIT")
+                except Exception:  # not only sqlite3.Error: a str that is not UTF-8 raises
+                    # UnicodeEncodeError; either way no transaction may stay open on a
+                    # pooled connection
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    # one bad row must not fail the others: each on its own
+                    for p in batch:
+                        try:
+                            conn.execute(_INSERT, p.row)
+                        except Exception as exc:
+                            p.error = exc
+        except Exception as exc:  # no connection, or the rollback failed: nothing written
+            for p in batch:
+                p.error = p.error or exc
+        finally:
+            # every queued row is settled whatever happened: a row left unsettled would be
+            # answered 200 by its own request without ever being written
+            for p in batch:
+                p.settled = True
 
     def update(self, doc: dict[str, Any]) -> str:
         text = dumps(doc)
