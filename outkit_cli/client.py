@@ -77,10 +77,15 @@ def is_loopback(host: str | None) -> bool:
 
 def check_api_url(url: str) -> str:
     """The API base URL without a trailing slash; plain http only for loopback hosts."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError:  # also 'http://[x': an unbalanced IPv6 bracket
+        valid = False
+    if not valid:
         raise UsageError(f"API URL {url!r} is not an https:// URL (e.g. https://api.outkit.io/v1)")
+    scheme = parts.scheme.lower()
     if scheme == "http" and not is_loopback(parts.hostname):
         raise UsageError(
             f"refusing plain http:// API URL {url}: the Outkit API is HTTPS-only "

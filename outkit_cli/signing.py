@@ -26,9 +26,15 @@ def _bytes(value: str | bytes) -> bytes:
 
 def request_target(path_or_url: str) -> str:
     """The path plus query string that gets signed, from a path or a full URL."""
-    parts = urlsplit(path_or_url)
     # only an http(s) URL with a host counts as a URL; anything else is signed as given
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+    # (urlsplit is not even tried on it: it raises on '//[' and costs time on every request)
+    if not path_or_url[:8].lower().startswith(("http://", "https://")):
+        return path_or_url
+    try:
+        parts = urlsplit(path_or_url)
+    except ValueError:  # 'http://[x': an unbalanced IPv6 bracket is no URL either
+        return path_or_url
+    if parts.netloc:
         path = parts.path or "/"
         return f"{path}?{parts.query}" if parts.query else path
     return path_or_url

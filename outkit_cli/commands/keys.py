@@ -66,8 +66,13 @@ def check_api_url(url: str) -> str:
 
     from outkit_cli.errors import UsageError
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.netloc)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError:  # also 'http://[x': an unbalanced IPv6 bracket
+        valid = False
+    if not valid:
         raise UsageError(
             f"--api-url must be an http(s) URL such as https://api.outkit.io/v1, not {url!r}"
         )

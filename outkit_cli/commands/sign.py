@@ -35,7 +35,10 @@ def _text(data: bytes) -> str:
 def is_url(path: str) -> bool:
     from urllib.parse import urlsplit
 
-    parts = urlsplit(path)
+    try:
+        parts = urlsplit(path)
+    except ValueError:  # 'http://[x': an unbalanced IPv6 bracket
+        return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
@@ -78,7 +81,12 @@ def request_url(api_url: str, path: str) -> str:
 
     if is_url(path):
         return path
-    parts = urlsplit(api_url)
+    try:
+        parts = urlsplit(api_url)
+    except ValueError:  # 'http://[x': an unbalanced IPv6 bracket
+        from outkit_cli.errors import UsageError
+
+        raise UsageError(f"API URL {api_url!r} is not a valid URL") from None
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
@@ -88,7 +96,10 @@ def path_prefix_warning(api_url: str, path: str) -> str | None:
 
     if is_url(path):
         return None
-    prefix = urlsplit(api_url).path.rstrip("/")
+    try:
+        prefix = urlsplit(api_url).path.rstrip("/")
+    except ValueError:  # not a URL at all: nothing to compare with (--curl says so)
+        return None
     bare = path.split("?", 1)[0]
     if not prefix or bare == prefix or bare.startswith(prefix + "/"):
         return None
