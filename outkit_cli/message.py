@@ -121,15 +121,33 @@ def text_arg(value: str, who: str, stdin: Stdin) -> str:
     return value
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json takes NaN and Infinity; they are not JSON and the API refuses them
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def is_utf8_text(value: Any) -> bool:
+    """False for text holding lone surrogates: a '\\ud800' JSON escape, or argv bytes that
+    were not UTF-8. Such text cannot be encoded into the request body."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_json(text: str, who: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         col = getattr(exc, "colno", None)
         where = f" at line {line}, column {col}" if line else ""
         msg = getattr(exc, "msg", str(exc))
         raise UsageError(f"{who}: invalid JSON{where}: {msg}") from None
+    if not is_utf8_text(value):
+        raise UsageError(f"{who}: invalid JSON: a \\u escape is a lone surrogate")
+    return value
 
 
 def load_json_object(path: str, who: str, stdin: Stdin) -> dict[str, Any]:
@@ -247,11 +265,19 @@ def _opts(names: Iterable[str]) -> str:
 
 def validate_message(msg: Mapping[str, Any]) -> None:
     """Raise UsageError naming the first problem that the API would reject."""
+    for name, value in msg.items():
+        if not is_utf8_text(value):
+            raise UsageError(f"{OPTION_FOR.get(name, name)} is not valid UTF-8 text")
     kind = msg.get("type")
     if kind not in TYPES:
         raise UsageError(f"unknown message type {kind!r} (use {' or '.join(TYPES)})")
-    if not msg.get("to"):
+    if not str(msg.get("to") or "").strip():
         raise UsageError("missing recipient: give --to")
+    for name in ("to", "from", "subject"):
+        value = msg.get(name)
+        # a header value: the API refuses line breaks (they would inject headers)
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise UsageError(f"{OPTION_FOR[name]} must not contain a line break")
     for pair in (("project", "project_id"), ("template", "template_id"), ("backend", "backend_id")):
         if len(_given(msg, *pair)) == 2:
             raise UsageError(f"{_opts(pair)} cannot be used together")
