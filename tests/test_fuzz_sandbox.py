@@ -269,6 +269,8 @@ def test_oversized_request_line_and_headers(fz: State) -> None:
         ("GET", "/v1/messages/a/b", 404),
         ("GET", "/v1/messages/does-not-exist", 404),
         ("BREW", "/v1/messages", 405),
+        ("GET", "http://[/v1/messages", 404),  # urlsplit raised on it: a 500
+        ("GET", "//[", 404),
     ],
 )
 def test_wrong_methods_and_paths_are_405_and_404(
