@@ -3,19 +3,24 @@ disk, a read-only config dir, a server whose clock is off."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import random
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from outkit_cli.config import dump_config, load_config, save_profile
 from tests.helpers import run
+from tests.sandbox_fixture import Sandbox, launch
 
 BASE = {"key": "kb", "passphrase": "pb", "secret": "sb", "signed": True}
 
@@ -218,3 +223,149 @@ def test_config_dir_under_a_regular_file(tmp_path: Path) -> None:
     # the read before the write already fails: nothing is created, nothing written
     assert res.stderr == f"error: cannot read config file {path}: Not a directory\n"
     assert blocker.read_text() == "x"
+
+
+# --- the sandbox killed (SIGKILL) during a batch and restarted on the same port ---------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_people(path: Path, n: int, tag: str) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["to", "data.name"])
+        writer.writerows([f"{tag}-{i}@example.com", f"Person {i}"] for i in range(n))
+    return path
+
+
+def batch_process(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]:
+    env = child_env()
+    env.update(box.env())
+    return subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), "--project", "demo",
+         "--template", "welcome", "--concurrency", "4", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )  # fmt: skip
+
+
+def accepted_in_journal(journal: Path) -> dict[int, str]:
+    """Row -> message id of every result the batch recorded as accepted (a torn last line
+    from a kill is not a record)."""
+    out: dict[int, str] = {}
+    if not journal.exists():
+        return out
+    for raw in journal.read_bytes().splitlines(keepends=True):
+        if raw.endswith(b"\n"):
+            rec = json.loads(raw)
+            if rec.get("type") == "result" and rec["status"] == "accepted":
+                out[rec["row"]] = rec["id"]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["carries-on", "gives-up"])
+def test_sandbox_killed_during_a_batch_and_restarted_loses_nothing(
+    tmp_path: Path, mode: str
+) -> None:
+    """carries-on: the sandbox is back within the batch's retries and the batch finishes;
+    gives-up: no retries, the sandbox stays down until the batch has failed, then the
+    batch is run again. Either way: no accepted message lost, every row exactly once."""
+    port = free_port()
+    data = tmp_path / "sandbox"
+    args = ("--port", str(port))  # the last --port wins over launch()'s --port 0
+    box = launch(data, latency=15, extra_args=args)
+    restarted: Sandbox | None = None
+    try:
+        n, tag = 150, "crash"
+        src = write_people(tmp_path / "rows.csv", n, tag)
+        journal = tmp_path / "rows.csv.outkit-journal"
+        proc = batch_process(src, box, *(("--retries", "0") if mode == "gives-up" else ()))
+        deadline = time.monotonic() + 30
+        while len(accepted_in_journal(journal)) < 20:
+            assert proc.poll() is None, "the batch ended before the sandbox could be killed"
+            assert time.monotonic() < deadline, "the batch made no progress"
+            time.sleep(0.01)
+        box.kill()  # SIGKILL with requests in flight
+        assert box.process.returncode == -signal.SIGKILL
+        if mode == "gives-up":
+            out, err = proc.communicate(timeout=120)
+        time.sleep(0.3)
+        restarted = launch(data, latency=15, extra_args=args)
+        assert restarted.url == box.url  # same port, same data dir, same keys
+        if mode == "carries-on":
+            out, err = proc.communicate(timeout=120)
+        stderr = err.decode()
+        assert "Traceback" not in stderr
+        if mode == "carries-on":
+            assert proc.returncode == 0, stderr
+        else:  # a documented code: network error (8) for the rows it could not send
+            assert proc.returncode == 8, stderr
+            assert len(stderr.strip().splitlines()) <= 3, stderr
+        reported = {
+            r["row"]: r["id"]
+            for r in map(json.loads, out.decode().splitlines())
+            if r["status"] == "accepted"
+        }
+        reported.update(accepted_in_journal(journal))
+        held = {m["id"]: m for m in restarted.messages() if m["to"].startswith(f"{tag}-")}
+        # no accepted message lost: every id the batch reported exists after the crash
+        assert set(reported.values()) <= set(held)
+        # and no row was sent twice, even the ones in flight when the server died
+        assert set(Counter(m["to"] for m in held.values()).values()) == {1}
+
+        rerun = batch_process(src, restarted)
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err.decode()
+        statuses = Counter(r["status"] for r in map(json.loads, out.decode().splitlines()))
+        assert statuses["accepted"] + statuses["skipped"] == n
+        final = [m for m in restarted.messages() if m["to"].startswith(f"{tag}-")]
+        expected = Counter(f"{tag}-{i}@example.com" for i in range(n))
+        assert Counter(m["to"] for m in final) == expected
+        # what was accepted before the kill is still the same message afterwards
+        assert set(reported.values()) <= {m["id"] for m in final}
+        # messages accepted just before the kill are delivered after the restart
+        for message_id in list(reported.values())[:5]:
+            assert restarted.wait_done(message_id)["status"] == "delivered"
+    finally:
+        box.kill()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_a_row_journalled_unknown_is_looked_up_on_the_rerun_not_resent(sandbox, tmp_path):
+    """The run that lost a row's answer could not look it up either (server down), and
+    journalled it `unknown`. The message had reached the server: the rerun must find it,
+    not send it a second time."""
+    from outkit_cli.batch.rows import auto_id, open_input
+
+    src = write_people(tmp_path / "lost.csv", 2, "lost")
+    fingerprint = open_input(str(src), None).fingerprint
+    ifs2 = auto_id(fingerprint, 2)
+    pre = run("send", "--project", "demo", "--template", "welcome", "--to",
+              "lost-0@example.com", "--id-from-submitter", ifs2, "-q",
+              env=sandbox.env())  # fmt: skip
+    assert pre.exit_code == 0, pre.stderr
+    records = [
+        {"type": "batch", "version": 1, "fingerprint": fingerprint, "input": str(src)},
+        {"type": "pending", "rows": [[2, ifs2], [3, auto_id(fingerprint, 3)]]},
+        {"type": "result", "row": 2, "status": "unknown", "id": None, "id_from_submitter": ifs2,
+         "error": "the answer was lost and the message could not be looked up"},
+        {"type": "result", "row": 3, "status": "failed", "id": None,
+         "id_from_submitter": auto_id(fingerprint, 3), "error": "cannot connect"},
+    ]  # fmt: skip
+    (tmp_path / "lost.csv.outkit-journal").write_text(
+        "".join(json.dumps(r) + "\n" for r in records)
+    )
+    res = run("send", "--batch", str(src), "--project", "demo", "--template", "welcome",
+              env=sandbox.env())  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    by_row = {r["row"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert by_row[2]["id"] == pre.stdout.strip()  # found, not sent again
+    assert by_row[3]["status"] == "accepted"  # never reached the server: sent now
+    held = Counter(m["to"] for m in sandbox.messages() if m["to"].startswith("lost-"))
+    assert held == Counter({"lost-0@example.com": 1, "lost-1@example.com": 1})

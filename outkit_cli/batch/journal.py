@@ -66,6 +66,12 @@ def read_journal(path: Path, fingerprint: str) -> JournalState:
                     pending[line] = ifs
             elif kind == "result":
                 line = rec["row"]
+                if rec["status"] == "unknown":
+                    # the answer was lost and the lookup failed too: the server may hold
+                    # the message, so the row stays in doubt and is looked up, not resent
+                    pending[line] = rec.get("id_from_submitter")
+                    state.accepted.pop(line, None)
+                    continue
                 pending.pop(line, None)
                 if rec["status"] == "accepted":
                     state.accepted[line] = rec.get("id")
