@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format completions bench soak check-fresh clean
+.PHONY: install demo test lint format completions bench soak fuzz check-fresh clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: install
 # 8 concurrent `send --batch` clients for 60 s against a faulty sandbox (bench/results/soak.json)
 soak: install
 	$(BIN)/python bench/soak.py
+
+# the property and sandbox fuzz tests with 40 times the examples; prints how many inputs
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -s tests/test_properties.py tests/test_fuzz_sandbox.py
 
 # a fresh clone's `make demo` and `make test` with a fresh HOME and no venv (not part of test)
 check-fresh:
