@@ -369,3 +369,55 @@ def test_a_row_journalled_unknown_is_looked_up_on_the_rerun_not_resent(sandbox, 
     assert by_row[3]["status"] == "accepted"  # never reached the server: sent now
     held = Counter(m["to"] for m in sandbox.messages() if m["to"].startswith("lost-"))
     assert held == Counter({"lost-0@example.com": 1, "lost-1@example.com": 1})
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [60, 400, 3000],  # the journal's first record / a pending record / the results fail
+)
+def test_disk_full_batch_journal(sandbox: Sandbox, tmp_path: Path, limit: int) -> None:
+    tag = f"full{limit}"
+    src = write_people(tmp_path / "rows.csv", 60, tag)
+    journal = tmp_path / "rows.csv.outkit-journal"
+    env = child_env()
+    env.update(sandbox.env())
+    args = [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), "--project",
+            "demo", "--template", "welcome"]  # fmt: skip
+    proc = subprocess.run(
+        args, capture_output=True, env=env, preexec_fn=_file_size_limit(limit), timeout=60
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot write batch journal {journal}: File too large (run the same command "
+        "again to send the rest)" + ("; the batch was stopped" if limit == 3000 else "")
+    ]
+    # no half-written record: the rerun can read and extend the journal
+    assert journal.read_bytes() == b"" or journal.read_bytes().endswith(b"\n")
+    rerun = subprocess.run(args, capture_output=True, env=env, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    held = Counter(m["to"] for m in sandbox.messages() if m["to"].startswith(f"{tag}-"))
+    assert held == Counter(f"{tag}-{i}@example.com" for i in range(60))
+
+
+def test_a_torn_journal_record_is_cut_off_before_appending(sandbox, tmp_path):
+    src = write_people(tmp_path / "torn.csv", 3, "torn")
+    journal = tmp_path / "torn.csv.outkit-journal"
+    args = ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
+    assert run(*args, env=sandbox.env()).exit_code == 0
+    # as if the process died after sending the last row, in the middle of its result record
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert b'"type":"result"' in lines[-1]
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:25])
+    # the first rerun finds the row in doubt on the server and journals it; the second one
+    # reads what the first appended
+    for _ in range(2):
+        res = run(*args, env=sandbox.env())
+        assert res.exit_code == 0, res.stderr
+        assert {r["status"] for r in map(json.loads, res.stdout.splitlines())} == {"skipped"}
+    assert journal.read_bytes().endswith(b"\n")
+    assert set(
+        Counter(m["to"] for m in sandbox.messages() if m["to"].startswith("torn-")).values()
+    ) == {1}

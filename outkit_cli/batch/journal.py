@@ -9,6 +9,7 @@ A torn last line from a crash is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -81,6 +82,18 @@ def read_journal(path: Path, fingerprint: str) -> JournalState:
     return state
 
 
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line without its newline (a write cut short by a crash or a full disk):
+    read_journal ignores it, and appending after it would fuse it with the next record."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        os.truncate(path, end)
+
+
 class Journal:
     """Appends records durably; safe to call from several threads."""
 
@@ -89,8 +102,10 @@ class Journal:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _cut_torn_tail(path)
             new = not path.exists() or path.stat().st_size == 0
-            self._fh: IO[bytes] = path.open("ab")
+            # unbuffered: each record goes out in os.write calls we can account for
+            self._fh: IO[bytes] = path.open("ab", buffering=0)
         except OSError as exc:
             raise UsageError(f"cannot write batch journal {path}: {exc.strerror}") from None
         if new:
@@ -106,9 +121,24 @@ class Journal:
         if not data:
             return
         with self._lock:
-            self._fh.write(data)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            fd = self._fh.fileno()
+            before: int | None = None
+            try:
+                before = os.fstat(fd).st_size
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as exc:
+                # e.g. a full disk mid-record: cut the half-written record off, or the
+                # rerun would append to it and find the journal damaged
+                if before is not None:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, before)
+                raise UsageError(
+                    f"cannot write batch journal {self.path}: {exc.strerror} (run the same "
+                    "command again to send the rest)"
+                ) from None
 
     def pending(self, rows: Iterable[tuple[int, str | None]]) -> None:
         """Record rows about to be sent; returns once that is on disk."""

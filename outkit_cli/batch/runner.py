@@ -397,7 +397,14 @@ class _Run:
             if None in batch:
                 done = True
                 batch = [o for o in batch if o is not None]
-            self._record([o for o in batch if o is not None])
+            try:
+                self._record([o for o in batch if o is not None])
+            except OutkitError as exc:
+                # the journal cannot be written (disk full): stop the batch; the rows
+                # were journalled as pending, so the rerun looks them up before sending
+                if self.abort_error is None:
+                    self.abort_error = exc
+                self.aborted.set()
 
     def _record(self, outcomes: list[dict[str, Any]]) -> None:
         settled = [o for o in outcomes if o["status"] != "in_doubt"]
