@@ -22,6 +22,8 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
 settings.register_profile("fuzz", print_blob=True, **_COMMON)
+if PROFILE == "fuzz":
+    settings.load_profile("fuzz")
 
 
 def examples(n: int) -> int:
