@@ -421,3 +421,82 @@ def test_a_torn_journal_record_is_cut_off_before_appending(sandbox, tmp_path):
     assert set(
         Counter(m["to"] for m in sandbox.messages() if m["to"].startswith("torn-")).values()
     ) == {1}
+
+
+# --- a server whose clock is off ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A sandbox whose clock runs ten minutes ahead."""
+    box = launch(tmp_path_factory.mktemp("skewed"), extra_args=("--clock-skew", "600"))
+    yield box
+    box.stop()
+
+
+def _date_header(box: Sandbox) -> float:
+    import http.client
+    from email.utils import parsedate_to_datetime
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(box.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", "/v1/messages")
+        resp = conn.getresponse()
+        resp.read()
+        return parsedate_to_datetime(resp.getheader("Date")).timestamp()
+    finally:
+        conn.close()
+
+
+def test_skewed_sandbox_date_header_shows_its_clock(skewed: Sandbox) -> None:
+    assert abs(_date_header(skewed) - (time.time() + 600)) < 5
+
+
+def test_send_to_a_skewed_server_explains_the_clock(skewed: Sandbox) -> None:
+    res = run("send", "--project", "demo", "--template", "welcome", "--to", "x@example.com",
+              env=skewed.env())  # fmt: skip
+    assert res.exit_code == 3
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, lines
+    # the server's reason (its own time) and the client's reading of the Date header agree
+    assert "stale timestamp" in lines[0] and "server time is" in lines[0]
+    assert "your clock is 10.0 min behind the server's" in lines[0]
+    assert skewed.secret not in res.output and skewed.passphrase not in res.output
+    # nothing was stored (the API itself refuses our clock: look in its database)
+    import sqlite3
+
+    conn = sqlite3.connect(skewed.data_dir / "sandbox.sqlite3")
+    try:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_keys_test_against_a_skewed_server(skewed: Sandbox) -> None:
+    res = run("keys", "test", env=skewed.env())
+    assert res.exit_code == 3
+    assert res.stdout == ""
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("error: authentication failed: stale timestamp")
+    assert "your clock is 10.0 min behind the server's" in line
+
+
+def test_a_skew_inside_the_window_is_accepted_and_reported(start_sandbox) -> None:
+    box = start_sandbox(extra_args=("--clock-skew", "-120"))
+    res = run("keys", "test", "--json", env=box.env())
+    assert res.exit_code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert abs(report["clock_skew_s"] + 120) < 5
+    assert report["clock_ok"] is False  # accepted, but worth a warning
+    human = run("keys", "test", env=box.env())
+    assert "your clock is 2.0 min ahead of the server's" in human.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e12", "soon"])
+def test_clock_skew_option_refuses_non_numbers(value: str) -> None:
+    res = run("serve", "--port", "0", "--clock-skew", value)
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: Invalid value for '--clock-skew'")
+    assert len(res.stderr.splitlines()) == 1

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
 from outkit_cli.errors import UsageError
+
+# Ten years either way: enough for any test, and the Date header can still be formatted.
+MAX_CLOCK_SKEW = 10 * 365 * 86400
+
+
+def _check_skew(value: float) -> float:
+    # click's float type takes 'nan' and 'inf', which no clock can be off by
+    if not math.isfinite(value) or abs(value) > MAX_CLOCK_SKEW:
+        raise click.BadParameter(f"must be a number of seconds within ±{MAX_CLOCK_SKEW}")
+    return value
 
 
 @click.command()
@@ -66,6 +77,15 @@ from outkit_cli.errors import UsageError
     help="Milliseconds added to every response.",
 )
 @click.option(
+    "--clock-skew",
+    type=float,
+    default=0.0,
+    metavar="SECONDS",
+    callback=lambda ctx, param, value: _check_skew(value),
+    help="Pretend the server's clock is SECONDS ahead (negative: behind): signed requests "
+    "more than 300 s off are refused (401), and the Date header shows the skewed time.",
+)
+@click.option(
     "--smtp",
     metavar="HOST:PORT",
     help="Deliver emails to this SMTP server (backend 'smtp', the default for "
@@ -82,6 +102,7 @@ def serve(
     rate_limit: float | None,
     fail_rate: float,
     latency: float,
+    clock_skew: float,
     smtp: str | None,
 ) -> None:
     """Run the sandbox: a local server that answers like the Outkit API.
@@ -117,7 +138,12 @@ def serve(
             port=port,
             data_dir=directory,
             templates=templates,
-            faults=Faults(rate_limit=rate_limit, fail_rate=fail_rate, latency_ms=latency),
+            faults=Faults(
+                rate_limit=rate_limit,
+                fail_rate=fail_rate,
+                latency_ms=latency,
+                clock_skew=clock_skew,
+            ),
             smtp=smtp_addr,
         )
     except OSError as exc:

@@ -109,9 +109,9 @@ class SandboxApp:
 
         self.data_dir = data_dir
         self.store = Store(data_dir / "sandbox.sqlite3")
-        self.auth = Authenticator(keys)
         self.catalog = catalog
         self.faults = faults or Faults()
+        self.auth = Authenticator(keys, clock=self.faults.now)
         self.renderer = Renderer()
         self.log = log or (lambda line: sys.stderr.write(line + "\n"))
         outbox = Backend(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from outkit_cli import signing
 from outkit_cli.sandbox.errors import unauthorized
@@ -28,8 +28,9 @@ def _eq(a: str, b: str) -> bool:
 
 
 class Authenticator:
-    def __init__(self, keys: list[ApiKey]) -> None:
+    def __init__(self, keys: list[ApiKey], clock: Callable[[], float] = time.time) -> None:
         self._keys = {k.key: k for k in keys}
+        self._clock = clock  # the sandbox's (possibly skewed, see --clock-skew) time
 
     def authenticate(
         self, headers: Mapping[str, str], method: str, target: str, body: bytes
@@ -72,7 +73,7 @@ class Authenticator:
                 f"malformed {signing.TIMESTAMP_HEADER}: expected Unix seconds such as "
                 "1496837645 or 1496837645.123"
             )
-        now = time.time()
+        now = self._clock()
         if abs(now - float(timestamp)) > MAX_SKEW:
             raise unauthorized(
                 f"stale timestamp: {signing.TIMESTAMP_HEADER} is {timestamp}, server time is "

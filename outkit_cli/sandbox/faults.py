@@ -1,4 +1,5 @@
-"""Faults on demand for testing clients: rate limit, random 503s, added latency."""
+"""Faults on demand for testing clients: rate limit, random 503s, added latency, a clock
+that is off."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ class Faults:
     rate_limit: float | None = None  # requests per second per key
     fail_rate: float = 0.0  # share of requests answered 503, before anything else happens
     latency_ms: float = 0.0  # added to every response
+    clock_skew: float = 0.0  # seconds the server's clock pretends to be off (+ is ahead)
 
     def __post_init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The server's idea of the time: what timestamps are checked against and what the
+        Date header says, so a client that reads the Date header sees the same skew."""
+        return time.time() + self.clock_skew
 
     def should_fail(self) -> bool:
         return self.fail_rate > 0 and random.random() < self.fail_rate

@@ -27,8 +27,8 @@ REASONS = {
 _date_cache: list[Any] = [0, ""]
 
 
-def _http_date() -> str:
-    now = int(time.time())
+def _http_date(clock: float) -> str:
+    now = int(clock)
     if _date_cache[0] != now:
         _date_cache[0], _date_cache[1] = now, formatdate(now, usegmt=True)
     return _date_cache[1]
@@ -178,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
         payload = resp.body.encode("utf-8")
         head = [
             f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Error')}",
-            f"Date: {_http_date()}",
+            f"Date: {_http_date(self.server.app.faults.now())}",
             "Server: outkit-sandbox",
             "Content-Type: application/json",
             f"Content-Length: {len(payload)}",
