@@ -43,6 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUTKIT = [sys.executable, "-m", "outkit_cli"]
 TAG = "soak"
+SAMPLE_EVERY = 0.5  # seconds between RSS samples
+STARTED_AFTER = 3.0  # a batch process's "start" RSS is its first sample after this
 
 
 def rss_kib(pid: int) -> int | None:
@@ -74,8 +76,10 @@ class BatchRun:
     stderr_tail: str = ""
 
     def start_rss(self) -> int | None:
-        """RSS once started up (imports done, sending): the first sample after 1 s."""
-        return next((k for k, t in zip(self.rss, self.rss_at, strict=True) if t >= 1.0), None)
+        """RSS once started up and sending: the first sample after STARTED_AFTER s (eight
+        processes importing at once on two cores take more than a second to get going)."""
+        pairs = zip(self.rss, self.rss_at, strict=True)
+        return next((k for k, t in pairs if t >= STARTED_AFTER), None)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -89,9 +93,6 @@ class BatchRun:
             "rss_mib_peak": mib(max(self.rss)) if self.rss else None,
             "rss_samples": len(self.rss),
         }
-
-
-SAMPLE_EVERY = 0.5
 
 
 def write_rows(path: Path, client: int, batch: int, n: int) -> None:
