@@ -42,8 +42,8 @@ from outkit_cli.transport import (
     StdlibTransport,
     Transport,
     Unsent,
-    environment_proxies,
     one_line,
+    proxy_configured,
 )
 
 USER_AGENT = f"outkit-cli/{__version__}"
@@ -325,7 +325,7 @@ class Client:
         verify = tls_verify(settings.ca_bundle) if self.base_url.startswith("https:") else True
         self.backoff = backoff or Backoff()
         self.transport: Transport
-        if fast and not environment_proxies(self.base_url):
+        if fast and not proxy_configured(self.base_url):
             self.transport = StdlibTransport(self.base_url, verify)
         else:
             self.transport = RequestsTransport(self.base_url, verify, pool_size)

@@ -1,9 +1,9 @@
 """How a signed request reaches the API: two interchangeable transports.
 
 `RequestsTransport` (the default) is one `requests.Session`: proxies, TLS and keep-alive
-as users of `requests` expect. `StdlibTransport` keeps one `http.client` connection per
-thread; batch sending uses it because it costs about a quarter of the CPU per request,
-and a batch is CPU-bound on a small machine. Both report failures the same way, so the
+as users of `requests` expect. `StdlibTransport` keeps one lean keep-alive connection
+(`http11.py`) per thread; batch sending uses it because it costs a fraction of the CPU
+per request, and a batch is CPU-bound on a small machine. Both report failures the same way, so the
 retry rules in `client.py` do not care which one sent the request:
 
 - `Unsent`: nothing reached the server (connection refused, DNS, connect timeout, the
@@ -15,7 +15,9 @@ retry rules in `client.py` do not care which one sent the request:
 
 from __future__ import annotations
 
+import os
 import select
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -142,7 +144,7 @@ class RequestsTransport:
 
 
 class StdlibTransport:
-    """Keep-alive `http.client` connections, one per thread, to one host, no proxy."""
+    """Keep-alive connections (`http11.Connection`), one per thread, to one host, no proxy."""
 
     def __init__(self, base_url: str, verify: bool | str) -> None:
         parts = urlsplit(base_url)
@@ -162,37 +164,26 @@ class StdlibTransport:
         self._connections: list[Any] = []
 
     def _connection(self, connect_timeout: float) -> Any:
-        import http.client
+        from outkit_cli.http11 import Connection
 
         conn = getattr(self._local, "conn", None)
         if conn is not None and conn.sock is not None and _closed_by_peer(conn.sock):
             conn.close()  # the server ended the idle keep-alive connection
         if conn is None:
-            if self.https:
-                conn = http.client.HTTPSConnection(
-                    self.hostname, self.port, timeout=connect_timeout, context=self._ssl
-                )
-            else:
-                conn = http.client.HTTPConnection(self.hostname, self.port, timeout=connect_timeout)
+            conn = Connection(self.hostname, self.port, self.host, self._ssl)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         if conn.sock is None:
-            import ssl
-
-            conn.timeout = connect_timeout
             try:
-                conn.connect()
-            except ssl.SSLError as exc:
-                conn.close()
-                raise tls_hint(self.host, exc.reason or str(exc)) from None
-            except TimeoutError:
-                conn.close()
-                raise Unsent(
-                    f"cannot connect to {self.host}: timed out after {connect_timeout:g} s"
-                ) from None
+                conn.connect(connect_timeout)
             except OSError as exc:
-                conn.close()
+                if _is_tls_error(exc):
+                    raise tls_hint(self.host, getattr(exc, "reason", None) or str(exc)) from None
+                if isinstance(exc, TimeoutError):
+                    raise Unsent(
+                        f"cannot connect to {self.host}: timed out after {connect_timeout:g} s"
+                    ) from None
                 raise Unsent(f"cannot connect to {self.host}: {reason(exc)}") from None
         return conn
 
@@ -206,36 +197,40 @@ class StdlibTransport:
         connect_timeout: float,
         read_timeout: float,
     ) -> Response:
-        import http.client
-
+        from outkit_cli.http11 import ProtocolError
         from outkit_cli.signing import request_target
 
         conn = self._connection(connect_timeout)
         conn.sock.settimeout(read_timeout)
         try:
-            conn.request(method, request_target(url), body=body or None, headers=dict(headers))
+            conn.send(method, request_target(url), headers, body)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise UsageError(f"cannot send this request: {exc}") from None
         except OSError as exc:
             # the request was not written whole, so the server cannot have acted on it
             conn.close()
             raise Unsent(f"cannot send to {self.host}: {reason(exc)}") from None
         try:
-            resp = conn.getresponse()
-            content = resp.read()
+            status, why, answer_headers, content = conn.read_response(method)
         except TimeoutError:
             conn.close()
             raise ReadTimedOut(f"no answer from {self.host} within {read_timeout:g} s") from None
-        except (http.client.HTTPException, OSError) as exc:
+        except (ProtocolError, OSError) as exc:
             conn.close()
             raise MaybeSent(f"connection to {self.host} lost: {reason(exc)}") from None
-        if resp.will_close:
-            conn.close()
-        return Response(resp.status, resp.reason, resp.headers, content)
+        return Response(status, why, answer_headers, content)
 
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    # ssl is loaded only for https URLs; a plain-http batch need not import it to check
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)
 
 
 def _closed_by_peer(sock: Any) -> bool:
@@ -255,6 +250,14 @@ def environment_proxies(url: str) -> dict[str, str]:
         return {}
     scheme = urlsplit(url).scheme
     return {k: v for k, v in urllib.request.getproxies().items() if k in (scheme, "all")}
+
+
+def proxy_configured(url: str) -> bool:
+    """Whether any proxy variable could apply to ``url``; cheap (no urllib.request import),
+    so a batch can pick the stdlib transport without paying for the full rules."""
+    scheme = urlsplit(url).scheme
+    wanted = {f"{scheme}_proxy", "all_proxy"}
+    return any(k.lower() in wanted and v for k, v in os.environ.items())
 
 
 def _nothing_sent(exc: Exception) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from outkit_cli.message import DEFAULT_TYPE, apply_defaults, check_field, validate_message
+from outkit_cli.message import DEFAULT_TYPE, apply_defaults, validate_message
 
 # Fields that are alternatives to each other: setting one in a row clears the others.
 ALTERNATIVES: tuple[tuple[str, ...], ...] = (
@@ -39,10 +39,8 @@ def merge_row(
     if row.get("html_template_body") is None and ("html_body" in row or "text_body" in row):
         msg.pop("template_styles", None)
     for name, value in row.items():
-        if name == "data":
-            continue
-        check_field(name, value, "row")
-        msg[name] = value
+        if name != "data":
+            msg[name] = value  # types were checked when the row was read
     data = {**(base.get("data") or {}), **(row.get("data") or {})}
     if data:
         msg["data"] = data

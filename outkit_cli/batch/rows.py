@@ -17,27 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from outkit_cli.errors import UsageError
+from outkit_cli.message import BOOL_FIELDS, STRING_FIELDS
 
-# Message fields a row may set, with the kind of value each takes.
-STRING_FIELDS = (
-    "type",
-    "to",
-    "from",
-    "subject",
-    "template",
-    "template_id",
-    "project",
-    "project_id",
-    "backend",
-    "backend_id",
-    "html_body",
-    "text_body",
-    "html_template_body",
-    "text_template_body",
-    "template_styles",
-    "id_from_submitter",
-)
-BOOL_FIELDS = ("render_only", "sync", "test")
 FORMATS = ("csv", "jsonl")
 # How much of the input names it: the auto ids and the journal are keyed on this.
 FINGERPRINT_BYTES = 64 * 1024

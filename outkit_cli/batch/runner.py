@@ -164,10 +164,6 @@ def run_batch(
     run = _Run(api, journal, sink, summary, opts, on_progress)
     stop = threading.Event()
     previous = _install_sigint(stop)
-    # Workers spend their time waiting on sockets; a shorter GIL switch interval lets one
-    # whose answer arrived run sooner instead of queueing behind the thread parsing rows.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, 0.0005))
     try:
         run.start()
         try:
@@ -190,7 +186,6 @@ def run_batch(
         if not stop.is_set() and not run.aborted.is_set():
             run.settle_in_doubt()
     finally:
-        sys.setswitchinterval(switch_interval)
         _restore_sigint(previous)
         journal.close()
     summary.interrupted = stop.is_set()
@@ -275,8 +270,6 @@ def _resolve_in_doubt(
 
     Found rows become accepted; rows the server never saw are sent again as usual; the
     rest are unknown. Returns the unknown ones."""
-    from concurrent.futures import ThreadPoolExecutor
-
     unknown: dict[int, str | None] = {line: None for line, ifs in state.in_doubt.items() if not ifs}
     lookups = [(line, ifs) for line, ifs in state.in_doubt.items() if ifs]
 
@@ -288,6 +281,10 @@ def _resolve_in_doubt(
             return line, ifs, None, False
 
     found: list[dict[str, Any]] = []
+    if not lookups:
+        return unknown
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for line, ifs, message, answered in pool.map(find, lookups):
             if not answered:
