@@ -88,7 +88,7 @@ def test_config_killed_mid_write_is_old_or_new_and_temp_files_do_not_pile_up(
 ) -> None:
     save_profile(config_file, "base", BASE)
     rng = random.Random(6)
-    last = _version(config_file)
+    first = last = _version(config_file)
     kills, left_behind = 25, 0
     for _ in range(kills):
         proc = subprocess.Popen(
@@ -99,7 +99,7 @@ def test_config_killed_mid_write_is_old_or_new_and_temp_files_do_not_pile_up(
         )
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n", proc.stderr.read() if proc.stderr else ""
-        time.sleep(rng.uniform(0.0, 0.08))
+        time.sleep(rng.uniform(0.0, 0.12))
         proc.kill()
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == -signal.SIGKILL, err.decode()
@@ -112,7 +112,7 @@ def test_config_killed_mid_write_is_old_or_new_and_temp_files_do_not_pile_up(
         left_behind += len(stale)
     # the kills really landed inside writes (between the temp file and the rename) ...
     assert left_behind >= 1
-    assert last[0] >= 1  # ... and the writers got somewhere
+    assert last > first  # ... and writes completed in between
     # ... and the next ordinary write leaves nothing behind
     res = run("keys", "default", "base")
     assert res.exit_code == 0, res.stderr
