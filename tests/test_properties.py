@@ -496,3 +496,51 @@ def test_paths_that_look_like_broken_urls_are_signed_as_given(path: str) -> None
         assert json.loads(result.stdout)["path"] == path
     else:
         assert_clean_usage_error(result)  # neither a path nor a usable URL
+
+
+# -- batch input files -------------------------------------------------------------------------
+
+batch_columns = st.sampled_from(
+    ["to", "data.name", "template", "type", "subject", "data", "id_from_submitter", "text_body",
+     "project", "sync", "unknown"]
+)  # fmt: skip
+batch_cells = st.one_of(
+    st.text(max_size=8), st.integers(), st.none(), st.booleans(), st.just([1]), st.just({"a": 1})
+)
+batch_files = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.lists(st.dictionaries(batch_columns, batch_cells, max_size=5), max_size=4).map(
+        lambda rows: "\n".join(json.dumps(r) for r in rows).encode()
+    ),
+    st.lists(st.lists(st.text(max_size=6), min_size=1, max_size=4), max_size=4).map(
+        lambda rows: "\n".join(",".join(r) for r in [["to", "data.name"], *rows]).encode()
+    ),
+)
+
+
+@reliability(60)
+@given(content=batch_files, ext=st.sampled_from(["csv", "jsonl"]))
+def test_any_batch_file_gives_row_results_or_a_clean_exit_2(
+    files: Path, content: bytes, ext: str
+) -> None:
+    source = files / f"rows.{ext}"
+    source.write_bytes(content)
+    result = run("send", "--batch", str(source), "--dry-run", "--template", "welcome",
+                 "--project", "demo", env=ENV)  # fmt: skip
+    TRIED[f"batch exit {result.exit_code}"] += 1
+    assert result.exit_code in (0, 2), result
+    assert "Traceback" not in result.output
+    assert SECRET not in result.output and PASSPHRASE not in result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    if not lines:  # no rows (exit 0, says so), or the input as a whole refused (one line)
+        if result.exit_code == 0:
+            assert result.stderr.startswith("batch: 0 rows"), result
+        else:
+            assert_clean_usage_error(result)
+        return
+    statuses = [line["status"] for line in lines]
+    assert set(statuses) <= {"valid", "invalid"}
+    assert result.exit_code == (2 if "invalid" in statuses else 0)
+    for line in lines:
+        assert (line["error"] is None) == (line["status"] == "valid")
