@@ -268,6 +268,12 @@ def _opts(names: Iterable[str]) -> str:
 
 def validate_message(msg: Mapping[str, Any]) -> None:
     """Raise UsageError naming the first problem that the API would reject."""
+    check_values(msg)
+    check_shape(msg)
+
+
+def check_values(msg: Mapping[str, Any]) -> None:
+    """The checks that look at field values (text, recipient, header line breaks)."""
     for name, value in msg.items():
         if not is_utf8_text(value):
             raise UsageError(f"{OPTION_FOR.get(name, name)} is not valid UTF-8 text")
@@ -281,6 +287,12 @@ def validate_message(msg: Mapping[str, Any]) -> None:
         # a header value: the API refuses line breaks (they would inject headers)
         if isinstance(value, str) and ("\n" in value or "\r" in value):
             raise UsageError(f"{OPTION_FOR[name]} must not contain a line break")
+
+
+def check_shape(msg: Mapping[str, Any]) -> None:
+    """The checks that depend only on the type and on which fields are set (so a batch
+    can check each shape of row once)."""
+    kind = msg.get("type")
     for pair in (("project", "project_id"), ("template", "template_id"), ("backend", "backend_id")):
         if len(_given(msg, *pair)) == 2:
             raise UsageError(f"{_opts(pair)} cannot be used together")

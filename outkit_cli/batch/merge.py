@@ -7,10 +7,12 @@ other forms is dropped, so a row can override the kind of content, not just its 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from outkit_cli.message import DEFAULT_TYPE, apply_defaults, validate_message
+from outkit_cli.errors import UsageError
+from outkit_cli.message import DEFAULT_TYPE, apply_defaults, check_shape, check_values
 
 # Fields that are alternatives to each other: setting one in a row clears the others.
 ALTERNATIVES: tuple[tuple[str, ...], ...] = (
@@ -47,5 +49,19 @@ def merge_row(
     msg.setdefault("type", DEFAULT_TYPE)
     apply_defaults(msg, profile_defaults)
     msg = {k: v for k, v in msg.items() if v is not None}
-    validate_message(msg)
+    check_values(msg)
+    problem = _shape_problem(msg.get("type"), frozenset(k for k, v in msg.items() if v != ""))
+    if problem is not None:
+        raise UsageError(problem)
     return msg
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_problem(kind: Any, present: frozenset[str]) -> str | None:
+    """check_shape's verdict for a type and a set of fields given: the rows of one batch
+    come in a few shapes, so each is checked once."""
+    try:
+        check_shape({**dict.fromkeys(present, "x"), "type": kind})
+    except UsageError as exc:
+        return exc.message
+    return None

@@ -101,6 +101,14 @@ class Task:
         return self.message.get("id_from_submitter")
 
 
+def result_line(line: int, status: str, id: str | None, error: str | None, ifs: str | None) -> str:
+    """One row's result as the JSON object printed (and journalled)."""
+    return json.dumps(
+        {"row": line, "id": id, "status": status, "error": error, "id_from_submitter": ifs},
+        ensure_ascii=False,
+    )
+
+
 class ResultSink:
     """Writes one JSON line per row (stdout or --results) and counts outcomes."""
 
@@ -121,14 +129,16 @@ class ResultSink:
         ifs: str | None = None,
         code: int | None = None,
     ) -> None:
-        record = {"row": line, "id": id, "status": status, "error": error, "id_from_submitter": ifs}
+        self.emit_line(result_line(line, status, id, error, ifs), status, id=id, code=code)
+
+    def emit_line(self, text: str, status: str, *, id: str | None, code: int | None) -> None:
         with self._lock:
             self._summary.counts[status] += 1
             if code:
                 self._summary.fail(code)
             if self.keep_ids and id and status in ("accepted", "skipped"):
                 self.accepted_ids.append(id)
-            self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._out.write(text + "\n")
 
     def flush(self) -> None:
         with self._lock:
@@ -161,8 +171,8 @@ def run_batch(
     summary.journal = journal_path
     unknown = _resolve_in_doubt(state, api, journal, opts.concurrency)
 
-    run = _Run(api, journal, sink, summary, opts, on_progress)
     stop = threading.Event()
+    run = _Run(api, journal, sink, summary, opts, on_progress, stop)
     previous = _install_sigint(stop)
     try:
         run.start()
@@ -309,15 +319,18 @@ class _Run:
         summary: Summary,
         opts: BatchOptions,
         on_progress: Callable[[Summary], None] | None,
+        stop: threading.Event,
     ) -> None:
         self.api = api
+        self.stop = stop
         self.journal = journal
         self.sink = sink
         self.summary = summary
         self.opts = opts
         self.on_progress = on_progress
         # room for a whole chunk: workers keep busy while the next chunk is read and journalled
-        self.tasks: queue.Queue[Task | None] = queue.Queue(maxsize=max(CHUNK, opts.concurrency * 2))
+        # a C queue, cheap per row; dispatch() keeps it to about two chunks
+        self.tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self.outcomes: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.aborted = threading.Event()
         self.abort_error: OutkitError | None = None
@@ -334,18 +347,18 @@ class _Run:
             w.start()
 
     def dispatch(self, chunk: list[Task], stop: threading.Event) -> None:
+        # wait while a chunk is still queued: memory stays flat and workers never run dry
+        while self.tasks.qsize() >= CHUNK:
+            if stop.is_set() or self.aborted.is_set():
+                return
+            time.sleep(0.002)
         self.journal.pending((t.line, t.ifs) for t in chunk)
+        if stop.is_set() or self.aborted.is_set():
+            # recorded as pending but never sent: the rerun's lookup finds nothing and
+            # sends them then
+            return
         for task in chunk:
-            while True:
-                if stop.is_set() or self.aborted.is_set():
-                    # recorded as pending but never sent: the rerun's lookup finds nothing
-                    # and sends it then
-                    return
-                try:
-                    self.tasks.put(task, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            self.tasks.put(task)
 
     def finish(self) -> None:
         for _ in self._workers:
@@ -360,8 +373,8 @@ class _Run:
             task = self.tasks.get()
             if task is None:
                 return
-            if self.aborted.is_set():
-                continue
+            if self.aborted.is_set() or self.stop.is_set():
+                continue  # queued, not in flight: left for the rerun (journalled pending)
             self.outcomes.put(self._send(task))
 
     def _send(self, task: Task) -> dict[str, Any]:
@@ -404,23 +417,19 @@ class _Run:
                 self.aborted.set()
 
     def _record(self, outcomes: list[dict[str, Any]]) -> None:
-        settled = [o for o in outcomes if o["status"] != "in_doubt"]
-        self.journal.results(
-            {k: o.get(k) for k in ("row", "status", "id", "error", "id_from_submitter")}
-            for o in settled
-        )
+        settled = []
         for o in outcomes:
             if o["status"] == "in_doubt":
                 self.in_doubt.append(o["task"])
-                continue
-            self.sink.emit(
-                o["row"],
-                o["status"],
-                id=o.get("id"),
-                error=o.get("error"),
-                ifs=o.get("id_from_submitter"),
-                code=o.get("code"),
-            )
+            else:
+                text = result_line(
+                    o["row"], o["status"], o.get("id"), o.get("error"), o.get("id_from_submitter")
+                )
+                settled.append((o, text))
+        # journalled (fsynced) before the rows count as done
+        self.journal.result_lines(text for _, text in settled)
+        for o, text in settled:
+            self.sink.emit_line(text, o["status"], id=o.get("id"), code=o.get("code"))
         if self.on_progress is not None:
             self.on_progress(self.summary)
 
