@@ -150,8 +150,16 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def one_line(text: str) -> str:
+    """Control characters (line breaks, and separators like \\x1e that splitlines() also
+    breaks on) shown escaped, so an error is always exactly one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
