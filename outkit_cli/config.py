@@ -349,4 +349,33 @@ def resolve_settings(
     for attr, value in (overrides or {}).items():
         put(attr, value, "command line")
     s.api_url = s.api_url.rstrip("/")
+    _check_header_values(s)
     return s
+
+
+def _header_problem(value: str) -> str | None:
+    if value != value.strip():
+        return "it starts or ends with whitespace"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return "it has characters an HTTP header cannot carry"
+    if not value.isprintable():
+        return "it contains control characters"
+    return None
+
+
+def _check_header_values(s: Settings) -> None:
+    """Credentials that travel in headers must fit in one: caught here, with where the value
+    came from, instead of failing deep inside the HTTP library (it raised, exit 1)."""
+    names = {"key": "access key", "passphrase": "passphrase", "secret": "secret"}
+    for attr, what in names.items():
+        value = getattr(s, attr)
+        if not value or (attr == "secret" and s.signed):
+            continue  # a signing secret only keys the HMAC: it is never sent
+        problem = _header_problem(value)
+        if problem:  # the value itself is not shown: it may be a secret
+            raise UsageError(
+                f"the {what} from {s.sources.get(attr, 'settings')} cannot be sent in an "
+                f"HTTP header: {problem}"
+            )
