@@ -544,3 +544,58 @@ def test_any_batch_file_gives_row_results_or_a_clean_exit_2(
     assert result.exit_code == (2 if "invalid" in statuses else 0)
     for line in lines:
         assert (line["error"] is None) == (line["status"] == "valid")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("OUTKIT_ACCESS_KEY", " k", "it starts or ends with whitespace"),
+        ("OUTKIT_ACCESS_KEY", "k\t", "it starts or ends with whitespace"),
+        (
+            "OUTKIT_ACCESS_KEY",
+            "\u043a\u043b\u044e\u0447",
+            "it has characters an HTTP header cannot carry",
+        ),
+        ("OUTKIT_ACCESS_PASSPHRASE", "p\x01p", "it contains control characters"),
+        ("OUTKIT_ACCESS_PASSPHRASE", "a\nb", "it contains control characters"),
+    ],
+)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["send", "--dry-run", "--to", "a@b.co", "--project", "demo", "--text-body", "x"],
+        ["get", "some-id"],
+        ["keys", "test"],
+        ["sign", "GET", "/v1/messages"],
+    ],
+)
+def test_credentials_a_header_cannot_carry_are_a_usage_error(
+    name: str, value: str, problem: str, args: list[str]
+) -> None:
+    # found by the config property (key = " "): requests raised InvalidHeader, http.client
+    # UnicodeEncodeError: exit 1, "a bug"
+    result = run(*args, env={**ENV, name: value})
+    assert_clean_usage_error(result)
+    assert f"from {name} cannot be sent in an HTTP header: {problem}" in result.stderr
+    assert value not in result.stderr or name == "OUTKIT_ACCESS_KEY"
+
+
+def test_an_unsigned_secret_is_checked_a_signing_secret_is_not(config_file: Path) -> None:
+    add = [
+        "keys",
+        "add",
+        "u",
+        "--key",
+        "k",
+        "--passphrase",
+        "p",
+        "--api-url",
+        ENV["OUTKIT_API_URL"],
+    ]
+    assert run(*add, "--secret", " spaced secret ", "--unsigned").exit_code == 0
+    result = run("send", "--dry-run", "--to", "a@b.co", "--project", "demo", "--text-body", "x")
+    assert_clean_usage_error(result)
+    assert "the secret from profile u cannot be sent in an HTTP header" in result.stderr
+    assert "spaced secret" not in result.stderr
+    assert run(*add, "--secret", " spaced secret ").exit_code == 0  # signed: HMAC key only
+    assert run("sign", "GET", "/v1/messages", "--timestamp", "1").exit_code == 0
