@@ -38,7 +38,8 @@ def child_env() -> dict[str, str]:
 # --- the CLI killed (SIGKILL) while it writes the config ------------------------------------
 
 # Loops forever over three writes (add/replace profile `cur`, make it the default, make `base`
-# the default), numbering its versions on from what the file holds; killed at random.
+# the default), numbering its versions on from what the file holds, and says when each one
+# is done; killed at random moments after some of them.
 WRITER = r"""
 import sys
 from outkit_cli.cli import main
@@ -50,10 +51,11 @@ def call(*args):
     except SystemExit as exc:
         if exc.code:
             sys.exit(f"outkit {' '.join(args)} exited {exc.code}")
+    print("done", file=sys.stderr, flush=True)  # stdout has the commands' own output
 
 cur = load_config(config_path()).get("profiles", {}).get("cur")
 n = int(cur["key"][1:]) + 1 if cur else 0
-print("ready", flush=True)
+print("ready", file=sys.stderr, flush=True)
 while True:
     call("keys", "add", "cur", "--key", f"k{n}", "--passphrase", "pc", "--secret", f"s{n}")
     call("keys", "default", "cur")
@@ -89,17 +91,22 @@ def test_config_killed_mid_write_is_old_or_new_and_temp_files_do_not_pile_up(
     save_profile(config_file, "base", BASE)
     rng = random.Random(6)
     first = last = _version(config_file)
-    kills, left_behind = 25, 0
-    for _ in range(kills):
+    kills, left_behind = 0, 0
+    # 25 kills, and more (up to 100) until one has landed inside a write: on a loaded
+    # machine the random moment falls between writes more often
+    while kills < 25 or (left_behind == 0 and kills < 100):
+        kills += 1
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER],
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=child_env(),
         )
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"ready\n", proc.stderr.read() if proc.stderr else ""
-        time.sleep(rng.uniform(0.0, 0.12))
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == b"ready\n"
+        for _ in range(rng.randint(0, 3)):  # let some writes complete ...
+            assert proc.stderr.readline() == b"done\n"
+        time.sleep(rng.uniform(0.0, 0.02))  # ... then kill during or between the next
         proc.kill()
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == -signal.SIGKILL, err.decode()
