@@ -507,3 +507,40 @@ def test_clock_skew_option_refuses_non_numbers(value: str) -> None:
     assert res.exit_code == 2
     assert res.stderr.startswith("error: Invalid value for '--clock-skew'")
     assert len(res.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["--results", "stdout"])
+def test_results_on_a_full_disk(sandbox: Sandbox, tmp_path: Path, where: str) -> None:
+    """/dev/full: every write fails with ENOSPC. The rows that went out are journalled, so
+    the rerun reports them (skipped, with their ids) and sends the rest, each once."""
+    tag = f"devfull{where.strip('-')}"
+    src = write_people(tmp_path / "rows.csv", 100, tag)
+    env = child_env()
+    env.update(sandbox.env())
+    args = [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), "--project",
+            "demo", "--template", "welcome"]  # fmt: skip
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            args + (["--results", "/dev/full"] if where == "--results" else []),
+            stdout=subprocess.DEVNULL if where == "--results" else full,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=60,
+        )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    shown = "/dev/full" if where == "--results" else "stdout"
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith(
+        f"error: cannot write the results to {shown}: No space left on device"
+    )
+    assert "Traceback" not in stderr
+    rerun = subprocess.run(args, capture_output=True, env=env, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    rows = [json.loads(x) for x in rerun.stdout.decode().splitlines()]
+    assert sorted(r["row"] for r in rows) == list(range(2, 102))
+    assert {r["status"] for r in rows} <= {"skipped", "accepted"}
+    assert all(r["id"] for r in rows)
+    held = Counter(m["to"] for m in sandbox.messages() if m["to"].startswith(f"{tag}-"))
+    assert held == Counter(f"{tag}-{i}@example.com" for i in range(100))

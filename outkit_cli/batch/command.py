@@ -180,7 +180,13 @@ def run_batch_command(
         if client is not None:
             client.close()
         if results is not None:
-            results.close()
+            try:
+                results.close()  # flushes the last lines: a full disk shows here
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write the results to {results_path}: {exc.strerror or exc} (the "
+                    "journal has them: run the same command again to see them)"
+                ) from None
     click.echo(summary.line(), err=True)
     if summary.aborted:
         click.echo(f"error: {summary.aborted}; the batch was stopped", err=True)

@@ -138,11 +138,27 @@ class ResultSink:
                 self._summary.fail(code)
             if self.keep_ids and id and status in ("accepted", "skipped"):
                 self.accepted_ids.append(id)
-            self._out.write(text + "\n")
+            try:
+                self._out.write(text + "\n")
+            except OSError as exc:
+                raise self._write_error(exc) from None
 
     def flush(self) -> None:
         with self._lock:
-            self._out.flush()
+            try:
+                self._out.flush()
+            except OSError as exc:
+                raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> UsageError:
+        # e.g. a full disk under --results or stdout: the journal holds every outcome,
+        # so a rerun reports the rows sent as skipped, with their ids
+        name = getattr(self._out, "name", None)
+        where = name if isinstance(name, str) and not name.startswith("<") else "stdout"
+        return UsageError(
+            f"cannot write the results to {where}: {exc.strerror or exc} (the journal has "
+            "them: run the same command again to see them)"
+        )
 
 
 def run_batch(
