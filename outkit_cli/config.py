@@ -353,7 +353,8 @@ def resolve_settings(
     return s
 
 
-def _header_problem(value: str) -> str | None:
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot travel in an HTTP header, or None."""
     if value != value.strip():
         return "it starts or ends with whitespace"
     try:
@@ -373,7 +374,7 @@ def _check_header_values(s: Settings) -> None:
         value = getattr(s, attr)
         if not value or (attr == "secret" and s.signed):
             continue  # a signing secret only keys the HMAC: it is never sent
-        problem = _header_problem(value)
+        problem = header_problem(value)
         if problem:  # the value itself is not shown: it may be a secret
             raise UsageError(
                 f"the {what} from {s.sources.get(attr, 'settings')} cannot be sent in an "

@@ -398,3 +398,14 @@ def test_any_keys_arguments_give_a_documented_exit_and_never_a_traceback(
     assert result.exit_code in (0, 2), result.output
     assert "Traceback" not in result.stderr
     assert "error: unexpected" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--key", "--passphrase"])
+def test_add_refuses_credentials_a_header_cannot_carry(flag: str, config_file: Path) -> None:
+    args = {"--key": "k1", "--passphrase": "p1", "--secret": "s1"}
+    args[flag] = " padded\u2028"
+    result = run("keys", "add", "bad", *[x for kv in args.items() for x in kv])
+    assert result.exit_code == 2
+    assert f"the {flag[2:]} cannot be sent in an HTTP header" in result.stderr
+    assert "padded" not in result.stderr
+    assert not config_file.exists()

@@ -196,7 +196,7 @@ def add(
     Values not given are prompted for on a terminal (secrets hidden); without one they
     are required. The first profile added becomes the default.
     """
-    from outkit_cli.config import load_config, profiles, save_profile
+    from outkit_cli.config import header_problem, load_config, profiles, save_profile
     from outkit_cli.errors import UsageError
 
     check_name(name)
@@ -228,6 +228,10 @@ def add(
     for f in missing:
         # click.prompt asks again on empty input, so every value ends up non-empty
         values[f] = click.prompt(f.capitalize(), hide_input=f != "key")
+    for f in ("key", "passphrase") if not unsigned else ("key", "passphrase", "secret"):
+        problem = header_problem(values[f])
+        if problem:  # caught now, not on every later request; the value is not shown
+            raise UsageError(f"the {f} cannot be sent in an HTTP header: {problem}")
     values.update(
         api_url=api_url,
         signed=not unsigned,
