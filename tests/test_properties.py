@@ -592,10 +592,18 @@ def test_an_unsigned_secret_is_checked_a_signing_secret_is_not(config_file: Path
         "--api-url",
         ENV["OUTKIT_API_URL"],
     ]
-    assert run(*add, "--secret", " spaced secret ", "--unsigned").exit_code == 0
-    result = run("send", "--dry-run", "--to", "a@b.co", "--project", "demo", "--text-body", "x")
+    refused = run(*add, "--secret", " spaced secret ", "--unsigned")
+    assert_clean_usage_error(refused)
+    assert "the secret cannot be sent in an HTTP header" in refused.stderr
+    assert "spaced secret" not in refused.stderr
+    # one that reaches the settings another way (the environment) is refused there
+    assert run(*add, "--secret", "fine", "--unsigned").exit_code == 0
+    result = run(
+        "send", "--dry-run", "--to", "a@b.co", "--project", "demo", "--text-body", "x",
+        env={"OUTKIT_ACCESS_SECRET": " spaced secret "},
+    )  # fmt: skip
     assert_clean_usage_error(result)
-    assert "the secret from profile u cannot be sent in an HTTP header" in result.stderr
+    assert "the secret from OUTKIT_ACCESS_SECRET cannot be sent in an HTTP header" in result.stderr
     assert "spaced secret" not in result.stderr
     assert run(*add, "--secret", " spaced secret ").exit_code == 0  # signed: HMAC key only
     assert run("sign", "GET", "/v1/messages", "--timestamp", "1").exit_code == 0
