@@ -45,6 +45,13 @@ fi
 # a clean environment: only the variables named here, plus pip/proxy/CA settings
 passthrough=$(env | grep -E '^(PIP_[A-Z_]+|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE)=' || true)
 
+# A newcomer types `make test` in a terminal, where Ctrl-C works. Started in the background
+# from a script, this shell inherits SIGINT ignored (and cannot un-ignore it itself), and so
+# would every sandbox the tests start: the Ctrl-C tests would fail. Restore it, then exec.
+default_sigint='import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])'
+
 run_fresh() {
     # shellcheck disable=SC2086
     (
@@ -62,7 +69,7 @@ run_fresh() {
             TERM=dumb \
             ${pip_conf:+PIP_CONFIG_FILE=$pip_conf} \
             $passthrough \
-            "$@"
+            python3 -c "$default_sigint" "$@"
     )
 }
 
