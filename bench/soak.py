@@ -114,12 +114,16 @@ def run_batch(run: BatchRun, env: dict[str, str], opts: argparse.Namespace) -> N
     err_chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))  # type: ignore[union-attr]
     reader.start()
-    while proc.poll() is None:
-        kib = rss_kib(proc.pid)
-        if kib is not None and proc.poll() is None:
+    while True:
+        kib = rss_kib(proc.pid)  # None once it has exited (a zombie has no VmRSS)
+        if kib is not None:
             run.rss.append(kib)
             run.rss_at.append(time.monotonic() - run.started)
-        time.sleep(SAMPLE_EVERY)
+        try:
+            proc.wait(SAMPLE_EVERY)  # the next batch starts as soon as this one ends
+            break
+        except subprocess.TimeoutExpired:
+            continue
     reader.join()
     run.exit = proc.returncode
     run.seconds = time.monotonic() - run.started

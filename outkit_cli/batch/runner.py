@@ -8,6 +8,7 @@ journal (fsynced) before the row counts as done and its result line is printed.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import sys
@@ -155,6 +156,15 @@ class ResultSink:
         # so a rerun reports the rows sent as skipped, with their ids
         name = getattr(self._out, "name", None)
         where = name if isinstance(name, str) and not name.startswith("<") else "stdout"
+        if self._out is sys.stdout:
+            # what is still buffered would fail again when Python exits, turning the exit
+            # status into 120: let it go nowhere
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
         return UsageError(
             f"cannot write the results to {where}: {exc.strerror or exc} (the journal has "
             "them: run the same command again to see them)"
