@@ -90,8 +90,13 @@ class Sandbox:
             conn.close()
 
     def messages(self) -> list[dict[str, Any]]:
-        """Every stored message, newest first, through the API."""
-        status, doc = self.request("GET", "/messages?limit=10000")
+        """Every stored message, newest first, through the API (riding out the 429s and
+        503s a sandbox started with --rate-limit or --fail-rate answers to anyone)."""
+        for _ in range(50):
+            status, doc = self.request("GET", "/messages?limit=10000")
+            if status not in (429, 503):
+                break
+            time.sleep(0.2)
         if status != 200:
             raise AssertionError(f"listing messages failed: {status} {doc}")
         return doc["data"]
