@@ -138,6 +138,13 @@ class Sandbox:
             self._log = None
 
 
+def _interruptible() -> None:
+    # A test run started in the background (`make test &`) ignores SIGINT, and children
+    # inherit that; the sandbox honours it as a background job should. Tests send their
+    # sandbox Ctrl-C on purpose, so it starts as a foreground process would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -173,7 +180,12 @@ def launch(
     child_env = _child_env()
     child_env.update(env or {})
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=child_env
+        args,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env=child_env,
+        preexec_fn=_interruptible,
     )
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), True)
