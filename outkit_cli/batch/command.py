@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from outkit_cli.batch.rows import FORMATS
 from outkit_cli.errors import MaybeSentError, UsageError
+
+if TYPE_CHECKING:  # the runner (threads, signals) loads only when a batch runs
+    from outkit_cli.batch.runner import BatchOptions
 
 # A batch meets rate limits as a matter of course: without --retries, give each row more
 # attempts than a single send gets (every worker already waits out each Retry-After).
@@ -103,14 +106,8 @@ def run_batch_command(
     message_file: str | None,
     data_file: str | None,
     data_items: tuple[str, ...],
-    concurrency: int,
+    opts: BatchOptions,
     results_path: Path | None,
-    journal_path: Path | None,
-    auto_id: bool,
-    resend_unknown: bool,
-    dry_run: bool,
-    wait: bool,
-    wait_timeout: float,
     timeout: float | None,
     retries: int | None,
 ) -> int:
@@ -118,7 +115,7 @@ def run_batch_command(
     from outkit_cli.batch.merge import merge_row
     from outkit_cli.batch.progress import batch_progress
     from outkit_cli.batch.rows import open_input
-    from outkit_cli.batch.runner import BatchOptions, run_batch
+    from outkit_cli.batch.runner import run_batch
     from outkit_cli.message import Stdin, build_message
 
     settings = app.settings(timeout=timeout, retries=retries)
@@ -150,26 +147,17 @@ def run_batch_command(
             results = results_path.open("w", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write --results {results_path}: {exc.strerror}") from None
+    opts.results = results
     batch_input = open_input(source, fmt)
-    opts = BatchOptions(
-        concurrency=concurrency,
-        dry_run=dry_run,
-        auto_id=auto_id,
-        resend_unknown=resend_unknown,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        journal=journal_path,
-        results=results,
-    )
     client = None
     try:
         api = None
-        if not dry_run:
+        if not opts.dry_run:
             from outkit_cli.client import Client
 
             if "retries" not in settings.sources:
                 settings.retries = BATCH_DEFAULT_RETRIES
-            client = Client(settings, pool_size=concurrency, fast=True)
+            client = Client(settings, pool_size=opts.concurrency, fast=True)
             api = ClientBatchApi(client)
         raw = None if batch_input.path is None else batch_input.raw
         total = _size(batch_input.path)

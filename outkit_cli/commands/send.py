@@ -182,7 +182,17 @@ def send(
     )
     if batch is not None:
         from outkit_cli.batch.command import run_batch_command
+        from outkit_cli.batch.runner import BatchOptions
 
+        opts = BatchOptions(
+            concurrency=concurrency,
+            dry_run=dry_run,
+            auto_id=not no_auto_id,
+            resend_unknown=resend_unknown,
+            wait=wait,
+            wait_timeout=wait_timeout,
+            journal=journal_path,
+        )
         code = run_batch_command(
             app,
             source=batch,
@@ -191,14 +201,8 @@ def send(
             message_file=message_file,
             data_file=data_file,
             data_items=data_items,
-            concurrency=concurrency,
+            opts=opts,
             results_path=results_path,
-            journal_path=journal_path,
-            auto_id=not no_auto_id,
-            resend_unknown=resend_unknown,
-            dry_run=dry_run,
-            wait=wait,
-            wait_timeout=wait_timeout,
             timeout=timeout,
             retries=retries,
         )
