@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from outkit_cli.batch.rows import FORMATS
-from outkit_cli.errors import MaybeSentError, UsageError
+from outkit_cli.errors import UsageError
 
 if TYPE_CHECKING:  # the runner (threads, signals) loads only when a batch runs
     from outkit_cli.batch.runner import BatchOptions
@@ -79,15 +79,12 @@ class ClientBatchApi:
         self.client = client
 
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
-        from outkit_cli.batch.runner import MaybeSent
+        """The created message; MaybeSentError when the answer was lost after sending."""
         from outkit_cli.message import request_body
 
-        try:
-            return self.client.create_message(
-                request_body(message), id_from_submitter=message.get("id_from_submitter")
-            ).data
-        except MaybeSentError as exc:
-            raise MaybeSent(exc.message) from None
+        return self.client.create_message(
+            request_body(message), id_from_submitter=message.get("id_from_submitter")
+        ).data
 
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None:
         found = self.client.list_messages(id_from_submitter=id_from_submitter, limit=1).data

@@ -22,23 +22,17 @@ from typing import IO, Any, Protocol
 
 from outkit_cli.batch.journal import Journal, JournalState, default_journal_path, read_journal
 from outkit_cli.batch.rows import BadRow, BatchInput, Row, auto_id, read_rows
-from outkit_cli.errors import AuthError, ExitCode, OutkitError, UsageError
+from outkit_cli.errors import AuthError, ExitCode, MaybeSentError, OutkitError, UsageError
+from outkit_cli.message import ERROR_STATUSES
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
-ERROR_STATUSES = ("render_error", "backend_error", "internal_error")
 
 
 class BatchApi(Protocol):
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]: ...
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None: ...
     def get(self, message_id: str) -> Mapping[str, Any]: ...
-
-
-class MaybeSent(OutkitError):
-    """The request went out and its answer was lost: the message may exist."""
-
-    exit_code = ExitCode.NETWORK
 
 
 @dataclass
@@ -51,7 +45,6 @@ class BatchOptions:
     wait_timeout: float = 60.0
     journal: Path | None = None
     results: IO[str] | None = None
-    progress: bool = False
 
 
 @dataclass
@@ -354,8 +347,8 @@ class _Run:
         self.summary = summary
         self.opts = opts
         self.on_progress = on_progress
-        # room for a whole chunk: workers keep busy while the next chunk is read and journalled
-        # a C queue, cheap per row; dispatch() keeps it to about two chunks
+        # a C queue, cheap per row; dispatch() keeps it to about two chunks, so workers
+        # stay busy while the next chunk is read and journalled
         self.tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self.outcomes: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.aborted = threading.Event()
@@ -407,7 +400,7 @@ class _Run:
         base = {"row": task.line, "id_from_submitter": task.ifs}
         try:
             data = self.api.create(task.message)
-        except MaybeSent as exc:
+        except MaybeSentError as exc:
             return {**base, "status": "in_doubt", "error": exc.message, "task": task}
         except AuthError as exc:
             # every other row would fail the same way: stop the batch
