@@ -5,8 +5,11 @@ Same run, same sandbox (a throw-away data dir):
 1. ceiling: 2,000 messages like the batch's (same fields, each its own recipient and
    id_from_submitter) POSTed by the sandbox benchmark's raw-socket keep-alive client
    (bench_sandbox.py), 4 processes of 500 each;
-2. `outkit send --batch` of a 2,000-row CSV (default --concurrency 4), wall time of the
-   whole command, start-up included;
+2. `outkit send --batch` of a 2,000-row CSV (default --concurrency 4). The ceiling's
+   processes are forked and warm before its clock starts, so the batch is compared with it
+   by the rate it reports itself (first row read to last result journalled, connections
+   included); the rate of the whole command, interpreter start-up included, is shown too
+   and is what the shell loop is compared with;
    1 and 2 alternate for --rounds rounds, each starting once the sandbox is idle (its
    delivery worker has caught up), and the medians are compared;
 3. a shell loop calling `outkit send` once per row, over the first --loop-rows rows (a
@@ -29,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
@@ -179,19 +183,24 @@ def main() -> int:
                 wait_idle(sbx.pid)
                 write_rows(rows, opts.rows, f"batch{n}")
                 out = work / f"results-{n}.jsonl"
-                wall, code, rss = timed(
-                    [*OUTKIT, "send", "--batch", str(rows), "--project", "demo",
-                     "--template", "welcome", "--results", str(out),
-                     "--journal", str(work / f"journal-{n}")],
-                    env, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                summary_file = work / f"summary-{n}.txt"
+                with summary_file.open("w") as err:
+                    wall, code, rss = timed(
+                        [*OUTKIT, "send", "--batch", str(rows), "--project", "demo",
+                         "--template", "welcome", "--results", str(out),
+                         "--journal", str(work / f"journal-{n}")],
+                        env, stderr=err,
+                    )  # fmt: skip
                 accepted = sum(1 for line in out.open() if '"status": "accepted"' in line)
+                # the rate the batch reports: first row read to last result journalled
+                reported = re.search(r"\((\d+)/s\)", summary_file.read_text())
                 batches.append(
                     {
                         "accepted": accepted,
                         "exit": code,
                         "seconds": round(wall, 3),
-                        "rate": round(accepted / wall, 1),
+                        "wall_rate": round(accepted / wall, 1),
+                        "rate": float(reported.group(1)) if reported else 0.0,
                         "peak_rss_mib": round(rss / 1024, 1),
                     }
                 )
@@ -204,6 +213,7 @@ def main() -> int:
             "exit": max(b["exit"] for b in batches),
             "seconds": statistics.median(b["seconds"] for b in batches),
             "rate": statistics.median(b["rate"] for b in batches),
+            "wall_rate": statistics.median(b["wall_rate"] for b in batches),
             "peak_rss_mib": max(b["peak_rss_mib"] for b in batches),
         }
         wait_idle(sbx.pid)
@@ -242,7 +252,8 @@ def main() -> int:
         log.close()
 
     batch_rate = results["batch"]["rate"]
-    vs_loop = batch_rate / results["shell_loop"]["rate"]
+    # the shell loop pays start-up on every row, so it is compared by whole commands
+    vs_loop = results["batch"]["wall_rate"] / results["shell_loop"]["rate"]
     vs_ceiling = batch_rate / results["ceiling_rate"]
     small, large = memory[20_000]["peak_rss_mib"], memory[200_000]["peak_rss_mib"]
     growth = large / small - 1
@@ -267,9 +278,10 @@ def main() -> int:
     b, s = results["batch"], results["shell_loop"]
     print(f"ceiling (sandbox bench client, 4 conns): {results['ceiling_rate']:8.0f} msg/s "
           f"(median of {opts.rounds}: {[c['rate'] for c in ceilings]})")  # fmt: skip
-    print(f"outkit send --batch ({b['rows']} rows):    {b['rate']:8.0f} msg/s "
-          f"({b['seconds']:.2f} s, peak {b['peak_rss_mib']} MiB; "
-          f"runs {[r['rate'] for r in batches]})")  # fmt: skip
+    print(f"outkit send --batch ({b['rows']} rows):    {b['rate']:8.0f} msg/s sending "
+          f"(runs {[r['rate'] for r in batches]}); {b['wall_rate']:.0f} msg/s for the whole "
+          f"command ({b['seconds']:.2f} s with start-up), "
+          f"peak {b['peak_rss_mib']} MiB")  # fmt: skip
     print(f"shell loop of outkit send ({s['rows']} rows): {s['rate']:8.1f} msg/s")
     print(f"batch / shell loop: {vs_loop:.1f}x (target >= 15)")
     print(f"batch / ceiling:    {vs_ceiling:.2f}x (target >= 0.7)")
