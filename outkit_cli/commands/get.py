@@ -16,21 +16,16 @@ import click
 from outkit_cli.client import network_options
 from outkit_cli.errors import NotFoundError, OutkitError, RejectedError, UsageError
 from outkit_cli.output import OutputSpec, output_options
-from outkit_cli.waiting import DEFAULT_WAIT_TIMEOUT
+from outkit_cli.waiting import wait_options
 
 DEFAULT_LIMIT = 20
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--wait", is_flag=True, help="Wait until each message is done.")
-@click.option(
-    "--wait-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_WAIT_TIMEOUT,
-    show_default=True,
-    metavar="SECONDS",
-    help="Give up waiting after this long, for all ids together (exit 10).",
+@wait_options(
+    "Wait until each message is done.",
+    "Give up waiting after this long, for all ids together (exit 10).",
 )
 @click.option(
     "--body",

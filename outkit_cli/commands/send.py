@@ -15,7 +15,7 @@ from outkit_cli.batch.command import batch_options, check_batch_combinations
 from outkit_cli.client import network_options
 from outkit_cli.errors import OutkitError, UsageError
 from outkit_cli.output import OutputSpec, output_options
-from outkit_cli.waiting import DEFAULT_WAIT_TIMEOUT
+from outkit_cli.waiting import wait_options
 
 FILE_HELP = " '@FILE' reads it from a file, '@-' from stdin."
 
@@ -104,14 +104,9 @@ OPTION_FIELDS = {
     metavar="FILE",
     help="A whole message as JSON ('-': stdin); options override its fields.",
 )
-@click.option("--wait", is_flag=True, help="Wait until the message is done (delivered or failed).")
-@click.option(
-    "--wait-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_WAIT_TIMEOUT,
-    show_default=True,
-    metavar="SECONDS",
-    help="Give up waiting after this long (exit 10).",
+@wait_options(
+    "Wait until the message is done (delivered or failed).",
+    "Give up waiting after this long (exit 10).",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Print the exact request (secrets masked); send nothing."
