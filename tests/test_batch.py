@@ -32,6 +32,11 @@ def people(n: int, tag: str) -> list[dict[str, str]]:
     return [{"to": f"{tag}-{i}@example.com", "data.name": f"Person {i}"} for i in range(n)]
 
 
+def send_batch(src: Path | str) -> tuple[str, ...]:
+    """`send --batch SRC` with the demo project and its welcome template as defaults."""
+    return ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
+
+
 def result_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -43,16 +48,7 @@ def counts_by_recipient(box: Sandbox, tag: str) -> Counter[str]:
 def test_every_row_accepted_once_under_rate_limit_and_failures(start_sandbox, tmp_path):
     box = start_sandbox(rate_limit=50, fail_rate=0.05)
     src = write_csv(tmp_path / "rows.csv", people(200, "rl"))
-    res = run(
-        "send",
-        "--batch",
-        str(src),
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
-        env=box.env(),
-    )
+    res = run(*send_batch(src), env=box.env())
     assert res.exit_code == 0, res.stderr
     lines = result_lines(res.stdout)
     assert len(lines) == 200
@@ -92,16 +88,7 @@ def test_bad_rows_reported_with_line_numbers_and_skipped(sandbox, tmp_path):
         "bad-3@example.com,Hi\n"  # line 6: too few cells
         "bad-4@example.com,Hi,Di,true\n"  # line 7: fine
     )
-    res = run(
-        "send",
-        "--batch",
-        str(src),
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
-        env=sandbox.env(),
-    )
+    res = run(*send_batch(src), env=sandbox.env())
     assert res.exit_code == 2
     by_row = {r["row"]: r for r in result_lines(res.stdout)}
     assert by_row[2]["status"] == by_row[7]["status"] == "accepted"
@@ -124,16 +111,7 @@ def test_jsonl_bad_lines(sandbox, tmp_path):
         '["not", "an", "object"]\n'  # line 5
         '{"to": "jl-4@example.com", "sync": "yes"}\n'  # line 6: wrong type
     )
-    res = run(
-        "send",
-        "--batch",
-        str(src),
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
-        env=sandbox.env(),
-    )
+    res = run(*send_batch(src), env=sandbox.env())
     assert res.exit_code == 2
     by_row = {r["row"]: r for r in result_lines(res.stdout)}
     assert by_row[1]["status"] == "accepted"
@@ -163,13 +141,7 @@ def test_row_values_override_command_defaults(sandbox, tmp_path):
         + "\n"
     )
     res = run(
-        "send",
-        "--batch",
-        str(src),
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
+        *send_batch(src),
         "--data",
         "a=cmd",
         "--data",
@@ -188,17 +160,7 @@ def test_row_values_override_command_defaults(sandbox, tmp_path):
 def test_dry_run_validates_and_sends_nothing(sandbox, tmp_path):
     src = write_csv(tmp_path / "dry.csv", [*people(3, "dry"), {"to": "", "data.name": "x"}])
     before = len(sandbox.messages())
-    res = run(
-        "send",
-        "--batch",
-        str(src),
-        "--dry-run",
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
-        env=sandbox.env(),
-    )
+    res = run(*send_batch(src), "--dry-run", env=sandbox.env())
     assert res.exit_code == 2
     statuses = Counter(r["status"] for r in result_lines(res.stdout))
     assert statuses == Counter({"valid": 3, "invalid": 1})
@@ -211,13 +173,7 @@ def test_stdin_and_results_file_and_wait(sandbox, tmp_path):
     results = tmp_path / "out.jsonl"
     journal = tmp_path / "stdin.journal"
     res = run(
-        "send",
-        "--batch",
-        "-",
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
+        *send_batch("-"),
         "--results",
         str(results),
         "--journal",
@@ -285,16 +241,7 @@ def test_rows_left_in_flight_are_looked_up_not_resent(sandbox, tmp_path):
         + "\n"
         + '{"type": "result", "row": 2'  # torn write: the crash cut this record short
     )
-    res = run(
-        "send",
-        "--batch",
-        str(src),
-        "--project",
-        "demo",
-        "--template",
-        "welcome",
-        env=sandbox.env(),
-    )
+    res = run(*send_batch(src), env=sandbox.env())
     assert res.exit_code == 0, res.stderr
     by_row = {r["row"]: r for r in result_lines(res.stdout)}
     assert by_row[2] == {**by_row[2], "status": "skipped", "id": pre.stdout.strip()}
@@ -342,13 +289,7 @@ def _batch_process(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[byt
             sys.executable,
             "-m",
             "outkit_cli",
-            "send",
-            "--batch",
-            str(src),
-            "--project",
-            "demo",
-            "--template",
-            "welcome",
+            *send_batch(src),
             "--concurrency",
             "4",
             *extra,
