@@ -30,30 +30,27 @@ import argparse
 import csv
 import json
 import multiprocessing as mp
-import os
-import platform
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
-
-from bench_sandbox import (  # noqa: E402
-    build_request,
-    read_response,
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sandbox import build_request, read_response
+from common import (
+    OUTKIT,
+    ROOT,
+    clean_env,
+    compile_like_install,
+    run_child,
     start_server,
     stop,
+    write_report,
 )
-
-OUTKIT = [sys.executable, "-m", "outkit_cli"]
 
 
 def write_rows(path: Path, n: int, tag: str) -> None:
@@ -134,15 +131,6 @@ def ceiling(url: str, creds: dict, bodies: list[bytes], pool: Any) -> dict:
     return {"sent": ok, "errors": sum(r[1] for r in results), "rate": round(ok / elapsed, 1)}
 
 
-def timed(cmd: list[str], env: dict[str, str], **kw) -> tuple[float, int, int]:
-    """(wall seconds, exit status, peak RSS in KiB) of one child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, **kw)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, proc.returncode, usage.ru_maxrss
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2000)
@@ -151,19 +139,15 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "batch.json")
     opts = parser.parse_args()
 
-    # Users run installed, byte-compiled code; with PYTHONDONTWRITEBYTECODE set (as on some
-    # CI machines) every child would compile outkit_cli from source instead.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "outkit_cli")], check=True)
+    env = compile_like_install(clean_env())
     work = Path(tempfile.mkdtemp(prefix="outkit-bench-batch-"))
     log = (work / "serve.log").open("wb")
     sbx, url = start_server(
-        [*OUTKIT, "serve", "--port", "0", "--data-dir", str(work / "data")], log
+        [*OUTKIT, "serve", "--port", "0", "--data-dir", str(work / "data")], stderr=log, env=env
     )
     keys = json.loads((work / "data" / "keys.json").read_text())["keys"]
     signed = next(k for k in keys if k["signed"])
     creds = {"key": signed["key"], "passphrase": signed["passphrase"], "secret": signed["secret"]}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
     env.update(
         OUTKIT_API_URL=url,
         OUTKIT_ACCESS_KEY=creds["key"],
@@ -183,25 +167,23 @@ def main() -> int:
                 wait_idle(sbx.pid)
                 write_rows(rows, opts.rows, f"batch{n}")
                 out = work / f"results-{n}.jsonl"
-                summary_file = work / f"summary-{n}.txt"
-                with summary_file.open("w") as err:
-                    wall, code, rss = timed(
-                        [*OUTKIT, "send", "--batch", str(rows), "--project", "demo",
-                         "--template", "welcome", "--results", str(out),
-                         "--journal", str(work / f"journal-{n}")],
-                        env, stderr=err,
-                    )  # fmt: skip
+                child = run_child(
+                    [*OUTKIT, "send", "--batch", str(rows), "--project", "demo",
+                     "--template", "welcome", "--results", str(out),
+                     "--journal", str(work / f"journal-{n}")],
+                    env,
+                )  # fmt: skip
                 accepted = sum(1 for line in out.open() if '"status": "accepted"' in line)
                 # the rate the batch reports: first row read to last result journalled
-                reported = re.search(r"\((\d+)/s\)", summary_file.read_text())
+                reported = re.search(r"\((\d+)/s\)", child.stderr.decode())
                 batches.append(
                     {
                         "accepted": accepted,
-                        "exit": code,
-                        "seconds": round(wall, 3),
-                        "wall_rate": round(accepted / wall, 1),
+                        "exit": child.returncode,
+                        "seconds": round(child.wall, 3),
+                        "wall_rate": round(accepted / child.wall, 1),
                         "rate": float(reported.group(1)) if reported else 0.0,
-                        "peak_rss_mib": round(rss / 1024, 1),
+                        "peak_rss_mib": round(child.rss_mib, 1),
                     }
                 )
         results["ceiling_runs"] = ceilings
@@ -224,27 +206,27 @@ def main() -> int:
             'while read -r to; do "$@" send --project demo --template welcome --to "$to" '
             "-q >/dev/null || exit 1; done < " + str(loop_rows)
         )
-        wall, code, _ = timed(["bash", "-c", script, "loop", *OUTKIT], env)
+        loop = run_child(["bash", "-c", script, "loop", *OUTKIT], env)
         results["shell_loop"] = {
             "rows": opts.loop_rows,
-            "exit": code,
-            "seconds": round(wall, 3),
-            "rate": round(opts.loop_rows / wall, 1),
+            "exit": loop.returncode,
+            "seconds": round(loop.wall, 3),
+            "rate": round(opts.loop_rows / loop.wall, 1),
         }
 
         memory = {}
         for n in (20_000, 200_000):
             big = work / f"dry-{n}.csv"
             write_rows(big, n, "dry")
-            wall, code, rss = timed(
+            dry = run_child(
                 [*OUTKIT, "send", "--batch", str(big), "--dry-run", "--project", "demo",
                  "--template", "welcome"],
-                env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env, capture=False,
             )  # fmt: skip
             memory[n] = {
-                "exit": code,
-                "seconds": round(wall, 2),
-                "peak_rss_mib": round(rss / 1024, 1),
+                "exit": dry.returncode,
+                "seconds": round(dry.wall, 2),
+                "peak_rss_mib": round(dry.rss_mib, 1),
             }
         results["dry_run_memory"] = memory
     finally:
@@ -271,9 +253,6 @@ def main() -> int:
         dry_run_growth=round(growth, 3),
         checks=checks,
         passed=all(checks.values()),
-        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        cpus=os.cpu_count(),
-        python=platform.python_version(),
     )
     b, s = results["batch"], results["shell_loop"]
     print(f"ceiling (sandbox bench client, 4 conns): {results['ceiling_rate']:8.0f} msg/s "
@@ -289,9 +268,7 @@ def main() -> int:
           f"({growth:+.1%}; targets <= 80 MiB, <= +10%)")  # fmt: skip
     for name, ok in checks.items():
         print(f"  {'ok    ' if ok else 'MISSED'} {name}")
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
-    opts.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {opts.output}")
+    write_report(opts.output, "batch", results)
     return 0 if results["passed"] else 1
 
 

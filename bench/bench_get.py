@@ -18,16 +18,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    OUTKIT,
+    ROOT,
+    clean_env,
+    compile_like_install,
+    run_child,
+    start_server,
+    stop,
+    write_report,
+)
+
 sys.path.insert(0, str(ROOT))
 
 TIME_RATIO_TARGET = 0.7
@@ -36,38 +44,14 @@ HTTPIE = "http GET URL (HTTPie, unsigned key)"
 TARGET = "outkit get ID"
 
 
-def start_sandbox(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().decode().strip()
-    if not url.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"the sandbox did not start (first line: {url!r})")
-    return proc, url
-
-
 def run_once(argv: list[str], env: dict[str, str], expect: str) -> tuple[float, float]:
     """Wall seconds and this child's own peak RSS in MiB; the output must contain ``expect``."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.stdout.close()
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
-    if proc.returncode != 0 or expect.encode() not in out:
-        raise SystemExit(f"{argv[0]} {argv[1]} failed ({proc.returncode}): {err.decode()[:500]}")
-    rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return wall, rss
+    child = run_child(argv, env)
+    if child.returncode != 0 or expect.encode() not in child.stdout:
+        raise SystemExit(
+            f"{argv[0]} {argv[1]} failed ({child.returncode}): {child.stderr.decode()[:500]}"
+        )
+    return child.wall, child.rss_mib
 
 
 def main() -> int:
@@ -86,13 +70,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+        base_env = compile_like_install(clean_env())
         base_env.update(
             NO_COLOR="1",
             OUTKIT_CONFIG=str(tmp / "config.toml"),  # never the user's own config
             HTTPIE_CONFIG_DIR=str(tmp / "httpie"),  # nor HTTPie's
         )
-        server, url = start_sandbox(tmp / "data", base_env)
+        server, url = start_server(
+            [*OUTKIT, "serve", "--port", "0", "--data-dir", str(tmp / "data")], env=base_env
+        )
         try:
             keys = json.loads((tmp / "data" / "keys.json").read_text())["keys"]
             signed = next(k for k in keys if k["signed"])
@@ -144,13 +130,7 @@ def main() -> int:
                     walls[name].append(wall)
                     rss[name].append(peak)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            if server.stdout:
-                server.stdout.close()
+            stop(server)
 
     ref = statistics.median(walls[HTTPIE])
     rows = []
@@ -193,20 +173,16 @@ def main() -> int:
         f"\ntargets: `{TARGET}` median <= {TIME_RATIO_TARGET}x HTTPie's, peak RSS <= "
         f"{RSS_TARGET_MIB} MiB; {args.rounds} interleaved rounds, {os.cpu_count()} CPUs"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "get",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "rounds": args.rounds,
-        "targets": {"ratio_to_httpie": TIME_RATIO_TARGET, "peak_rss_mib": RSS_TARGET_MIB},
-        "results": rows,
-        "pass": ok,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    write_report(
+        args.out,
+        "get",
+        {
+            "rounds": args.rounds,
+            "targets": {"ratio_to_httpie": TIME_RATIO_TARGET, "peak_rss_mib": RSS_TARGET_MIB},
+            "results": rows,
+            "pass": ok,
+        },
+    )
     return 0 if ok else 1
 
 

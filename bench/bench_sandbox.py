@@ -25,17 +25,18 @@ import os
 import platform
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, start_server, stop, write_report
+
 sys.path.insert(0, str(ROOT))
 
-from outkit_cli.signing import auth_headers  # noqa: E402
+from outkit_cli.signing import auth_headers
 
 BARE_SERVER = textwrap.dedent(
     """
@@ -186,25 +187,6 @@ def summarise(runs: list[dict]) -> dict:
     }
 
 
-def start_server(args: list[str], stderr) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=env)
-    line = proc.stdout.readline().decode().strip()
-    if not line.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"server did not start: {args}")
-    return proc, line
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one round")
@@ -215,11 +197,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="outkit-bench-"))
     log = (work / "serve.log").open("wb")
-    bare, bare_url = start_server([sys.executable, "-c", BARE_SERVER], subprocess.DEVNULL)
+    bare, bare_url = start_server([sys.executable, "-c", BARE_SERVER])
     sbx, sbx_url = start_server(
         [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir",
          str(work / "data")],
-        log,
+        stderr=log,
     )  # fmt: skip
     keys = json.loads((work / "data" / "keys.json").read_text())["keys"]
     signed = next(k for k in keys if k["signed"])
@@ -276,20 +258,17 @@ def main() -> int:
             f"(target >= {targets[name]})   errors {r['sandbox']['errors'] + r['bare']['errors']}"
             f"   {'ok' if passed else 'MISSED'}"
         )
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "sandbox",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "clients": opts.clients,
-        "seconds": opts.seconds,
-        "rounds": opts.rounds,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "results": results,
-        "passed": ok,
-    }
-    opts.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {opts.output}")
+    write_report(
+        opts.output,
+        "sandbox",
+        {
+            "clients": opts.clients,
+            "seconds": opts.seconds,
+            "rounds": opts.rounds,
+            "results": results,
+            "passed": ok,
+        },
+    )
     return 0 if ok else 1
 
 

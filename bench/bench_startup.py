@@ -14,17 +14,16 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, compile_like_install, run_child, write_report
+
 TIME_RATIO_TARGET = 1.5
 RSS_TARGET_MIB = 25.0
 HEAVY = ("requests", "rich", "urllib3")
@@ -49,20 +48,11 @@ def commands(python: str, script: str) -> dict[str, list[str]]:
 
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and this child's own peak RSS in MiB."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    proc.stderr.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode()}")
-    # ru_maxrss is KiB on Linux, bytes on macOS
-    rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    child = run_child(argv, env)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({child.returncode}): {child.stderr.decode()}")
     # CPU time is far less disturbed than wall time when other work shares the machine
-    return wall, usage.ru_utime + usage.ru_stime, rss
+    return child.wall, child.cpu, child.rss_mib
 
 
 def heavy_imports(argv: list[str], python: str, env: dict[str, str]) -> list[str]:
@@ -93,13 +83,7 @@ def main() -> int:
         # profile is read and nothing is written
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OUTKIT_", "XDG_"))}
         env.update(HOME=tmp, XDG_CONFIG_HOME=str(Path(tmp) / ".config"), NO_COLOR="1")
-        # as installed for users: bytecode compiled once (pip does it at install time, and
-        # Python on first run). With PYTHONDONTWRITEBYTECODE set, every run would compile
-        # outkit_cli from source while click loads from its .pyc files, an unfair contest.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        subprocess.run(
-            [python, "-m", "compileall", "-q", str(ROOT / "outkit_cli")], env=env, check=True
-        )
+        compile_like_install(env)
         for _ in range(args.warmup):
             for argv in cmds.values():
                 run_once(argv, env)
@@ -166,20 +150,16 @@ def main() -> int:
         f"no {'/'.join(HEAVY)} imports; {args.rounds} interleaved rounds, {os.cpu_count()} CPUs"
     )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "startup",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "rounds": args.rounds,
-        "targets": {"ratio": TIME_RATIO_TARGET, "peak_rss_mib": RSS_TARGET_MIB},
-        "results": rows,
-        "pass": ok,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    write_report(
+        args.out,
+        "startup",
+        {
+            "rounds": args.rounds,
+            "targets": {"ratio": TIME_RATIO_TARGET, "peak_rss_mib": RSS_TARGET_MIB},
+            "results": rows,
+            "pass": ok,
+        },
+    )
     return 0 if ok else 1
 
 

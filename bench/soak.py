@@ -28,7 +28,6 @@ import csv
 import json
 import math
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -40,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-OUTKIT = [sys.executable, "-m", "outkit_cli"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUTKIT, ROOT, start_server, stop, write_report
+
 TAG = "soak"
 SAMPLE_EVERY = 0.5  # seconds between RSS samples
 STARTED_AFTER = 3.0  # a batch process's "start" RSS is its first sample after this
@@ -156,20 +156,12 @@ def client_loop(
 def start_sandbox(
     data: Path, log_path: Path, opts: argparse.Namespace
 ) -> tuple[subprocess.Popen[bytes], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
     cmd = [
         *OUTKIT, "serve", "--port", "0", "--data-dir", str(data),
         "--rate-limit", str(opts.rate_limit), "--fail-rate", str(opts.fail_rate),
     ]  # fmt: skip
-    log = log_path.open("ab")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log)
-    log.close()
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
-    if not line.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"sandbox did not start: {log_path.read_text()[-2000:]}")
-    return proc, line
+    with log_path.open("ab") as log:
+        return start_server(cmd, stderr=log)
 
 
 def outkit(env: dict[str, str], *args: str) -> tuple[int, str, str]:
@@ -374,25 +366,16 @@ def main(argv: list[str] | None = None) -> int:
             "probe": {"before_equals_after": before == after, "fresh_error": fresh_error},
             "checks": checks,
             "passed": all(checks.values()),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "command": "python bench/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
         }
     finally:
-        sandbox.terminate()
-        try:
-            sandbox.wait(15)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
-            sandbox.wait()
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
-    opts.output.write_text(json.dumps(report, indent=2) + "\n")
+        stop(sandbox)
+    write_report(opts.output, "soak", report)
     short = {k: report[k] for k in ("rows", "accepted_once", "requests_per_second",
                                      "retries", "sandbox_rss_mib", "cli_rss_mib")}  # fmt: skip
     print(json.dumps(short, indent=2))
     for name, ok in report["checks"].items():
         print(f"{'ok  ' if ok else 'FAIL'} {name}")
-    print(f"wrote {opts.output}")
     return 0 if report["passed"] else 1
 
 
