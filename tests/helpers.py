@@ -68,3 +68,15 @@ def server_tls(cert: tuple[Path, Path]) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*cert)
     return ctx
+
+
+def drop_file_permission_override() -> None:
+    """For a child's preexec_fn: root ignores directory permissions; drop that power so a
+    read-only directory means read-only in tests run as root."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import stat
 import subprocess
@@ -22,7 +21,7 @@ from outkit_cli.config import (
     write_atomic,
 )
 from outkit_cli.errors import ConfigError, UsageError
-from tests.helpers import run
+from tests.helpers import drop_file_permission_override, run
 
 
 def mode(path: Path) -> int:
@@ -206,15 +205,6 @@ def test_a_directory_in_place_of_the_file(config_file: Path) -> None:
     assert "is a directory" in result.stderr
 
 
-def _drop_file_permission_override() -> None:
-    # root ignores directory permissions; drop that power so a read-only dir means read-only
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -229,7 +219,7 @@ def test_read_only_config_dir(config_file: Path, args: tuple[str, ...]) -> None:
     (config_file.parent / (config_file.name + ".lock")).unlink()
     config_file.parent.chmod(0o500)
     try:
-        proc = outkit_process(*args, preexec_fn=_drop_file_permission_override)
+        proc = outkit_process(*args, preexec_fn=drop_file_permission_override)
         out, err = proc.communicate(timeout=30)
     finally:
         config_file.parent.chmod(0o700)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from outkit_cli.config import dump_config, load_config, save_profile
-from tests.helpers import run
+from tests.helpers import drop_file_permission_override, run
 from tests.sandbox_fixture import Sandbox, launch
 
 BASE = {"key": "kb", "passphrase": "pb", "secret": "sb", "signed": True}
@@ -182,17 +182,6 @@ def test_disk_full_config_write(config_file: Path, args: tuple[str, ...]) -> Non
     assert temp_files(config_file.parent) == []
 
 
-def _drop_file_permission_override() -> None:
-    # tests run as root, which ignores directory modes: drop that power in the child
-    import ctypes
-
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_read_only_config_dir_with_a_stale_temp_file(config_file: Path) -> None:
     """The lock file exists (it can be locked), the dir is read-only: the write itself
     fails, the stale temp file that cannot be removed does not turn into a second error."""
@@ -207,7 +196,7 @@ def test_read_only_config_dir_with_a_stale_temp_file(config_file: Path) -> None:
              "--passphrase", "p", "--secret", "s"],
             capture_output=True,
             env=child_env(),
-            preexec_fn=_drop_file_permission_override,
+            preexec_fn=drop_file_permission_override,
             timeout=30,
         )  # fmt: skip
     finally:
