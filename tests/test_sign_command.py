@@ -483,8 +483,8 @@ def test_any_arguments_give_a_documented_exit_and_never_a_traceback(args: list[s
         assert result.stderr.splitlines()[-1].startswith("error: ")
 
 
-def test_readme_sign_example_is_what_the_command_prints() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+def test_docs_sign_example_is_what_the_command_prints() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "sign.md").read_text()
     start = readme.index("```console\n$ outkit sign ")
     block = readme[start : readme.index("```\n", start + 10)].splitlines()[1:]
     command_lines = []
