@@ -1,14 +1,18 @@
 # Every target installs what it needs: a fresh clone needs only Python 3.10+ and make.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# pip constraints: the pinned dev tools, plus (make test-lowest) every dependency at its lower bound
+CONSTRAINTS ?= -c constraints/dev.txt
+PYTEST_ARGS ?= -q -n auto
 
-.PHONY: install demo test lint format completions bench soak fuzz check-fresh clean
+.PHONY: install demo test lint typecheck format completions bench soak fuzz check-fresh clean \
+	test-lowest test-newest check-dist ci
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(CONSTRAINTS) -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,7 +21,20 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the suite on the oldest supported Python with every dependency at its declared lower bound
+test-lowest: install
+	$(BIN)/python scripts/lowest_constraints.py > .lowest-constraints.txt
+	$(MAKE) test VENV=.venv-3.10-lowest PYTHON="$$(sh scripts/find_python.sh 3.10)" \
+		CONSTRAINTS="-c constraints/dev.txt -c .lowest-constraints.txt"
+
+# the suite on the newest supported Python
+test-newest:
+	$(MAKE) test VENV=.venv-3.13 PYTHON="$$(sh scripts/find_python.sh 3.13)"
+
+typecheck: install
+	$(BIN)/mypy
 
 lint: install
 	$(BIN)/ruff check .
@@ -45,5 +62,12 @@ fuzz: install
 check-fresh:
 	sh scripts/check_fresh.sh
 
+# build the sdist and wheel; the wheel installs from wheels only; the sdist holds its test suite
+check-dist: install
+	sh scripts/check_dist.sh $(BIN)/python
+
+# what .ci/run runs
+ci: test lint typecheck test-newest test-lowest check-dist
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .lowest-constraints.txt build dist *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache
