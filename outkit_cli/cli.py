@@ -18,6 +18,7 @@ import click
 
 from outkit_cli import __version__
 from outkit_cli.errors import ExitCode, OutkitError, exit_code_table
+from outkit_cli.terminal import escape_controls
 
 # name -> (module, attribute, one-line help shown by `outkit --help` without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -150,16 +151,8 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def one_line(text: str) -> str:
-    """Control characters (line breaks, and separators like \\x1e that splitlines() also
-    breaks on) shown escaped, so an error is always exactly one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {one_line(message)}", err=True)
+    click.echo(f"error: {escape_controls(message)}", err=True)
     sys.exit(code)
 
 
