@@ -17,6 +17,7 @@ from typing import Any
 
 from outkit_cli.diagnostics import warn
 from outkit_cli.errors import AuthError, ConfigError, UsageError
+from outkit_cli.fsutil import UnsafeFileError, ensure_private_dir, resolve_for_write, write_atomic
 
 
 def _toml() -> Any:
@@ -78,17 +79,31 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _check_permissions(path: Path) -> None:
+    """OpenSSH's rule for key files (ssh(1), "FILES"): a config another user owns, or that
+    anyone but its owner can change, could point our credentials at their server; refused.
+    One only readable by others leaks secrets but cannot redirect them: a warning."""
     if os.name != "posix":
         return
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return
+    me = os.geteuid()
+    for what, where in (("config directory", path.parent), ("config file", path)):
+        try:
+            st = where.stat()
+        except OSError:
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        if st.st_uid not in (me, 0) and me != 0:
+            raise ConfigError(
+                f"{what} {where} is owned by another user (uid {st.st_uid}); refusing to use "
+                f"it: use a config of your own (--config or OUTKIT_CONFIG)"
+            )
+        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and st.st_uid == 0
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+            raise ConfigError(
+                f"{what} {where} is writable by other users (mode {mode:o}); refusing to "
+                f"use it: run: chmod go-w {where}"
+            )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        warn(
-            f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
-            f"run: chmod 600 {path}"
-        )
+        warn(f"{path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")
 
 
 def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]:
@@ -142,47 +157,6 @@ def _validate(path: Path, data: dict[str, Any]) -> None:
                 )
 
 
-def write_atomic(path: Path, content: bytes) -> None:
-    """Replace ``path`` with ``content``: temp file in the same dir, fsync, os.replace.
-
-    A reader (or a crash) sees either the old file or the new one, never a partial one.
-    """
-    import tempfile  # not at module level: it pulls in `random`, and `sign` must start fast
-
-    if path.is_symlink():
-        # a config symlinked from a dotfiles repo: replace the file it points to, not the link
-        path = path.resolve()
-    directory = path.parent
-    _ensure_private_dir(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if os.name == "posix":
-                os.fchmod(fh.fileno(), 0o600)
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":
-        with contextlib.suppress(OSError):
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-
-def _ensure_private_dir(directory: Path) -> None:
-    existed = directory.exists()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not existed and os.name == "posix":
-        os.chmod(directory, 0o700)
-
-
 def dump_config(data: Mapping[str, Any]) -> bytes:
     import tomli_w
 
@@ -199,7 +173,11 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
     from filelock import FileLock, Timeout
 
     try:
-        _ensure_private_dir(path.parent)
+        resolve_for_write(path)  # a dangling symlink is refused before anything is made
+        ensure_private_dir(path.parent)
+        lock_path = path.with_name(path.name + ".lock")
+        if lock_path.is_symlink():  # filelock would follow it, truncating what it points at
+            raise UnsafeFileError(lock_path, "it is a symbolic link")
         lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=10, mode=0o600)
         lock.acquire()
     except Timeout:

@@ -498,7 +498,20 @@ def test_clock_skew_option_refuses_non_numbers(value: str) -> None:
     assert len(res.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize("where", ["--results", "stdout"])
+def test_results_to_a_device_is_refused_before_anything_is_sent(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """--results must be a regular file of the user's (fsutil.open_private); the full-disk
+    case of a results file is the stdout one below."""
+    src = write_people(tmp_path / "rows.csv", 3, "devfullresults")
+    args = ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
+    res = run(*args, "--results", "/dev/full", env=sandbox.env())
+    assert res.exit_code == 2, res
+    assert res.stderr == "error: cannot write --results /dev/full: not a regular file\n"
+    assert not [m for m in sandbox.messages() if m["to"].startswith("devfullresults-")]
+
+
+@pytest.mark.parametrize("where", ["stdout"])
 def test_results_on_a_full_disk(sandbox: Sandbox, tmp_path: Path, where: str) -> None:
     """/dev/full: every write fails with ENOSPC. The rows that went out are journalled, so
     the rerun reports them (skipped, with their ids) and sends the rest, each once."""

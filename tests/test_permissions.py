@@ -65,7 +65,7 @@ def test_every_write_leaves_0600_in_0700(
 
 
 @pytest.mark.parametrize("name", list(WRITES))
-@pytest.mark.parametrize("loose", [0o644, 0o640, 0o604, 0o666, 0o660])
+@pytest.mark.parametrize("loose", [0o644, 0o640, 0o604])
 def test_a_write_on_a_loosened_file_warns_and_tightens_it(
     config_file: Path, name: str, loose: int
 ) -> None:
@@ -139,3 +139,25 @@ def test_serve_init_profile_writes_0600_in_0700(
     start_sandbox(extra_args=("--init-profile", "other"), env={"OUTKIT_CONFIG": str(config)})
     assert_private(config)
     assert "other" in config.read_text()
+
+
+@pytest.mark.parametrize("name", [*WRITES, *READERS])
+@pytest.mark.parametrize(("where", "loose"), [("file", 0o666), ("file", 0o620), ("dir", 0o777)])
+def test_a_config_others_can_change_is_refused_with_the_fix(
+    config_file: Path, name: str, where: str, loose: int
+) -> None:
+    # OpenSSH's rule: whoever can change the file can point our credentials at their server
+    assert run("keys", "add", "a", *ADD).exit_code == 0
+    target = config_file if where == "file" else config_file.parent
+    before = config_file.read_bytes()
+    target.chmod(loose)
+    try:
+        result = run(*(WRITES.get(name) or READERS[name]))
+    finally:
+        target.chmod(0o600 if where == "file" else 0o700)
+    assert result.exit_code == 2, result
+    assert result.stderr == (
+        f"error: config {'file' if where == 'file' else 'directory'} {target} is writable by "
+        f"other users (mode {loose:o}); refusing to use it: run: chmod go-w {target}\n"
+    )
+    assert config_file.read_bytes() == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 
 from outkit_cli.batch.rows import FORMATS
 from outkit_cli.errors import UsageError
+from outkit_cli.fsutil import open_private
 
 if TYPE_CHECKING:  # the runner (threads, signals) loads only when a batch runs
     from outkit_cli.batch.runner import BatchOptions
@@ -141,7 +143,9 @@ def run_batch_command(
     results: IO[str] | None = None
     if results_path is not None:
         try:
-            results = results_path.open("w", encoding="utf-8")
+            # never through a symlink, 0600, only a regular file of the user's (fsutil)
+            fd = open_private(results_path, write=True, truncate=True)
+            results = os.fdopen(fd, "w", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write --results {results_path}: {exc.strerror}") from None
     opts.results = results

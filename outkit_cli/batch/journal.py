@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from outkit_cli.errors import UsageError
+from outkit_cli.fsutil import ensure_private_dir, open_private
 
 VERSION = 1
 
@@ -39,22 +40,39 @@ def default_journal_path(input_path: Path | None, fingerprint: str) -> Path:
     return platformdirs.user_state_path("outkit") / "journals" / f"stdin-{fingerprint}.jsonl"
 
 
+def _ensure_journal_dir(path: Path) -> None:
+    """The journal's directory: the state dir for stdin journals, and any directory that
+    must be created, are made 0700 (a journal holds message ids and addresses)."""
+    import platformdirs
+
+    state = platformdirs.user_state_path("outkit")
+    if path.parent == state / "journals":
+        ensure_private_dir(state)
+        ensure_private_dir(path.parent)
+    elif not path.parent.is_dir():
+        ensure_private_dir(path.parent)
+
+
 def read_journal(path: Path, fingerprint: str) -> JournalState:
     state = JournalState()
     try:
-        fh = path.open("rb")
+        fh = os.fdopen(open_private(path, write=False), "rb")
     except FileNotFoundError:
         return state
     except OSError as exc:
         raise UsageError(f"cannot read batch journal {path}: {exc.strerror}") from None
     pending: dict[int, str | None] = {}
     with fh:
-        for raw in fh:
+        for n, raw in enumerate(fh):
             if not raw.endswith(b"\n"):
                 break  # torn write from a crash: the record never counted
             try:
                 rec = json.loads(raw)
             except ValueError:
+                rec = None
+            if n == 0 and not _is_header(rec):
+                raise _not_a_journal(path)
+            if not isinstance(rec, dict):
                 raise UsageError(f"batch journal {path} is damaged; move it aside") from None
             kind = rec.get("type")
             if kind == "batch" and rec.get("fingerprint") != fingerprint:
@@ -82,16 +100,38 @@ def read_journal(path: Path, fingerprint: str) -> JournalState:
     return state
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line without its newline (a write cut short by a crash or a full disk):
-    read_journal ignores it, and appending after it would fuse it with the next record."""
+def _is_header(record: object) -> bool:
+    return isinstance(record, dict) and record.get("type") == "batch"
+
+
+def _not_a_journal(path: Path) -> UsageError:
+    return UsageError(
+        f"{path} is not a batch journal (it does not start with a journal header); "
+        "refusing to change it: pass --journal with a new path"
+    )
+
+
+def _prepare(fd: int, path: Path) -> bool:
+    """Check that the open file is a journal and drop a last line without its newline (a
+    write cut short by a crash or a full disk: read_journal ignores it, and appending after
+    it would fuse it with the next record). Returns True when the file is empty (new).
+
+    A file that does not start with a journal header is never changed: a mistyped
+    --journal must not truncate someone's document."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return True
+    data = os.pread(fd, size, 0)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
+        header = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        header = None
+    if not _is_header(header):
+        raise _not_a_journal(path)
     end = data.rfind(b"\n") + 1
     if end < len(data):
-        os.truncate(path, end)
+        os.ftruncate(fd, end)
+    return False
 
 
 class Journal:
@@ -101,11 +141,15 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _cut_torn_tail(path)
-            new = not path.exists() or path.stat().st_size == 0
+            _ensure_journal_dir(path)
+            fd = open_private(path, write=True)
+            try:
+                new = _prepare(fd, path)
+            except BaseException:
+                os.close(fd)
+                raise
             # unbuffered: each record goes out in os.write calls we can account for
-            self._fh: IO[bytes] = path.open("ab", buffering=0)
+            self._fh: IO[bytes] = os.fdopen(fd, "ab", buffering=0)
         except OSError as exc:
             raise UsageError(f"cannot write batch journal {path}: {exc.strerror}") from None
         if new:

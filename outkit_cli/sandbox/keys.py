@@ -7,7 +7,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from outkit_cli.config import write_atomic
+from outkit_cli.fsutil import write_atomic
 
 KEYS_FILE = "keys.json"
 

@@ -1,0 +1,217 @@
+"""Private, atomic, symlink-safe file access, shared by the CLI and the sandbox.
+
+Paths given to outkit often sit in shared places (a CSV next to its journal in a team
+directory, /tmp): a symlink or a file planted there by another user must never make us
+write into someone else's file. So files we write are opened with O_NOFOLLOW, created
+0600, and refused unless they are regular files the user owns; whole-file rewrites go
+through a temp file and os.replace (hatch's utils/fs.py write_atomic).
+
+Stdlib only; `tempfile` is imported where used (it pulls in `random`, and `outkit sign`
+must start fast).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+_POSIX = os.name == "posix"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class UnsafeFileError(OSError):
+    """A path we refuse to open: a symlink, not a regular file, or another user's file.
+
+    An OSError so that callers' existing ``except OSError`` turn it into their one-line
+    message; ``strerror`` says why, in words a user can act on.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], why: str) -> None:
+        super().__init__(errno.EPERM, why, os.fspath(path))
+
+
+def _check_opened(fd: int, path: str | os.PathLike[str]) -> os.stat_result:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(path, "not a regular file")
+    if _POSIX and st.st_uid != os.geteuid() and os.geteuid() != 0:
+        raise UnsafeFileError(path, "owned by another user")
+    return st
+
+
+def open_private(path: str | os.PathLike[str], *, write: bool, truncate: bool = False) -> int:
+    """Open `path` without following a symlink and return the file descriptor.
+
+    Args:
+        path: the file; a missing one is created 0600 when `write` is true.
+        write: open for reading and appending (``O_RDWR | O_APPEND``) instead of read-only.
+        truncate: empty the file, only after it passed the checks (O_TRUNC would empty
+            another user's group-writable file before we could refuse it).
+
+    Returns:
+        An fd with close-on-exec set and in blocking mode.
+
+    Raises:
+        UnsafeFileError: `path` is a symlink, not a regular file (a FIFO, a device, a
+            directory), or owned by another user (root may open any user's file).
+        OSError: the open itself failed (ENOENT when reading a missing file, EACCES, ...).
+    """
+    flags = _NOFOLLOW | _NONBLOCK | _CLOEXEC  # NONBLOCK: a FIFO must not hang the open
+    flags |= (os.O_RDWR | os.O_APPEND | os.O_CREAT) if write else os.O_RDONLY
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
+            why = "it is a symbolic link (refused: it could point at another user's file)"
+            raise UnsafeFileError(path, why) from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # ENXIO: a FIFO without a reader
+            raise UnsafeFileError(path, "not a regular file") from None
+        raise
+    try:
+        _check_opened(fd, path)
+        if _NONBLOCK and _POSIX:
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_NONBLOCK)
+        if truncate:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def ensure_private_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create `directory` (and missing parents) 0700; an existing one keeps its mode.
+
+    Returns:
+        The directory as a Path.
+
+    Raises:
+        UnsafeFileError: it exists but is a symlink, not a directory, or another user's.
+        OSError: it cannot be created.
+    """
+    directory = Path(directory)
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _POSIX:
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode):
+        st = os.stat(directory)  # a symlinked dir of one's own (~/.config -> dotfiles)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFileError(directory, "not a directory")
+    # root-owned directories (/tmp, a system config dir) are trusted, as OpenSSH does
+    if _POSIX and st.st_uid not in (os.geteuid(), 0) and os.geteuid() != 0:
+        raise UnsafeFileError(directory, "owned by another user")
+    return directory
+
+
+def resolve_for_write(path: str | os.PathLike[str]) -> Path:
+    """The file a write to `path` must change: `path` itself, or the existing file a
+    symlink points to (a config kept in a dotfiles repo).
+
+    Raises:
+        UnsafeFileError: `path` is a symlink whose target does not exist (a write must
+            not create files or directories wherever a link points).
+    """
+    path = Path(path)
+    if not path.is_symlink():
+        return path
+    real = Path(os.path.realpath(path))
+    if not real.exists():
+        why = f"it is a symbolic link to {real}, which does not exist"
+        why += "; create that file or remove the link"
+        raise UnsafeFileError(path, why)
+    return real
+
+
+def write_atomic(path: str | os.PathLike[str], content: bytes, *, mode: int = 0o600) -> Path:
+    """Replace the file at `path` with `content`; a reader or a crash sees the old file or
+    the new one, never a partial one (temp file in the same directory, fsync, os.replace).
+
+    Args:
+        path: the file. A symlink is not replaced: the existing file it points to is,
+            keeping that file's owner and mode (see resolve_for_write).
+        content: the new bytes.
+        mode: permission bits of a file written fresh (a regular file is always rewritten
+            with `mode`, tightening one that was loosened).
+
+    Returns:
+        The path actually written.
+
+    Raises:
+        UnsafeFileError: a dangling symlink, or a directory that is not ours.
+        OSError: the write failed; the old file is then unchanged.
+
+    Run as root on a user's file (``sudo -E outkit keys add``), the file keeps its owner
+    and group, so the user can still read their config.
+    """
+    import tempfile
+
+    original = Path(path)
+    target = resolve_for_write(original)
+    linked = target != original
+    directory = target.parent
+    if linked:
+        if not directory.is_dir():
+            raise UnsafeFileError(directory, "not a directory")
+    else:
+        ensure_private_dir(directory)
+    try:
+        old: os.stat_result | None = os.lstat(target)
+    except FileNotFoundError:
+        old = None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        raise UnsafeFileError(target, "not a regular file")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if _POSIX:
+                keep = linked and old is not None
+                os.fchmod(fh.fileno(), stat.S_IMODE(old.st_mode) if keep and old else mode)
+                if old is not None and os.geteuid() == 0 and old.st_uid != 0:
+                    os.fchown(fh.fileno(), old.st_uid, old.st_gid)
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+    return target
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename or a new file in `directory` durable (POSIX; a no-op elsewhere)."""
+    if not _POSIX:
+        return
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def remove_stale(directory: str | os.PathLike[str], *, older_than: float) -> None:
+    """Delete regular files in `directory` not modified for `older_than` seconds
+    (best effort: a file another process holds or removed is skipped)."""
+    import time
+
+    limit = time.time() - older_than
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < limit:
+                    os.unlink(entry.path)
