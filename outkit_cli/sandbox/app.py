@@ -11,7 +11,6 @@ import json
 import random
 import re
 import sys
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -138,7 +137,6 @@ class SandboxApp:
 
     # -- lifecycle of the app ------------------------------------------------------------
     def start(self) -> None:
-        threading.Thread(target=self.renderer.warm_up, name="warm-up", daemon=True).start()
         self.worker.start()
         for message_id in self.store.pending_ids():  # resume what a crash or stop left
             self.worker.submit(message_id)
@@ -377,18 +375,19 @@ class SandboxApp:
         r = self.renderer
         if doc["type"] == "email":
             if html_src is not None:
-                what = "html_template_body" if doc["html_template_body"] else "html template"
+                what = _part_name(doc, template, "html")
                 html = r.render(html_src, local, html=True, what=what)
                 doc["html_body"] = inline_css(html, css)
-            subject = doc["subject"]
+            subject, what = doc["subject"], "subject"
             if subject is None and template is not None:
                 subject = template.subject  # the template's default, rendered like a part
+                what = f"{template.file_name('meta')} subject"
             if subject is not None:
-                doc["subject"] = r.render(subject, local, html=False, what="subject")
+                doc["subject"] = r.render(subject, local, html=False, what=what)
                 if "\n" in doc["subject"] or "\r" in doc["subject"]:
                     raise RenderError("subject: the rendered subject contains a line break")
         if text_src is not None:
-            what = "text_template_body" if doc["text_template_body"] else "text template"
+            what = _part_name(doc, template, "text")
             doc["text_body"] = r.render(text_src, local, html=False, what=what)
         if doc["html_body"] is None and doc["text_body"] is None:
             raise RenderError("nothing to render: the template has no part for this type")
@@ -402,6 +401,14 @@ class SandboxApp:
             raise BackendError(f"backend {doc['backend']} is not configured in this sandbox")
         id_from_backend, response = backend.impl.deliver(doc)
         doc["id_from_backend"], doc["backend_response"] = id_from_backend, response
+
+
+def _part_name(doc: dict[str, Any], template: Template | None, part: str) -> str:
+    """How a render error names the part: the message field, or the template's file."""
+    field = f"{part}_template_body"
+    if doc[field] is not None or template is None:
+        return field
+    return template.file_name(part)
 
 
 def _named(msg: dict[str, Any], field: str) -> str:

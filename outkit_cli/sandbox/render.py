@@ -1,19 +1,18 @@
-"""Handlebars rendering (pybars3) and CSS inlining (css-inline).
+"""Handlebars rendering (dotpromptz-handlebars) and CSS inlining (css-inline).
 
-pybars3 is the maintained pure-Python Handlebars (if, unless, each, with, else, paths,
-triple-stash). Its parser silently drops everything after a construct it cannot parse
-(`{{#if x}}unclosed` renders as ""), so `check_syntax` first checks that every `{{` is
-closed and every block is closed by a matching `{{/name}}`; a template that fails either
-check, or raises while rendering, is a `RenderError`.
+Templates and message data are untrusted (issue 9). dotpromptz-handlebars interprets a
+template: it parses the text into nodes and walks them, never generating or executing code
+from it. A path step reads a key of a JSON object or an index of a JSON array, nothing else,
+so `{{name.__class__}}` is simply missing. Values render as Handlebars.js renders them
+(`true`, `1`, an array joined with commas, an object as `[object Object]`), HTML-escaped in
+HTML parts only. A template that does not parse raises RenderError naming the part and the
+line of the offending tag; nothing is ever rendered from half a template.
 
-Compiling costs milliseconds (pybars generates Python code), so compiled templates are
-cached by source text. The compiler is not thread-safe, hence the lock.
+Rendering is bounded separately (render_pool.py runs it in a child process with limits).
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -21,141 +20,151 @@ from typing import Any
 from outkit_cli.sandbox.errors import RenderError
 
 _CACHE_SIZE = 256
-_TAG = re.compile(r"\{\{!--.*?--\}\}|\{\{(\{?)(.*?)\}?\}\}", re.DOTALL)
-_ESCAPED = re.compile(r"[&\"'`<>]")
+# Handlebars.js's default nesting limit is the JavaScript stack; this engine's is explicit.
+MAX_NESTING = 100
+
+
+def _engine(html: bool) -> Any:
+    from dotpromptz_handlebars import Handlebars
+
+    engine = Handlebars(escape_html=html, max_depth=MAX_NESTING)
+    # Handlebars.js `log` writes to the browser console and renders nothing; this engine's
+    # would print on the server's stdout, whose first line scripts read as the URL.
+    engine.register_helper("log", lambda args, options: "")
+    return engine
 
 
 def _line(source: str, pos: int) -> int:
     return source.count("\n", 0, pos) + 1
 
 
-def _tag(source: str, pos: int) -> str:
-    """The block tag starting at ``pos`` as written, for messages (shortened)."""
-    end = source.find("}}", pos)
-    text = source[pos : end + 2] if end >= 0 else source[pos : pos + 40]
-    return repr(text if len(text) <= 40 else text[:37] + "...")
+def _shown(tag: str) -> str:
+    return repr(tag if len(tag) <= 40 else tag[:37] + "...")
 
 
-def check_syntax(source: str, what: str) -> None:
-    """Raise RenderError for an unclosed `{{` or an unbalanced block."""
-    stack: list[tuple[str, int]] = []
+def locate_error(source: str, engine: Any) -> str | None:
+    """Where a template that `engine` refused to parse goes wrong, for people.
+
+    Returns "'{{tag}}' at line N ..." or None when no single tag is to blame. One linear
+    pass over the tags: the block structure is checked here, and each tag alone is given to
+    the engine (wrapped in its block when it opens one), so a tag the engine cannot read is
+    found without re-parsing the template for every tag.
+    """
+    stack: list[tuple[str, int, str]] = []  # (block name, offset, tag as written)
     pos = 0
-    for match in _TAG.finditer(source):
-        gap = source[pos : match.start()]
-        if "{{" in gap:
-            at = pos + gap.index("{{")
-            raise RenderError(f"{what}: unclosed '{{{{' at line {_line(source, at)}")
-        pos = match.end()
-        body = match.group(2)
-        if body is None:  # {{!-- comment --}}
+    while True:
+        start = source.find("{{", pos)
+        if start < 0:
+            break
+        first = start
+        while first > pos and source[first - 1] == "\\":
+            first -= 1
+        if start - first == 1:  # \{{ is literal text (\\{{ is a backslash and a tag)
+            pos = start + 2
             continue
-        body = body.strip().strip("~").strip()
+        line = _line(source, start)
+        if source.startswith("{{{{", start):  # raw block: its content is text
+            end = source.find("}}}}", start + 4)
+            header = source[start + 4 : end].split() if end >= 0 else []
+            close = source.find("{{{{/" + header[0] + "}}}}", end) if header else -1
+            if close < 0:
+                return f"raw block '{{{{{{{{' at line {line} is never closed"
+            pos = close + 4
+            continue
+        rest = source[start + 2 :].lstrip("~")
+        if rest.startswith("!--"):
+            end = source.find("--", start + 5)
+            while end >= 0 and not source.startswith(("}}", "~}}"), end + 2):
+                end = source.find("--", end + 1)
+            if end < 0:
+                return f"comment '{{{{!--' at line {line} is never closed (add '--}}}}')"
+            pos = end + (4 if source.startswith("}}", end + 2) else 5)
+            continue
+        triple = rest.startswith("{")
+        end = source.find("}}}" if triple else "}}", start + 2)
+        if end < 0:
+            return f"unclosed '{{{{' at line {line}"
+        pos = end + (3 if triple else 2)
+        tag = source[start:pos]
+        body = tag[2:-2].strip("{}").strip().strip("~").strip()
         if body.startswith("!"):
             continue
-        if body[:1] in ("#", "^") and body[1:].strip():
-            name = body[1:].strip().lstrip("*>").split()[0]
-            stack.append((name, match.start()))
+        if body.startswith(("#", "^")):
+            name = body[1:].lstrip("*>").split()[0] if body[1:].lstrip("*>").split() else ""
+            if body.startswith("#*inline"):
+                name = "inline"
+            stack.append((name, start, tag))
+            if len(stack) > MAX_NESTING:
+                return f"{_shown(tag)} at line {line} nests blocks deeper than {MAX_NESTING}"
+            probe = f"{tag}{{{{/{name}}}}}"
         elif body.startswith("/"):
             name = body[1:].strip()
             if not stack:
-                raise RenderError(
-                    f"{what}: '{{{{/{name}}}}}' at line {_line(source, match.start())} "
-                    "closes no open block"
-                )
-            opened, at = stack.pop()
+                return f"{_shown(tag)} at line {line} closes no open block"
+            opened, at, opened_tag = stack.pop()
             if opened != name:
-                raise RenderError(
-                    f"{what}: {_tag(source, at)} at line {_line(source, at)} is "
-                    f"closed by '{{{{/{name}}}}}' at line {_line(source, match.start())}"
+                return (
+                    f"{_shown(opened_tag)} at line {_line(source, at)} is closed by "
+                    f"{_shown(tag)} at line {line}"
                 )
-    if "{{" in source[pos:]:
-        at = pos + source[pos:].index("{{")
-        raise RenderError(f"{what}: unclosed '{{{{' at line {_line(source, at)}")
+            continue
+        elif body == "else" or body.startswith("else "):
+            if not stack:
+                return f"{_shown(tag)} at line {line} is outside a block"
+            probe = f"{{{{#if x}}}}{tag}{{{{/if}}}}"
+        else:
+            probe = tag
+        try:
+            engine.compile(probe)
+        except Exception as exc:  # the engine's words for what is wrong with this tag
+            return f"{_shown(tag)} at line {line}: {exc}"
     if stack:
-        name, at = stack[-1]
-        raise RenderError(
-            f"{what}: {_tag(source, at)} at line {_line(source, at)} is never closed "
-            f"(add '{{{{/{name}}}}}')"
-        )
+        name, at, tag = stack[-1]
+        return f"{_shown(tag)} at line {_line(source, at)} is never closed (add '{{{{/{name}}}}}')"
+    return None
 
 
 class Renderer:
+    """Parses and renders Handlebars; parsed templates are cached by source text.
+
+    Thread-safe: the engine keeps no state between renders, and the cache is only read and
+    written under the GIL (OrderedDict operations are single bytecodes).
+    """
+
     def __init__(self) -> None:
-        # pybars builds its grammar when imported, which takes a second or more: it is
-        # loaded on first use (or by warm_up in the background), not before the server
-        # can answer.
-        self._compiler: Any = None
-        self._strlist: Any = None
-        self._cache: OrderedDict[str, Callable[..., Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._engines = {True: _engine(True), False: _engine(False)}
+        self._cache: OrderedDict[tuple[bool, str], Callable[..., str]] = OrderedDict()
 
-    def warm_up(self) -> None:
-        with self._lock:
-            self._load()
-
-    def _load(self) -> None:
-        if self._compiler is None:
-            import pybars
-
-            self._strlist = pybars.strlist
-            self._compiler = pybars.Compiler()
-
-    def _compiled(self, source: str, what: str) -> Callable[..., Any]:
-        with self._lock:
-            fn = self._cache.get(source)
-            if fn is not None:
-                self._cache.move_to_end(source)
-                return fn
-            check_syntax(source, what)
-            self._load()
-            try:
-                fn = self._compiler.compile(source)
-            except Exception as exc:  # the parser's own errors, with a position
-                raise RenderError(f"{what}: {exc}") from None
-            self._cache[source] = fn
-            if len(self._cache) > _CACHE_SIZE:
-                _, evicted = self._cache.popitem(last=False)
-                _forget(evicted)
+    def _compiled(self, source: str, html: bool, what: str) -> Callable[..., str]:
+        key = (html, source)
+        fn = self._cache.get(key)
+        if fn is not None:
             return fn
+        engine = self._engines[html]
+        try:
+            fn = engine.compile(source)
+        except Exception as exc:
+            where = locate_error(source, engine)
+            raise RenderError(f"{what}: {where or exc}") from None
+        self._cache[key] = fn
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return fn
 
     def render(self, source: str, data: dict[str, Any], *, html: bool, what: str) -> str:
-        """Render ``source`` with ``data``; HTML-escape values only for an HTML part."""
-        fn = self._compiled(source, what)
+        """Render ``source`` (Handlebars) with ``data`` (parsed JSON: dicts, lists, str,
+        int, float, bool, None); values are HTML-escaped only when ``html``.
+
+        Raises RenderError("<what>: <reason>") when the template does not parse (the reason
+        names the tag and its line) or fails while rendering (e.g. a missing helper).
+        """
+        fn = self._compiled(source, html, what)
         try:
-            context = self._locals(data, html)  # after _compiled: pybars is loaded
-            return str(fn(context))
+            return fn(data)
+        except RecursionError:
+            raise RenderError(f"{what}: templates and partials nest too deeply") from None
         except Exception as exc:  # any failure inside the template is the template's
-            raise RenderError(f"{what}: {type(exc).__name__}: {exc}") from None
-
-    def _locals(self, value: Any, html: bool) -> Any:
-        # pybars looks a name up as a key, then as an attribute: `{{#each items}}` over
-        # data without "items" would find dict.items. `_Locals` answers None for any
-        # missing key, so attributes are never consulted.
-        # pybars also HTML-escapes every {{value}}; a text part must not get "&amp;".
-        # It never escapes a `strlist`, so for text, strings that would change are
-        # wrapped in one.
-        if isinstance(value, dict):
-            return _Locals((k, self._locals(v, html)) for k, v in value.items())
-        if isinstance(value, list):
-            return [self._locals(v, html) for v in value]
-        if not html and isinstance(value, str) and _ESCAPED.search(value):
-            return self._strlist([value])
-        return value
-
-
-def _forget(fn: Callable[..., Any]) -> None:
-    # pybars registers every compiled template as a module in sys.modules (and its source
-    # in linecache); without this, distinct inline templates would grow memory for ever
-    import linecache
-    import sys
-
-    sys.modules.pop(fn.__module__, None)
-    linecache.cache.pop(fn.__code__.co_filename, None)
-
-
-class _Locals(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: Any) -> None:
-        return None
+            raise RenderError(f"{what}: {exc}") from None
 
 
 def inline_css(html: str, css: str | None) -> str:

@@ -51,6 +51,12 @@ class Template:
     from_: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # set when a file did not load; rendering reports it
+    files: dict[str, str] = field(default_factory=dict)  # part -> file name
+
+    def file_name(self, part: str) -> str:
+        """`project/name.ext`, how errors name the file a part came from."""
+        ext = {"html": ".html", "text": ".txt", "css": ".css", "meta": ".json"}[part]
+        return f"{self.project}/{self.files.get(part, self.name + ext)}"
 
 
 @dataclass
@@ -101,6 +107,7 @@ def _load_project(directory: Path, base: Project | None) -> Project:
 
 def _load_template(project: str, name: str, parts: dict[str, Path]) -> Template:
     tpl = Template(project=project, name=name, id=stable_id("template", project, name))
+    tpl.files = {part: path.name for part, path in parts.items()}
     try:
         for part in ("html", "text", "css"):
             if part in parts:
