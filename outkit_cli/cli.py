@@ -17,22 +17,10 @@ from typing import Any
 import click
 
 from outkit_cli import __version__
+from outkit_cli.commands import COMMANDS
+from outkit_cli.commands.options import add_global_options, root_options
 from outkit_cli.errors import ExitCode, OutkitError, exit_code_table
 from outkit_cli.terminal import escape_controls
-
-# name -> (module, attribute, one-line help shown by `outkit --help` without importing it)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "send": ("outkit_cli.commands.send", "send", "Create a message (render and deliver it)."),
-    "get": ("outkit_cli.commands.get", "get", "Show messages by id, or list recent ones."),
-    "keys": ("outkit_cli.commands.keys", "keys", "Manage API key profiles."),
-    "sign": ("outkit_cli.commands.sign", "sign", "Show exactly how a request is signed."),
-    "serve": ("outkit_cli.commands.serve", "serve", "Run the local Outkit-compatible sandbox."),
-    "completion": (
-        "outkit_cli.commands.completion",
-        "completion",
-        "Print the shell completion script for bash, zsh or fish.",
-    ),
-}
 
 
 class LazyGroup(click.Group):
@@ -44,7 +32,25 @@ class LazyGroup(click.Group):
         if entry is None:
             return None
         module, attr, _ = entry
-        return getattr(importlib.import_module(module), attr)
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        add_global_options(command)
+        return command
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # the app context exists before any option is parsed: global options' callbacks,
+        # at the root and after the command name, write into it in command-line order
+        if parent is None:
+            from outkit_cli.diagnostics import set_verbose
+
+            set_verbose(False)  # a second run in one process (tests) starts quiet again
+        extra.setdefault("obj", AppContext())
+        return super().make_context(info_name, args, parent, **extra)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
@@ -59,7 +65,10 @@ class AppContext:
     profile: str | None = None
     config: Path | None = None
     api_url: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
     verbose: bool = False
+    no_color: bool = False
 
     @property
     def config_path(self) -> Path:
@@ -72,23 +81,10 @@ class AppContext:
         from outkit_cli.config import resolve_settings
 
         flags = {k: v for k, v in overrides.items() if v is not None}
-        if self.api_url:
-            flags.setdefault("api_url", self.api_url)
+        for name in ("api_url", "timeout", "retries"):
+            if getattr(self, name) is not None:
+                flags.setdefault(name, getattr(self, name))
         return resolve_settings(self.config_path, profile=self.profile, overrides=flags)
-
-
-def complete_profile(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    from click.shell_completion import CompletionItem
-
-    from outkit_cli.config import config_path, load_config, profiles
-
-    try:
-        root = ctx.find_root()
-        # no permission warning here: it would land in the middle of the user's prompt
-        data = load_config(config_path(root.params.get("config")), check_permissions=False)
-    except (OutkitError, OSError):
-        return []
-    return [CompletionItem(n) for n in sorted(profiles(data)) if n.startswith(incomplete)]
 
 
 EPILOG = "\b\nExit codes:\n" + exit_code_table()
@@ -99,52 +95,17 @@ EPILOG = "\b\nExit codes:\n" + exit_code_table()
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option(
-    "-p",
-    "--profile",
-    envvar="OUTKIT_PROFILE",
-    show_envvar=True,
-    shell_complete=complete_profile,
-    metavar="NAME",
-    help="Profile from the config file to use.",
-)
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="OUTKIT_CONFIG",
-    show_envvar=True,
-    help="Config file (default: config.toml in the user config dir).",
-)
-@click.option(
-    "--api-url",
-    envvar="OUTKIT_API_URL",
-    show_envvar=True,
-    metavar="URL",
-    help="API base URL (default: https://api.outkit.io/v1).",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Show request details and debug lines.")
-@click.option("--no-color", is_flag=True, help="Turn off colour (any non-empty NO_COLOR does too).")
+@root_options
 @click.version_option(__version__, "--version", prog_name="outkit", message="%(prog)s %(version)s")
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    profile: str | None,
-    config: Path | None,
-    api_url: str | None,
-    verbose: bool,
-    no_color: bool,
-) -> None:
+def cli() -> None:
     """outkit: send and inspect messages through the Outkit API.
 
     Credentials come from a profile (`outkit keys add`), or from OUTKIT_ACCESS_KEY,
     OUTKIT_ACCESS_PASSPHRASE and OUTKIT_ACCESS_SECRET. Try it locally with `outkit serve`.
-    """
-    from outkit_cli.diagnostics import set_verbose
 
-    if no_color:
-        os.environ["NO_COLOR"] = "1"
-    set_verbose(verbose)
-    ctx.obj = AppContext(profile=profile, config=config, api_url=api_url, verbose=verbose)
+    Global options may come before or after the command name (`outkit get -p prod ID`);
+    the one given last wins, then the environment, the profile, the built-in default.
+    """
 
 
 def _one_line(message: str) -> str:

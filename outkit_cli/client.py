@@ -532,26 +532,6 @@ def _server_message(payload: Any) -> tuple[str, str]:
     return message, code
 
 
-def network_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--timeout and --retries, for every command that talks to the API."""
-    import click
-
-    func = click.option(
-        "--retries",
-        type=click.IntRange(min=0),
-        metavar="N",
-        help="Retries on 429/502/503/504 and failed connections "
-        "[default: 3; env var: OUTKIT_RETRIES; profile: retries].",
-    )(func)
-    func = click.option(
-        "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
-        metavar="SECONDS",
-        help="Per-request timeout [default: 30; env var: OUTKIT_TIMEOUT; profile: timeout].",
-    )(func)
-    return func
-
-
 def exact_headers(call: PreparedCall) -> dict[str, str]:
     """Every header that would go on the wire for ``call``, requests' defaults included."""
     import requests

@@ -18,9 +18,9 @@ from outkit_cli.output import (
     OutputSpec,
     emit,
     field_value,
+    plain_rows,
     print_record,
     stdout_console,
-    styled_status,
 )
 
 # Fields of the single-message view, in order; empty ones are left out except the first two.
@@ -52,10 +52,18 @@ TABLE_COLUMNS = (
     ("received_at", "RECEIVED (UTC)"),
 )
 ALWAYS = {"id", "status"}
+# the statuses a message ends well in (`rendered` with render_only)
+GOOD_ENDS = frozenset({"delivered", "rendered"})
 
 
 def _status(value: Any) -> str:
-    return styled_status(value if isinstance(value, str) else None)
+    """A status in rich markup: red for the error statuses, green for the good ends."""
+    from outkit_cli.message import ERROR_STATUSES
+
+    if not isinstance(value, str) or not value:
+        return ""
+    style = "red" if value in ERROR_STATUSES else "green" if value in GOOD_ENDS else "yellow"
+    return f"[{style}]{value}[/{style}]"
 
 
 def show_messages(spec: OutputSpec, messages: Sequence[Mapping[str, Any]], *, single: bool) -> None:
@@ -101,11 +109,7 @@ def _plain_table(messages: Sequence[Mapping[str, Any]]) -> None:
                 for n, _ in TABLE_COLUMNS
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(plain_rows(rows) + "\n")
     sys.stdout.flush()
 
 

@@ -6,13 +6,10 @@ only when a table is actually drawn.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-
-import click
 
 from outkit_cli.errors import UsageError
 
@@ -43,26 +40,6 @@ class OutputSpec:
         return f"OutputSpec(json={self.json!r}, fields={self.fields!r})"
 
 
-def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds --json and --field NAME, passed to the command as ``output: OutputSpec``."""
-
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout, nothing else.")
-    @click.option(
-        "--field",
-        "fields",
-        multiple=True,
-        metavar="NAME",
-        help="Print only this field's raw value (repeatable; tab-separated, a line per object).",
-    )
-    @functools.wraps(func)
-    def wrapper(*args: Any, as_json: bool, fields: tuple[str, ...], **kwargs: Any) -> Any:
-        if as_json and fields:
-            raise UsageError("--json and --field cannot be used together")
-        return func(*args, output=OutputSpec(json=as_json, fields=fields), **kwargs)
-
-    return wrapper
-
-
 def color_enabled() -> bool:
     return not os.environ.get("NO_COLOR")
 
@@ -80,11 +57,9 @@ def stderr_console() -> Any:
 
 
 def mask(value: str | None) -> str:
-    """A secret as shown to people: enough to tell two apart, too little to use."""
-    if not value:
-        return ""
-    # short values would be mostly revealed by any visible characters
-    return value[:3] + "…" + "*" * 4 if len(value) >= 12 else "*" * 8
+    """A secret as shown to people: wholly hidden, the same width whatever its length
+    (no leading characters, no hint of its size)."""
+    return "********" if value else ""
 
 
 def field_value(value: Any) -> str:
@@ -117,20 +92,13 @@ def print_fields(items: Iterable[Mapping[str, Any]], names: Sequence[str]) -> No
     sys.stdout.flush()
 
 
-STATUS_STYLES = {
-    "delivered": "green",
-    "rendered": "green",
-    "render_error": "red",
-    "backend_error": "red",
-    "internal_error": "red",
-}
-
-
-def styled_status(status: str | None) -> str:
-    if not status:
-        return ""
-    style = STATUS_STYLES.get(status, "yellow")
-    return f"[{style}]{status}[/{style}]"
+def plain_rows(rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned with two spaces, no box drawing: for pipes, grep and awk."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def print_table(

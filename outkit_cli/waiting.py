@@ -18,25 +18,6 @@ from outkit_cli.message import is_failed
 FIRST_DELAY = 0.2
 MAX_DELAY = 2.0
 GROWTH = 1.5
-DEFAULT_WAIT_TIMEOUT = 60.0
-
-
-def wait_options(wait_help: str, timeout_help: str) -> Callable[[Any], Any]:
-    """--wait and --wait-timeout, with each command's own help text."""
-    import click
-
-    def decorate(func: Any) -> Any:
-        func = click.option(
-            "--wait-timeout",
-            type=click.FloatRange(min=0, min_open=True),
-            default=DEFAULT_WAIT_TIMEOUT,
-            show_default=True,
-            metavar="SECONDS",
-            help=timeout_help,
-        )(func)
-        return click.option("--wait", is_flag=True, help=wait_help)(func)
-
-    return decorate
 
 
 def poll_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[float]:

@@ -237,7 +237,7 @@ def _options(command: object) -> list[str]:
     return [
         opt
         for param in command.params
-        if isinstance(param, click.Option)
+        if isinstance(param, click.Option) and not param.hidden
         for opt in param.opts
         if opt.startswith("--") and opt != "--help"
     ]
@@ -255,3 +255,85 @@ def test_docs_document_keys_and_sign() -> None:
                 assert opt in section, f"keys {name} {opt} is not in docs/"
     for opt in _options(sign):
         assert f"`{opt}" in section, f"sign {opt} is not in docs/"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--config", "{cfg}", "-p", "b", "keys", "show", "--field", "name"),
+        ("keys", "show", "--field", "name", "--config", "{cfg}", "-p", "b"),
+        ("keys", "--config", "{cfg}", "show", "--field", "name", "--profile", "b"),
+        ("-p", "a", "--config", "{cfg}", "keys", "show", "-p", "b", "--field", "name"),
+    ],
+)
+def test_global_options_before_or_after_the_command_name(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    cfg = tmp_path / "other.toml"
+    for name in ("a", "b"):
+        save_profile(cfg, name, {"key": f"k-{name}", "passphrase": "p", "secret": "s"})
+    result = run(*(a.replace("{cfg}", str(cfg)) for a in args), "b")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "b\n", "")
+
+
+def test_the_global_option_given_last_wins_over_the_environment(config_file: Path) -> None:
+    save_profile(config_file, "a", {"key": "k-a", "passphrase": "p", "secret": "s"})
+    save_profile(config_file, "b", {"key": "k-b", "passphrase": "p", "secret": "s"})
+    env = {"OUTKIT_PROFILE": "a"}
+    assert run("keys", "show", "--field", "name", env=env).stdout == "a\n"
+    assert run("keys", "show", "-p", "b", "--field", "name", env=env).stdout == "b\n"
+    assert run("-p", "a", "keys", "show", "-p", "b", "--field", "name").stdout == "b\n"
+    assert run("-p", "b", "keys", "show", "-p", "a", "--field", "name").stdout == "a\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--timeout", "0.5", "--retries", "0", "get", "x"),
+        ("get", "x", "--timeout", "0.5", "--retries", "0"),
+        ("--retries", "0", "keys", "test", "--timeout", "0.5"),
+        ("keys", "test", "-v", "--no-color", "--api-url", "http://127.0.0.1:9/v1"),
+    ],
+)
+def test_network_options_anywhere_on_the_line(config_file: Path, args: tuple[str, ...]) -> None:
+    # port 9 (discard) is closed here: the request fails fast as a network error (8),
+    # which shows every option was accepted and the URL was the one given
+    save_profile(config_file, "a", {"key": "k", "passphrase": "p", "secret": "s"})
+    result = run("--api-url", "http://127.0.0.1:9/v1", *args, "--retries", "0")
+    assert result.exit_code == 8, result.stderr
+    assert "127.0.0.1:9" in result.stderr
+
+
+def test_every_command_help_ends_with_examples_and_lists_exit_codes() -> None:
+    from outkit_cli.commands import COMMANDS
+    from outkit_cli.commands.keys import keys
+
+    paths = [(name,) for name in COMMANDS] + [("keys", name) for name in keys.commands]
+    for path in paths:
+        out = run(*path, "--help").stdout
+        assert "Exit codes:" in out, path
+        tail = out[out.index("Examples:") :].splitlines()[1:]
+        assert tail and all(
+            line.startswith("    outkit") or line.startswith("      ") or line.startswith("    ")
+            for line in tail
+        ), (path, tail)
+        for vague in ("INTEGER", "FLOAT", "RANGE", " TEXT "):
+            assert vague not in out, (path, vague)
+
+
+def test_keys_help_lists_every_subcommand_whole() -> None:
+    out = run("keys", "--help").stdout
+    from outkit_cli.commands.keys import keys
+
+    for name, sub in keys.commands.items():
+        assert f"  {name}  " in out or re.search(rf"^  {name}\s+\S", out, re.M), name
+        assert sub.short_help in " ".join(out.split()), name
+
+
+def test_root_help_and_command_help_share_one_summary() -> None:
+    from outkit_cli.commands import COMMANDS
+
+    root = " ".join(run("--help").stdout.split())
+    for name, (_, _, summary) in COMMANDS.items():
+        assert summary in root
+        assert summary in " ".join(run(name, "--help").stdout.split())

@@ -57,7 +57,8 @@ cur = load_config(config_path()).get("profiles", {}).get("cur")
 n = int(cur["key"][1:]) + 1 if cur else 0
 print("ready", file=sys.stderr, flush=True)
 while True:
-    call("keys", "add", "cur", "--key", f"k{n}", "--passphrase", "pc", "--secret", f"s{n}")
+    call("keys", "add", "cur", "--key", f"k{n}", "--passphrase", "pc", "--secret", f"s{n}",
+         "--force")
     call("keys", "default", "cur")
     call("keys", "default", "base")
     n += 1

@@ -62,9 +62,15 @@ def test_add_writes_the_profile_and_the_first_becomes_default(config_file: Path)
     assert load_config(config_file)["default_profile"] == "third"
 
 
-def test_add_again_replaces_the_profile(config_file: Path) -> None:
+def test_add_again_needs_force_in_scripts(config_file: Path) -> None:
     add("prod")
     result = run("keys", "add", "prod", "--key", "new", "--passphrase", "p", "--secret", "s")
+    assert result.exit_code == 2
+    assert result.stderr == "error: profile 'prod' exists: pass --force to replace it\n"
+    assert load_config(config_file)["profiles"]["prod"]["key"] == "key-prod"
+    result = run(
+        "keys", "add", "prod", "--key", "new", "--passphrase", "p", "--secret", "s", "--force"
+    )
     assert result.exit_code == 0
     assert "replaced profile 'prod'" in result.stdout
     assert load_config(config_file)["profiles"]["prod"]["key"] == "new"
@@ -169,7 +175,8 @@ def test_show_masks_unless_revealed() -> None:
     assert "key-prod" in masked.stdout and "acme" in masked.stdout
     assert "ca_bundle" not in masked.stdout  # unset fields are left out for people
     data = json.loads(run("keys", "show", "prod", "--json").stdout)
-    assert data["secret"] != SECRET and data["passphrase"] != PASSPHRASE
+    assert data["secret"] == data["passphrase"] == "********"  # wholly: not even a prefix
+    assert "passphrase  ********\n" in masked.stdout and "secret      ********\n" in masked.stdout
     assert data["ca_bundle"] is None
     revealed = json.loads(run("keys", "show", "prod", "--reveal", "--json").stdout)
     assert revealed["secret"] == SECRET and revealed["passphrase"] == PASSPHRASE
@@ -343,6 +350,32 @@ def test_add_prompts_on_a_tty_with_hidden_secrets(config_file: Path) -> None:
     assert PASSPHRASE not in shown and SECRET not in shown
     prof = load_config(config_file)["profiles"]["tty"]
     assert (prof["key"], prof["passphrase"], prof["secret"]) == ("typed-key", PASSPHRASE, SECRET)
+
+
+def test_add_over_an_existing_profile_asks_on_a_tty(config_file: Path) -> None:
+    add("prod")
+    env = {"OUTKIT_CONFIG": str(config_file)}
+    args = ("keys", "add", "prod", "--key", "new", "--passphrase", "p", "--secret", "s")
+    code, shown = _on_tty(*args, answers=[("[y/N]", "n")], env=env)
+    assert code == 0, shown
+    assert "nothing changed" in shown
+    assert load_config(config_file)["profiles"]["prod"]["key"] == "key-prod"
+    code, shown = _on_tty(*args, answers=[("[y/N]", "y")], env=env)
+    assert code == 0, shown
+    assert "replaced profile 'prod'" in shown
+    assert load_config(config_file)["profiles"]["prod"]["key"] == "new"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--key", "", "--passphrase", ""), "error: --key, --passphrase are empty\n"),
+        (("--key", "k", "--passphrase", "p", "--secret", ""), "error: --secret is empty\n"),
+    ],
+)
+def test_empty_values_are_named_as_empty(args: tuple[str, ...], message: str) -> None:
+    result = run("keys", "add", "ci", *args)
+    assert (result.exit_code, result.stderr) == (2, message)
 
 
 def test_remove_asks_on_a_tty(config_file: Path) -> None:

@@ -22,7 +22,7 @@ from tests.sandbox_fixture import Sandbox
 ADD = ("--key", "k", "--passphrase", "p", "--secret", "s", "--api-url", "http://127.0.0.1:9/v1")
 WRITES = {
     "keys add": ("keys", "add", "b", *ADD),
-    "keys add (replace)": ("keys", "add", "a", *ADD, "--project", "demo"),
+    "keys add (replace)": ("keys", "add", "a", *ADD, "--project", "demo", "--force"),
     "keys add --default": ("keys", "add", "c", *ADD, "--default"),
     "keys remove": ("keys", "remove", "a", "--yes"),
     "keys default": ("keys", "default", "a"),

@@ -51,7 +51,7 @@ def test_human_view_shows_parts_signature_and_masked_headers() -> None:
     # the passphrase is masked in this view, the secret never shown at all
     assert "pass-phrase-1234" not in result.output
     assert "test-secret" not in result.output
-    assert "Outkit-Access-Passphrase: pas" in out
+    assert "Outkit-Access-Passphrase: ********\n" in out
     assert "\x1b[" not in out  # not a TTY: no colour codes
     assert result.stderr == ""
 

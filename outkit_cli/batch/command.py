@@ -41,6 +41,7 @@ def batch_options(func: Any) -> Any:
         click.option(
             "--concurrency",
             type=click.IntRange(1, 64),
+            metavar="N",
             default=4,
             show_default=True,
             help="--batch: requests in flight at once.",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from outkit_cli.commands import command
+
 SHELLS = ("bash", "zsh", "fish")
 
 
@@ -18,14 +20,18 @@ def completion_script(shell: str) -> str:
     return cls(cli, {}, "outkit", "_OUTKIT_COMPLETE").source()
 
 
-@click.command()
+@command(
+    "completion",
+    exit_codes={0: None, 2: "unknown shell"},
+    examples=[
+        "mkdir -p ~/.local/share/bash-completion/completions",
+        "outkit completion bash > ~/.local/share/bash-completion/completions/outkit",
+        'outkit completion zsh > "${fpath[1]}/_outkit"',
+        "mkdir -p ~/.config/fish/completions",
+        "outkit completion fish > ~/.config/fish/completions/outkit.fish",
+    ],
+)
 @click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
 def completion(shell: str) -> None:
-    """Print the completion script for SHELL.
-
-    \b
-    bash:  outkit completion bash > ~/.local/share/bash-completion/completions/outkit
-    zsh:   outkit completion zsh > "${fpath[1]}/_outkit"
-    fish:  outkit completion fish > ~/.config/fish/completions/outkit.fish
-    """
+    """SHELL is bash, zsh or fish."""
     click.echo(completion_script(shell), nl=False)

@@ -13,15 +13,36 @@ from typing import Any
 
 import click
 
-from outkit_cli.client import network_options
+from outkit_cli.commands import command
+from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import NotFoundError, OutkitError, RejectedError, UsageError
-from outkit_cli.output import OutputSpec, output_options
-from outkit_cli.waiting import wait_options
 
 DEFAULT_LIMIT = 20
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command(
+    "get",
+    exit_codes={
+        0: None,
+        2: None,
+        3: None,
+        4: "not found (with several ids: the first failure's code)",
+        5: None,
+        6: None,
+        7: None,
+        8: None,
+        9: None,
+        10: None,
+    },
+    examples=[
+        "outkit get 6dc5b9a6-863a-4be2-bd58-8540f2d9120a",
+        'status=$(outkit get "$id" --field status)',
+        'outkit get "$id" --wait --json',
+        'outkit get "$id" --body html > message.html',
+        "outkit get --status render_error --limit 5",
+        "outkit get --limit 1 -p sandbox",
+    ],
+)
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @wait_options(
     "Wait until each message is done.",
@@ -60,19 +81,8 @@ def get(
     timeout: float | None,
     retries: int | None,
 ) -> None:
-    """Show messages by ID, or list recent messages when no ID is given.
-
-    \b
-    Examples:
-      outkit get 6dc5b9a6-863a-4be2-bd58-8540f2d9120a
-      status=$(outkit get "$id" --field status)
-      outkit get "$id" --wait --json
-      outkit get "$id" --body html > message.html
-      outkit get --status render_error --limit 5
-
-    With several ids, every message that exists is shown; the exit code is that of the
-    first failure (4: not found; with --wait, 9: failed, 10: timed out).
-    """
+    """With several ids, every message that exists is shown; the exit code is that of the
+    first failure."""
     filters = (limit, status, id_from_submitter)
     _check_combinations(output, ids, wait=wait, body=body, open_=open_, listing_filters=filters)
     settings = ctx.obj.settings(timeout=timeout, retries=retries)

@@ -12,10 +12,9 @@ from typing import Any
 import click
 
 from outkit_cli.batch.command import batch_options, check_batch_combinations
-from outkit_cli.client import network_options
+from outkit_cli.commands import command
+from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import OutkitError, UsageError
-from outkit_cli.output import OutputSpec, output_options
-from outkit_cli.waiting import wait_options
 
 FILE_HELP = " '@FILE' reads it from a file, '@-' from stdin."
 
@@ -29,7 +28,7 @@ def _message_options(func: Any) -> Any:
         ),
         (("--to",), {"metavar": "ADDRESS", "help": "Recipient (email address or phone number)."}),
         (("--from", "from_"), {"metavar": "ADDRESS", "help": "Sender [default: profile 'from']."}),
-        (("--subject",), {"help": "Subject (email only)."}),
+        (("--subject",), {"metavar": "SUBJECT", "help": "Subject (email only)."}),
         (("--template",), {"metavar": "NAME", "help": "Stored template, by identifier."}),
         (("--template-id",), {"metavar": "ID", "help": "Stored template, by id."}),
         (("--project",), {"metavar": "NAME", "help": "Project identifier [default: profile]."}),
@@ -42,7 +41,7 @@ def _message_options(func: Any) -> Any:
         ),
         (
             ("--text-body",),
-            {"metavar": "TEXT", "help": "Ready text body (no rendering)." + FILE_HELP},
+            {"metavar": "BODY", "help": "Ready text body (no rendering)." + FILE_HELP},
         ),
         (("--html-template",), {"metavar": "HBS", "help": "Inline HTML template." + FILE_HELP}),
         (("--text-template",), {"metavar": "HBS", "help": "Inline text template." + FILE_HELP}),
@@ -87,7 +86,29 @@ OPTION_FIELDS = {
 }
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command(
+    "send",
+    exit_codes={
+        0: "sent (with --wait: delivered, or rendered with --render-only)",
+        2: None,
+        3: None,
+        4: None,
+        5: None,
+        6: None,
+        7: None,
+        8: None,
+        9: None,
+        10: None,
+        130: "interrupted (Ctrl-C)",
+    },
+    examples=[
+        "outkit send --template welcome --to jane@example.com --data name=Jane",
+        "outkit send --to +4790000000 --type sms --text-body 'Your code is 1234'",
+        "outkit send --message-file msg.json --to someone@example.com --wait",
+        "id=$(outkit send -q --template welcome --to jane@example.com)",
+        "outkit send --batch reminders.csv --template reminder --results out.jsonl",
+    ],
+)
 @_message_options
 @click.option(
     "--data",
@@ -141,20 +162,7 @@ def send(
     resend_unknown: bool,
     **fields: Any,
 ) -> None:
-    """Create a message: render a template (or take ready bodies) and deliver it.
-
-    \b
-    Examples:
-      outkit send --template welcome --to jane@example.com --data name=Jane
-      outkit send --to +4790000000 --type sms --text-body 'Your code is 1234'
-      outkit send --message-file msg.json --to someone@example.com --wait
-      id=$(outkit send -q --template welcome --to jane@example.com)
-      outkit send --batch reminders.csv --template reminder --results out.jsonl
-
-    Exit codes: 0 sent (with --wait: delivered, or rendered with --render-only),
-    2 bad input, 3 auth, 5 rejected, 6 rate limited, 7 server error, 8 network,
-    9 --wait: the message failed, 10 --wait: timed out.
-    """
+    """One message from options (or --message-file), or one per row of a --batch file."""
     from outkit_cli.message import (
         build_message,
         check_field_names,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from outkit_cli.commands import command
 from outkit_cli.errors import UsageError
 
 # Ten years either way: enough for any test, and the Date header can still be formatted.
@@ -21,11 +22,23 @@ def _check_skew(value: float) -> float:
     return value
 
 
-@click.command()
+@command(
+    "serve",
+    exit_codes={
+        0: "stopped by Ctrl-C or SIGTERM",
+        2: "bad option, port in use, or the data dir is in use by another outkit serve",
+    },
+    examples=[
+        "outkit serve --port 0 --init-profile",
+        "outkit -p sandbox send --template welcome --to you@example.com --data name=Ada",
+        "outkit serve --data-dir ./sandbox-data --templates ./templates --rate-limit 10",
+    ],
+)
 @click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
+    metavar="ADDR",
     help="Address to bind; anything but loopback is reachable from other machines.",
 )
 @click.option(
@@ -33,17 +46,20 @@ def _check_skew(value: float) -> float:
     type=click.IntRange(0, 65535),
     default=8025,
     show_default=True,
+    metavar="PORT",
     help="Port to bind; 0 picks a free one.",
 )
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Where messages, keys and the outbox live "
     "(default: the user data dir, e.g. ~/.local/share/outkit/sandbox).",
 )
 @click.option(
     "--templates",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Directory of your own templates: DIR/<project>/<template>.html|.txt|"
     ".css|.json (re-read when they change).",
 )
@@ -105,19 +121,11 @@ def serve(
     clock_skew: float,
     smtp: str | None,
 ) -> None:
-    """Run the sandbox: a local server that answers like the Outkit API.
-
-    The first line on stdout is the base URL (http://127.0.0.1:PORT/v1); one log line per
+    """The first line on stdout is the base URL (http://127.0.0.1:PORT/v1); one log line per
     request goes to stderr. Ctrl-C or SIGTERM stop it. On first start the data dir gets an
     API key pair (keys.json) and the built-in `demo` project (templates `welcome`, email,
     and `reminder`, SMS). Emails are written to a Maildir in DATA_DIR/outbox, SMS to
-    DATA_DIR/outbox/sms.jsonl.
-
-    \b
-    Example:
-      outkit serve --port 0 --init-profile
-      outkit -p sandbox send --template welcome --to you@example.com --data name=Ada
-    """
+    DATA_DIR/outbox/sms.jsonl."""
     from outkit_cli.diagnostics import warn
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults

@@ -13,7 +13,8 @@ from typing import Any, BinaryIO
 
 import click
 
-from outkit_cli.output import OutputSpec, output_options
+from outkit_cli.commands import command
+from outkit_cli.commands.options import OutputSpec, output_options
 
 _METHOD = re.compile(r"[A-Za-z]+")
 # integer seconds; decimals too, since the official JavaScript client sends them
@@ -282,10 +283,22 @@ NO_SECRET = (
 )
 
 
-@click.command()
+@command(
+    "sign",
+    exit_codes={
+        0: "signed (with --verify: the signature matches)",
+        2: None,
+        3: "no secret to sign with, or --verify: the signature does not match",
+    },
+    examples=[
+        'outkit sign POST /v1/messages --body \'{"message":{"type":"email"}}\'',
+        "outkit sign GET /v1/messages/42 --timestamp 1496837645 --verify 'WcgN...='",
+        "outkit sign POST /v1/messages --body-file message.json --curl | sh",
+    ],
+)
 @click.argument("method")
 @click.argument("path")
-@click.option("--body", metavar="TEXT", help="The request body, exactly as sent.")
+@click.option("--body", metavar="BODY", help="The request body, exactly as sent.")
 @click.option(
     "--body-file",
     type=click.Path(dir_okay=False, allow_dash=True),
@@ -296,11 +309,11 @@ NO_SECRET = (
 @click.option("--key", metavar="KEY", help="Access key (overrides OUTKIT_ACCESS_KEY and profile).")
 @click.option(
     "--passphrase",
-    metavar="TEXT",
+    metavar="PASSPHRASE",
     help="Passphrase (overrides OUTKIT_ACCESS_PASSPHRASE and the profile).",
 )
 @click.option(
-    "--secret", metavar="TEXT", help="Secret (overrides OUTKIT_ACCESS_SECRET and the profile)."
+    "--secret", metavar="SECRET", help="Secret (overrides OUTKIT_ACCESS_SECRET and the profile)."
 )
 @click.option(
     "--verify",
@@ -325,17 +338,9 @@ def sign(
     curl: bool,
     output: OutputSpec,
 ) -> None:
-    """Show how a request to PATH is signed: the pre-signature with its parts, the
-    signature and the headers.
-
-    PATH is the full request path with its query string (/v1/messages, not /messages),
-    or a full URL. The passphrase is masked here; --json and --curl carry real values.
-
-    \b
-    outkit sign POST /v1/messages --body '{"message":{"type":"email"}}'
-    outkit sign GET /v1/messages/42 --timestamp 1496837645 --verify 'WcgN...='
-    outkit sign POST /v1/messages --body-file message.json --curl | sh
-    """
+    """Shows the pre-signature with its parts, the signature and the headers. PATH is the
+    full request path with its query string (/v1/messages, not /messages), or a full
+    URL. The passphrase is masked here; --json and --curl carry real values."""
     from outkit_cli.diagnostics import warn
     from outkit_cli.errors import AuthError, UsageError
 

@@ -13,9 +13,13 @@ from typing import Any
 
 import click
 
-from outkit_cli.cli import complete_profile
-from outkit_cli.client import network_options
-from outkit_cli.output import OutputSpec, output_options
+from outkit_cli.commands import command
+from outkit_cli.commands.options import (
+    OutputSpec,
+    complete_profile,
+    network_options,
+    output_options,
+)
 
 # A syntactically valid id that no message will ever have.
 PROBE_ID = "00000000-0000-0000-0000-000000000000"
@@ -43,7 +47,15 @@ def probe(settings: Any) -> dict[str, Any]:
     }
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command(
+    "test",
+    summary="Check that a profile's credentials are accepted by the API.",
+    exit_codes={0: "credentials OK", 2: "unknown profile or bad setting",
+                3: "rejected (the server's reason is shown)", 5: None, 6: None, 7: None,
+                8: "unreachable"},
+    examples=["outkit keys test", "outkit keys test production --json",
+              "outkit -p staging keys test --timeout 5"],
+)  # fmt: skip
 @click.argument("name", required=False, metavar="[NAME]", shell_complete=complete_profile)
 @network_options
 @output_options
@@ -55,15 +67,9 @@ def keys_test(
     timeout: float | None,
     retries: int | None,
 ) -> None:
-    """Check that profile NAME (default: the selected profile) can reach the API.
-
-    Makes one harmless authenticated request and reports whether the credentials are
-    accepted, the latency, and whether this machine's clock agrees with the server's.
-
-    \b
-    Exit codes: 0 credentials OK, 2 unknown profile or bad setting, 3 rejected
-    (the server's reason is shown), 8 unreachable.
-    """
+    """NAME defaults to the selected profile. Makes one harmless authenticated request and
+    reports whether the credentials are accepted, the latency, and whether this machine's
+    clock agrees with the server's."""
     if name is not None:
         app = dataclasses.replace(app, profile=name)
     settings = app.settings(timeout=timeout, retries=retries)
