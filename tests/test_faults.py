@@ -158,7 +158,7 @@ def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     "args",
     [
-        ("keys", "add", "b", "--key", "k", "--passphrase", "p", "--secret", "s"),
+        ("keys", "add", "b", "--key", "k", "--passphrase", "p", "--secret", "s", "--force"),
         ("keys", "default", "a"),
         ("keys", "remove", "b", "--yes"),
     ],

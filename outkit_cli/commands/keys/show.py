@@ -26,7 +26,8 @@ from outkit_cli.output import plain_rows
 @output_options
 @click.pass_obj
 def show(app: Any, name: str | None, reveal: bool, output: OutputSpec) -> None:
-    """Without NAME, the selected profile (-p) or the default one. --reveal shows the secret and passphrase."""
+    """Without NAME, the selected profile (-p) or the default one. --reveal shows the
+    secret and passphrase."""
     from outkit_cli.config import default_profile_name, load_config, profiles, unknown_profile
     from outkit_cli.errors import UsageError
     from outkit_cli.output import emit, field_value, mask
