@@ -36,6 +36,30 @@ def compile_like_install(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def regular_install(tmp: Path) -> Path:
+    """Install this checkout as users get it: a wheel (not editable) into a fresh venv, byte
+    compiled by pip. Returns that venv's ``bin`` directory (``python``, ``outkit``).
+
+    An editable install adds a finder to every start-up and, with PYTHONDONTWRITEBYTECODE,
+    compiles our modules on each run; neither is what a user of ``pipx install`` pays.
+    """
+    env = clean_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", *quiet, "--no-deps", "-w", str(tmp / "wheel"),
+         str(ROOT)], env=env, check=True, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], env=env, check=True)
+    bin_dir = tmp / "venv" / "bin"
+    wheel = next((tmp / "wheel").glob("outkit_cli-*.whl"))
+    subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", *quiet, str(wheel)],
+        env=env, check=True, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return bin_dir
+
+
 @dataclass
 class Child:
     wall: float  # seconds
