@@ -3,9 +3,10 @@
 
 Targets (issue 10): median wall time <= 1.2x the click baseline, peak RSS <= 25 MiB, and
 neither `requests` nor `rich` imported, on a regular install: the checkout is built into a
-wheel and installed, byte-compiled, into a fresh venv, as `pipx install` would. Runs are interleaved (one of each command per
-round) so that machine noise hits every command alike; each child's own peak RSS comes from
-`os.wait4`, not from RUSAGE_CHILDREN, which only ever reports the largest child so far.
+wheel and installed, byte-compiled, into a fresh venv, as `pipx install` would. Runs are
+interleaved (one of each command per round) so that machine noise hits every command alike;
+each child's own peak RSS comes from `os.wait4`, not from RUSAGE_CHILDREN, which only ever
+reports the largest child so far.
 
     .venv/bin/python bench/bench_startup.py [--rounds 30] [--out bench/results/startup.json]
 

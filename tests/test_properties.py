@@ -356,7 +356,10 @@ def config_bytes(draw: st.DrawFn) -> bytes:
 
 def _parses(raw: bytes) -> bool:
     """An oracle independent of config.py: valid UTF-8 TOML."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     try:
         tomllib.loads(raw.decode("utf-8"))
