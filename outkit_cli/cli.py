@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from outkit_cli import __version__
 from outkit_cli.commands import COMMANDS
 from outkit_cli.commands.options import add_global_options, root_options
 from outkit_cli.errors import ExitCode, OutkitError, exit_code_table
-from outkit_cli.terminal import escape_controls
+from outkit_cli.terminal import Terminal, escape_controls, one_line
+from outkit_cli.terminal import current as current_terminal
 
 
 class LazyGroup(click.Group):
@@ -69,6 +70,7 @@ class AppContext:
     retries: int | None = None
     verbose: bool = False
     no_color: bool = False
+    terminal: Terminal = field(default_factory=current_terminal)
 
     @property
     def config_path(self) -> Path:
@@ -108,10 +110,6 @@ def cli() -> None:
     """
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {escape_controls(message)}", err=True)
     sys.exit(code)
@@ -125,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         from outkit_cli.diagnostics import is_verbose
 
         if exc.detail and is_verbose():
-            click.echo(exc.detail, err=True)
+            click.echo(escape_controls(exc.detail, multiline=True), err=True)
         _fail(exc.message, int(exc.exit_code))
     except click.exceptions.NoArgsIsHelpError as exc:
         # a bare `outkit` or `outkit keys`: the help itself, not a one-line squashed copy
@@ -133,11 +131,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.USAGE))
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "outkit"
-        _fail(f"{_one_line(exc.format_message())} (see '{where} --help')", int(ExitCode.USAGE))
+        _fail(f"{one_line(exc.format_message())} (see '{where} --help')", int(ExitCode.USAGE))
     except click.ClickException as exc:
         # click raises these for bad input (e.g. an unreadable file): a usage error, not a bug
         code = int(ExitCode.USAGE) if exc.exit_code == 1 else exc.exit_code
-        _fail(_one_line(exc.format_message()), code)
+        _fail(one_line(exc.format_message()), code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -35,6 +35,7 @@ from outkit_cli.errors import (
     ServerError,
     UsageError,
 )
+from outkit_cli.terminal import one_line
 from outkit_cli.transport import (
     MaybeSent,
     ReadTimedOut,
@@ -42,7 +43,6 @@ from outkit_cli.transport import (
     StdlibTransport,
     Transport,
     Unsent,
-    one_line,
     proxy_configured,
 )
 
@@ -342,11 +342,23 @@ class Client:
     # -- the API -------------------------------------------------------------------------
 
     def create_message(self, body: bytes, *, id_from_submitter: str | None = None) -> Any:
-        """POST /messages with ``body`` (the exact bytes to send and sign)."""
-        return self.request("POST", "messages", body=body, id_from_submitter=id_from_submitter)
+        """POST /messages with ``body`` (the exact bytes to send and sign).
+
+        Raises ServerError (exit 7) when a 2xx answer's ``data`` is not a message object;
+        the message may still have been created, and the error says how to find it."""
+        resp = self.request("POST", "messages", body=body, id_from_submitter=id_from_submitter)
+        if not _is_message(resp.data):
+            raise ServerError(
+                self._lost_post(_odd_answer(self._host(), resp, "a message"), id_from_submitter)
+            )
+        return resp
 
     def get_message(self, message_id: str, *, deadline: float | None = None) -> ApiResponse:
-        return self.request("GET", message_path(message_id), deadline=deadline)
+        """GET /messages/{id}. Raises ServerError (exit 7) unless ``data`` is a message."""
+        resp = self.request("GET", message_path(message_id), deadline=deadline)
+        if not _is_message(resp.data):
+            raise ServerError(_odd_answer(self._host(), resp, "a message") + "; check --api-url")
+        return resp
 
     def list_messages(
         self,
@@ -356,7 +368,12 @@ class Client:
         id_from_submitter: str | None = None,
     ) -> ApiResponse:
         params = {"limit": limit, "status": status, "id_from_submitter": id_from_submitter}
-        return self.request("GET", "messages", params=params)
+        resp = self.request("GET", "messages", params=params)
+        if not (isinstance(resp.data, list) and all(_is_message(m) for m in resp.data)):
+            raise ServerError(
+                _odd_answer(self._host(), resp, "a list of messages") + "; check --api-url"
+            )
+        return resp
 
     # -- the machinery -------------------------------------------------------------------
 
@@ -514,10 +531,23 @@ class Client:
         return ServerError(f"unexpected HTTP {status}{hint} from the API; check --api-url")
 
 
+def _is_message(data: Any) -> bool:
+    # the fields a view, --wait and the batch read: an object with a string id
+    # (API reference, "Message object")
+    return isinstance(data, dict) and isinstance(data.get("id"), str) and bool(data["id"])
+
+
+def _odd_answer(host: str, resp: ApiResponse, expected: str) -> str:
+    kind = type(resp.data).__name__ if resp.data is not None else "null"
+    if isinstance(resp.data, dict):
+        kind = "an object without a message id"
+    return f"unexpected answer from {host} (HTTP {resp.status}: data is {kind}, not {expected})"
+
+
 def _json_or_none(resp: Any) -> Any:
     try:
         return json.loads(resp.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

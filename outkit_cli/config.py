@@ -127,6 +127,10 @@ def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} does not parse: {exc}; fix or remove it") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} does not parse: nested too deeply; fix or remove it"
+        ) from None
     _validate(path, data)
     return data
 

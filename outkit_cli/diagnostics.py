@@ -1,8 +1,13 @@
-"""Lines for stderr: warnings and --verbose detail. Plain click, no rich, so cheap to import."""
+"""Lines for stderr: warnings and --verbose detail. Plain click, no rich, so cheap to import.
+
+Every line is passed through terminal.escape_controls: warnings and debug lines carry
+text from outside (server answers, config values, file names)."""
 
 from __future__ import annotations
 
 import click
+
+from outkit_cli.terminal import escape_controls
 
 _state = {"verbose": False}
 
@@ -16,9 +21,9 @@ def is_verbose() -> bool:
 
 
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {escape_controls(message)}", err=True)
 
 
 def debug(message: str) -> None:
     if _state["verbose"]:
-        click.echo(f"debug: {message}", err=True)
+        click.echo(f"debug: {escape_controls(message)}", err=True)

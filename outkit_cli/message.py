@@ -148,6 +148,8 @@ def parse_json(text: str, who: str) -> Any:
         where = f" at line {line}, column {col}" if line else ""
         msg = getattr(exc, "msg", str(exc))
         raise UsageError(f"{who}: invalid JSON{where}: {msg}") from None
+    except RecursionError:
+        raise UsageError(f"{who}: invalid JSON: nested too deeply") from None
     if not is_utf8_text(value):
         raise UsageError(f"{who}: invalid JSON: a \\u escape is a lone surrogate")
     return value

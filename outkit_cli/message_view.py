@@ -17,11 +17,12 @@ import click
 from outkit_cli.output import (
     OutputSpec,
     emit,
-    field_value,
     plain_rows,
     print_record,
+    shown,
     stdout_console,
 )
+from outkit_cli.terminal import current as current_terminal
 
 # Fields of the single-message view, in order; empty ones are left out except the first two.
 RECORD_FIELDS = (
@@ -58,19 +59,22 @@ GOOD_ENDS = frozenset({"delivered", "rendered"})
 
 def _status(value: Any) -> str:
     """A status in rich markup: red for the error statuses, green for the good ends."""
+    from rich.markup import escape
+
     from outkit_cli.message import ERROR_STATUSES
 
     if not isinstance(value, str) or not value:
         return ""
     style = "red" if value in ERROR_STATUSES else "green" if value in GOOD_ENDS else "yellow"
-    return f"[{style}]{value}[/{style}]"
+    # server text: no terminal controls, and no rich markup either ("[link=...]")
+    return f"[{style}]{escape(shown(value))}[/{style}]"
 
 
 def show_messages(spec: OutputSpec, messages: Sequence[Mapping[str, Any]], *, single: bool) -> None:
     """One message: field/value lines (or the JSON object); several: a table (or an array)."""
 
     def human() -> None:
-        tty = sys.stdout.isatty()
+        tty = current_terminal().stdout_tty
         if single and len(messages) == 1:
             msg = messages[0]
             names = [n for n in RECORD_FIELDS if n in ALWAYS or msg.get(n) not in (None, "", False)]
@@ -89,13 +93,9 @@ def show_messages(spec: OutputSpec, messages: Sequence[Mapping[str, Any]], *, si
     emit(spec, messages, single=single, human=human)
 
 
-def _one_line(value: Any) -> str:
-    return " ".join(field_value(value).split())
-
-
 def _plain_record(msg: Mapping[str, Any], names: Sequence[str]) -> None:
     width = max(len(n) for n in names)
-    lines = [f"{n:<{width}}  {_one_line(msg.get(n))}".rstrip() for n in names]
+    lines = [f"{n:<{width}}  {shown(msg.get(n))}".rstrip() for n in names]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
@@ -105,7 +105,7 @@ def _plain_table(messages: Sequence[Mapping[str, Any]]) -> None:
     for msg in messages:
         rows.append(
             [
-                _short_time(msg.get(n)) if n == "received_at" else _one_line(msg.get(n))
+                _short_time(msg.get(n)) if n == "received_at" else shown(msg.get(n))
                 for n, _ in TABLE_COLUMNS
             ]
         )
@@ -115,7 +115,7 @@ def _plain_table(messages: Sequence[Mapping[str, Any]]) -> None:
 
 def _short_time(value: Any) -> str:
     # 2018-04-21T09:02:24.607840Z -> 2018-04-21 09:02:24: the table is for reading
-    text = field_value(value)
+    text = shown(value)
     return text[:19].replace("T", " ") if len(text) >= 19 else text
 
 
@@ -134,7 +134,7 @@ def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
         columns = [c for c in columns if c[0] != "received_at"]
 
     def longest(name: str, heading: str) -> int:
-        return max(len(heading), *(len(_one_line(m.get(name))) for m in messages))
+        return max(len(heading), *(len(shown(m.get(name))) for m in messages))
 
     fixed = {"id": 36, "status": longest("status", "STATUS"), "received_at": 19}
     overhead = 3 * len(columns) - 1  # one space either side of a cell, one rule between
@@ -152,10 +152,10 @@ def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
             max_width=widths[name],
         )
     cells = {
-        "id": lambda m: escape(field_value(m.get("id"))),
+        "id": lambda m: escape(shown(m.get("id"))),
         "status": lambda m: _status(m.get("status")),
-        "to": lambda m: escape(_one_line(m.get("to"))),
-        "subject": lambda m: escape(_one_line(m.get("subject"))),
+        "to": lambda m: escape(shown(m.get("to"))),
+        "subject": lambda m: escape(shown(m.get("subject"))),
         "received_at": lambda m: _short_time(m.get("received_at")),
     }
     for msg in messages:
@@ -165,12 +165,13 @@ def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
 
 def print_prepared(call: Any, headers: Mapping[str, str]) -> None:
     """An HTTP request as text: request line, headers (already masked), blank line, body."""
-    click.echo(f"{call.method} {call.url}")
+    term = current_terminal()
+    click.echo(term.raw(f"{call.method} {call.url}"))
     for name, value in headers.items():
-        click.echo(f"{name}: {value}")
+        click.echo(term.raw(f"{name}: {value}"))
     click.echo("")
     if call.body:
-        click.echo(call.body.decode("utf-8"))
+        click.echo(term.raw(call.body.decode("utf-8"), multiline=True))
 
 
 # curl computes or chooses these itself

@@ -6,12 +6,13 @@ only when a table is actually drawn.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from outkit_cli.errors import UsageError
+from outkit_cli.terminal import current as current_terminal
+from outkit_cli.terminal import json_safe, one_line
 
 
 class OutputSpec:
@@ -41,19 +42,20 @@ class OutputSpec:
 
 
 def color_enabled() -> bool:
-    return not os.environ.get("NO_COLOR")
+    return current_terminal().color
 
 
 def stdout_console() -> Any:
-    from rich.console import Console
-
-    return Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
+    return current_terminal().console()
 
 
 def stderr_console() -> Any:
-    from rich.console import Console
+    return current_terminal().console(stderr=True)
 
-    return Console(stderr=True, no_color=not color_enabled(), highlight=False)
+
+def shown(value: Any) -> str:
+    """A value in a people's view: field_value on one line, controls escaped."""
+    return one_line(field_value(value))
 
 
 def mask(value: str | None) -> str:
@@ -78,7 +80,7 @@ def field_value(value: Any) -> str:
 def print_json(value: Any) -> None:
     import json  # here, not at the top: the human views of fast commands never need it
 
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_safe(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
     sys.stdout.flush()
 
 
@@ -88,12 +90,16 @@ def print_fields(items: Iterable[Mapping[str, Any]], names: Sequence[str]) -> No
             if name not in item:
                 known = ", ".join(sorted(item))
                 raise UsageError(f"unknown field {name!r} (fields: {known})")
-        sys.stdout.write("\t".join(field_value(item[n]) for n in names) + "\n")
+        # raw for scripts; escaped when stdout is a terminal (design.md, "Machine output")
+        values = (current_terminal().raw(field_value(item[n])) for n in names)
+        sys.stdout.write("\t".join(values) + "\n")
     sys.stdout.flush()
 
 
 def plain_rows(rows: Sequence[Sequence[str]]) -> str:
-    """Columns aligned with two spaces, no box drawing: for pipes, grep and awk."""
+    """Columns aligned with two spaces, no box drawing: for pipes, grep and awk. Cells are
+    shown on one line with controls escaped (a people's view, even on a pipe)."""
+    rows = [[one_line(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -120,7 +126,7 @@ def print_table(
         cells = []
         for name, _ in columns:
             fmt = formatters.get(name)
-            cells.append(fmt(row.get(name)) if fmt else escape(field_value(row.get(name))))
+            cells.append(fmt(row.get(name)) if fmt else escape(shown(row.get(name))))
         table.add_row(*cells)
     stdout_console().print(table)
 
@@ -142,7 +148,7 @@ def print_record(
     for name in names:
         value = record.get(name)
         fmt = formatters.get(name)
-        table.add_row(name, fmt(value) if fmt else escape(field_value(value)))
+        table.add_row(name, fmt(value) if fmt else escape(shown(value)))
     stdout_console().print(table)
 
 

@@ -6,7 +6,12 @@ path of every command use `escape_controls` without loading click or rich.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 # What a terminal would act on instead of showing (design.md, "Machine output"):
 # - C0 controls U+0000-U+001F and DEL U+007F (ECMA-48 section 5.2: ESC starts CSI/OSC
@@ -56,3 +61,137 @@ def escape_controls(text: str, *, multiline: bool = False) -> str:
     if pattern.search(text) is None:
         return text
     return pattern.sub(_escaped, text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text (from json.dumps with ensure_ascii=False) with the characters
+    escape_controls would escape written as ``\\uXXXX`` JSON escapes (RFC 8259 section 7):
+    the same JSON value, but DEL, C1 and bidi controls, which json.dumps leaves raw, can no
+    longer act on a terminal. Outside strings JSON text has none of them."""
+    # TAB and LF stay: JSON's whitespace between tokens (json.dumps escapes them in strings)
+    if _UNSAFE_KEEP_LINES.search(text) is None:
+        return text
+    return _UNSAFE_KEEP_LINES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """`text` for one line of a view or of stderr: runs of whitespace (line breaks
+    included) become one space, then controls are escaped (escape_controls).
+
+    Args:
+        text: text from outside.
+        limit: cut to at most this many characters, ending in "…".
+    """
+    text = escape_controls(" ".join(text.split()))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+class Terminal:
+    """The one place that knows the streams: where output goes, whether each stream is a
+    terminal, colour and width (httpie's Environment, gh's IOStreams).
+
+    Every fact can be set when built, so a test asks for a TTY directly instead of
+    running the CLI on a pseudo-terminal; an unset fact is read from the real stream at
+    the moment it is asked (click's CliRunner swaps sys.stdout after start-up).
+    """
+
+    def __init__(
+        self,
+        *,
+        stdout_tty: bool | None = None,
+        stderr_tty: bool | None = None,
+        stdin_tty: bool | None = None,
+        color: bool | None = None,
+        width: int | None = None,
+    ) -> None:
+        self._stdout_tty = stdout_tty
+        self._stderr_tty = stderr_tty
+        self._stdin_tty = stdin_tty
+        self._color = color
+        self._width = width
+
+    @property
+    def stdout(self) -> TextIO:
+        return sys.stdout
+
+    @property
+    def stderr(self) -> TextIO:
+        return sys.stderr
+
+    @property
+    def stdin(self) -> TextIO:
+        return sys.stdin
+
+    @property
+    def stdout_tty(self) -> bool:
+        return _isatty(sys.stdout) if self._stdout_tty is None else self._stdout_tty
+
+    @property
+    def stderr_tty(self) -> bool:
+        return _isatty(sys.stderr) if self._stderr_tty is None else self._stderr_tty
+
+    @property
+    def stdin_tty(self) -> bool:
+        return _isatty(sys.stdin) if self._stdin_tty is None else self._stdin_tty
+
+    @property
+    def color(self) -> bool:
+        """Colour unless turned off: any non-empty NO_COLOR (no-color.org) or --no-color."""
+        return not os.environ.get("NO_COLOR") if self._color is None else self._color
+
+    @property
+    def width(self) -> int:
+        """Columns of the terminal (COLUMNS wins, as in shutil.get_terminal_size)."""
+        if self._width is not None:
+            return self._width
+        import shutil
+
+        return shutil.get_terminal_size().columns
+
+    def raw(self, text: str, *, multiline: bool = False) -> str:
+        """Text the user asked for raw (--field, --body): unchanged for a pipe or a file,
+        escaped when stdout is a terminal (which would act on its controls)."""
+        return escape_controls(text, multiline=multiline) if self.stdout_tty else text
+
+    def console(self, *, stderr: bool = False) -> Any:
+        """A rich Console on stdout or stderr with these facts (rich imported here only)."""
+        from rich.console import Console
+
+        tty = self.stderr_tty if stderr else self.stdout_tty
+        return Console(
+            stderr=stderr,
+            force_terminal=tty,
+            no_color=not self.color,
+            width=self._width,
+            highlight=False,
+            soft_wrap=False,
+        )
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+_current: list[Terminal] = []
+
+
+def current() -> Terminal:
+    """The terminal of the running command (tests install one with `use`)."""
+    if not _current:
+        _current.append(Terminal())
+    return _current[-1]
+
+
+@contextlib.contextmanager
+def use(terminal: Terminal) -> Iterator[Terminal]:
+    """Make `terminal` the current one for the block (tests: a TTY without a pty)."""
+    _current.append(terminal)
+    try:
+        yield terminal
+    finally:
+        _current.remove(terminal)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from outkit_cli.errors import NetworkError, UsageError
+from outkit_cli.terminal import one_line
 
 
 class Unsent(Exception):
@@ -276,11 +277,6 @@ def _nothing_sent(exc: Exception) -> bool:
         todo.extend([getattr(cur, "reason", None), cur.__cause__, cur.__context__])
         todo.extend(a for a in getattr(cur, "args", ()) if isinstance(a, BaseException))
     return False
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def reason(exc: BaseException) -> str:

@@ -7,7 +7,6 @@ parseable and logs of cron jobs stay clean.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -32,7 +31,9 @@ def poll_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[
 def spinner(label: str, enabled: bool | None = None) -> Iterator[Callable[[str], None]]:
     """Yields update(status); draws a rich spinner on stderr only on a TTY."""
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        from outkit_cli.terminal import current
+
+        enabled = current().stderr_tty
     if not enabled:
         yield lambda status: None
         return

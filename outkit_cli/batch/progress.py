@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -21,7 +20,9 @@ def batch_progress(
     number is unknown until the end); the counts come from the summary.
     """
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        from outkit_cli.terminal import current
+
+        enabled = current().stderr_tty
     if not enabled:
         yield None
         return

@@ -197,6 +197,8 @@ def _csv_row(line: int, header: list[str], cells: list[str]) -> Row | BadRow:
                 obj = json.loads(value)
             except json.JSONDecodeError as exc:
                 return BadRow(line, f"column data is not valid JSON: {exc.msg}")
+            except RecursionError:
+                return BadRow(line, "column data is JSON nested too deeply")
             if not isinstance(obj, dict):
                 return BadRow(line, "column data must be a JSON object")
             data = {**obj, **data}
@@ -228,6 +230,9 @@ def _jsonl_rows(stream: IO[str]) -> Iterator[Row | BadRow]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             yield BadRow(line_no, f"is not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except RecursionError:
+            yield BadRow(line_no, "is JSON nested too deeply")
             continue
         if not isinstance(obj, dict):
             yield BadRow(line_no, "is not a JSON object")

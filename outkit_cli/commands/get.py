@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,9 @@ import click
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import NotFoundError, OutkitError, RejectedError, UsageError
+from outkit_cli.output import shown
+from outkit_cli.terminal import current as current_terminal
+from outkit_cli.terminal import escape_controls
 
 DEFAULT_LIMIT = 20
 
@@ -178,24 +182,45 @@ def _print_bodies(messages: list[Mapping[str, Any]], kind: str) -> list[OutkitEr
                 )
             )
             continue
-        sys.stdout.write(text)
+        sys.stdout.write(current_terminal().raw(text, multiline=True))
     sys.stdout.flush()
     return failures
+
+
+OPEN_KEEP_SECONDS = 24 * 3600
+
+
+def open_dir() -> Path:
+    """The private (0700) directory `get --open` writes HTML into, in the user cache dir:
+    not /tmp, where names can be guessed and files pile up. Files older than a day are
+    removed on each use (the browser has long read them)."""
+    import platformdirs
+
+    from outkit_cli.fsutil import ensure_private_dir, remove_stale
+
+    cache = ensure_private_dir(platformdirs.user_cache_path("outkit"))
+    directory = ensure_private_dir(cache / "open")
+    remove_stale(directory, older_than=OPEN_KEEP_SECONDS)
+    return directory
 
 
 def _open_bodies(messages: list[Mapping[str, Any]]) -> list[OutkitError]:
     import tempfile
     import webbrowser
-    from pathlib import Path
 
     failures: list[OutkitError] = []
+    directory: Path | None = None
     for msg in messages:
         html = msg.get("html_body")
         if not isinstance(html, str):
-            failures.append(NotFoundError(f"message {msg.get('id')} has no HTML body to open"))
+            failures.append(
+                NotFoundError(f"message {shown(msg.get('id'))} has no HTML body to open")
+            )
             continue
-        # kept after exit: the browser reads it later (mkstemp makes it private, 0600)
-        fd, name = tempfile.mkstemp(prefix=f"outkit-{msg.get('id')}-", suffix=".html")
+        directory = directory or open_dir()
+        # kept after exit: the browser reads it later (mkstemp: 0600, a random name; the
+        # id is server text, so it never goes into the file name)
+        fd, name = tempfile.mkstemp(prefix="message-", suffix=".html", dir=directory)
         with open(fd, "w", encoding="utf-8") as fh:
             fh.write(html)
         opened = webbrowser.open(Path(name).as_uri())
@@ -204,7 +229,7 @@ def _open_bodies(messages: list[Mapping[str, Any]]) -> list[OutkitError]:
 
 
 def _report(exc: OutkitError) -> None:
-    click.echo(f"error: {exc.message}", err=True)
+    click.echo(f"error: {escape_controls(exc.message)}", err=True)
 
 
 def _exit_with(ctx: click.Context, reported: list[OutkitError], late: list[OutkitError]) -> None:

@@ -171,8 +171,9 @@ def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[st
     """The people's view: the four parts told apart, the signature, the headers."""
     from outkit_cli import signing
     from outkit_cli.output import color_enabled, mask
+    from outkit_cli.terminal import current
 
-    colour = color_enabled() and sys.stdout.isatty()
+    colour = color_enabled() and current().stdout_tty
 
     def style(text: str, part: str = "", bold: bool = False) -> str:
         return click.style(text, fg=PART_COLOURS.get(part), bold=bold or None) if colour else text

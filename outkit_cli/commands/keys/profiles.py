@@ -7,7 +7,6 @@ overwriting a file that does not parse); this module only shapes what the comman
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,10 +31,9 @@ SHOW_FIELDS = (
 
 
 def stdin_is_tty() -> bool:
-    try:
-        return sys.stdin.isatty()
-    except (AttributeError, ValueError):  # closed or replaced stdin
-        return False
+    from outkit_cli.terminal import current
+
+    return current().stdin_tty
 
 
 def is_utf8(text: str) -> bool:
@@ -125,7 +123,6 @@ LIST_COLUMNS = [
 
 
 def stdout_is_tty() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
+    from outkit_cli.terminal import current
+
+    return current().stdout_tty
