@@ -534,6 +534,20 @@ def test_deep_nesting_is_422_or_accepted_never_a_500(fz: State, depth: int) -> N
     still_answers(fz)
 
 
+def test_nesting_limit_is_the_same_on_every_python(fz: State) -> None:
+    # body object, message, data, "deep": 3 levels before the arrays begin
+    def body(arrays: int) -> bytes:
+        data = "[" * arrays + "]" * arrays
+        return (
+            json.dumps({"message": {**GOOD, "data": {"deep": "X"}}}).replace('"X"', data).encode()
+        )
+
+    assert post(fz, body(97)).status == 200
+    err = post(fz, body(98)).error()
+    assert err["code"] == "bad_data"
+    assert "more than 100 levels" in err["message"]
+
+
 WRONG_VALUES: list[Any] = [1, -1.5, True, None, [], ["x"], {}, {"a": 1}, "x", 10**30]
 
 

@@ -431,6 +431,26 @@ def _reject_lone_surrogates(payload: Any) -> None:
         raise ValueError("a \\u escape is a lone surrogate, not a Unicode character") from None
 
 
+MAX_JSON_DEPTH = 100  # arrays and objects inside one another, the body's own object included
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests arrays/objects more than ``limit`` levels (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_message(body: bytes) -> dict[str, Any]:
     """The `message` object of a create request, type-checked; 422 bad_data naming the field."""
     try:
@@ -444,6 +464,10 @@ def parse_message(body: bytes) -> dict[str, Any]:
         raise bad_data(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise bad_data("the body is not valid JSON: nested too deeply") from None
+    if _deeper_than(payload, MAX_JSON_DEPTH):
+        # the same verdict on every Python: 3.11 raises RecursionError near 1,000 levels,
+        # 3.13 parses far deeper, and every later step (store, render) recurses again
+        raise bad_data(f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
         raise bad_data('message: the body must be a JSON object {"message": {...}}')
     msg = {k: v for k, v in payload["message"].items() if v is not None}
