@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -247,6 +248,36 @@ def build_message(
     apply_defaults(msg, defaults or {})
     # null in a message file means "not set"
     return {k: v for k, v in msg.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class MessageInput:
+    """A message as the command line gives it, before profile defaults: field options
+    (API field name -> value, None when not given; FILE_FIELDS may be '@path'), a message
+    file, a data file and `--data` items. `send` builds one message from it; a batch
+    builds the defaults every row inherits."""
+
+    options: Mapping[str, Any]
+    message_file: str | None = None
+    data_file: str | None = None
+    data_items: tuple[str, ...] = ()
+
+    def given(self) -> set[str]:
+        """The fields set by an option (not by the message file or a default)."""
+        return {k for k, v in self.options.items() if v is not None}
+
+    def build(
+        self, *, defaults: Mapping[str, Any] | None = None, stdin: Stdin | None = None
+    ) -> dict[str, Any]:
+        """The message (see build_message); raises UsageError for bad input."""
+        return build_message(
+            options=self.options,
+            message_file=self.message_file,
+            data_file=self.data_file,
+            data_items=self.data_items,
+            defaults=defaults,
+            stdin=stdin,
+        )
 
 
 def apply_defaults(msg: dict[str, Any], defaults: Mapping[str, Any]) -> None:

@@ -356,3 +356,21 @@ def test_missing_batch_file(tmp_path):
     res = run_subprocess("send", "--batch", str(tmp_path / "nope.csv"), "--template", "welcome")
     assert res.exit_code == 2
     assert res.stderr.strip() == f"error: batch file {tmp_path / 'nope.csv'} does not exist"
+
+
+def test_batch_format_option_and_its_old_name(sandbox, tmp_path):
+    rows = json.dumps({"to": "fmt-1@example.com"}) + "\n"
+    src = tmp_path / "rows.csv"  # the extension says CSV: only the option makes it JSON Lines
+    src.write_text(rows)
+    for flag in ("--batch-format", "--format"):
+        res = run(*send_batch(src), flag, "jsonl", "--dry-run", env=sandbox.env())
+        assert res.exit_code == 0, res.stderr
+        assert [r["status"] for r in result_lines(res.stdout)] == ["valid"]
+    res = run(*send_batch(src), "--batch-format", "jsonl", "--format", "csv", "--dry-run")
+    assert res.exit_code == 2
+    assert "--batch-format and --format disagree" in res.stderr
+    helped = run("send", "--help")
+    assert "--batch-format" in helped.stdout
+    assert "--format" not in helped.stdout.replace("--batch-format", "")
+    res = run("send", "--to", "x@example.com", "--template", "welcome", "--batch-format", "csv")
+    assert res.exit_code == 2 and "--batch-format goes with --batch" in res.stderr

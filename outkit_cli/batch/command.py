@@ -3,76 +3,20 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import click
 
-from outkit_cli.batch.rows import FORMATS
+from outkit_cli.batch.options import BatchRequest
 from outkit_cli.errors import UsageError
 from outkit_cli.fsutil import open_private
-
-if TYPE_CHECKING:  # the runner (threads, signals) loads only when a batch runs
-    from outkit_cli.batch.runner import BatchOptions
+from outkit_cli.message import MessageInput
 
 # A batch meets rate limits as a matter of course: without --retries, give each row more
 # attempts than a single send gets (every worker already waits out each Retry-After).
 BATCH_DEFAULT_RETRIES = 10
-
-
-def batch_options(func: Any) -> Any:
-    """The options `send` takes only with --batch."""
-    opts = [
-        click.option(
-            "--batch",
-            "batch",
-            metavar="FILE",
-            help="Send a message per row of a CSV (header row) or JSON Lines file ('-': stdin); "
-            "the other options are defaults each row inherits.",
-        ),
-        click.option(
-            "--format",
-            "batch_format",
-            type=click.Choice(FORMATS),
-            help="--batch input format [default: from the extension].",
-        ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(1, 64),
-            metavar="N",
-            default=4,
-            show_default=True,
-            help="--batch: requests in flight at once.",
-        ),
-        click.option(
-            "--results",
-            "results_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="--batch: write the per-row JSON lines here instead of stdout.",
-        ),
-        click.option(
-            "--journal",
-            "journal_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="--batch: the journal that makes reruns skip sent rows "
-            "[default: FILE.outkit-journal].",
-        ),
-        click.option(
-            "--no-auto-id",
-            is_flag=True,
-            help="--batch: do not give rows without id_from_submitter one derived from the input.",
-        ),
-        click.option(
-            "--resend-unknown",
-            is_flag=True,
-            help="--batch: send again rows whose earlier outcome could not be found out.",
-        ),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
 
 
 class ClientBatchApi:
@@ -99,58 +43,37 @@ class ClientBatchApi:
 
 def run_batch_command(
     app: Any,
+    message: MessageInput,
+    request: BatchRequest,
     *,
-    source: str,
-    fmt: str | None,
-    options: Mapping[str, Any],
-    message_file: str | None,
-    data_file: str | None,
-    data_items: tuple[str, ...],
-    opts: BatchOptions,
-    results_path: Path | None,
+    dry_run: bool,
+    wait: bool,
+    wait_timeout: float,
     timeout: float | None,
     retries: int | None,
+    **_: Any,
 ) -> int:
-    """Run the batch; returns the exit code (0 when every row was accepted)."""
-    from outkit_cli.batch.merge import merge_row
+    """The batch path of `send`: run it; returns the exit code (0 when every row was
+    accepted). The options of the single-message path (--curl, -q) were refused before."""
     from outkit_cli.batch.progress import batch_progress
     from outkit_cli.batch.rows import open_input
-    from outkit_cli.batch.runner import run_batch
-    from outkit_cli.message import Stdin, build_message
+    from outkit_cli.batch.runner import BatchOptions, run_batch
 
     settings = app.settings(timeout=timeout, retries=retries)
-    stdin = Stdin()
-    if source == "-":
-        stdin.used_by = "--batch -"
-    base = build_message(
-        options=options,
-        message_file=message_file,
-        data_file=data_file,
-        data_items=data_items,
-        defaults={},
-        stdin=stdin,
+    build = _row_builder(message, request, settings)
+    opts = BatchOptions(
+        concurrency=request.concurrency,
+        dry_run=dry_run,
+        auto_id=not request.no_auto_id,
+        resend_unknown=request.resend_unknown,
+        wait=wait,
+        wait_timeout=wait_timeout,
+        journal=request.journal_path,
     )
-    if "type" not in {k for k, v in options.items() if v is not None}:
-        base.pop("type", None)  # each row may choose; email when none does
-    profile_defaults = {
-        "project": settings.project,
-        "from": settings.from_,
-        "backend": settings.backend,
-    }
-
-    def build(row: Mapping[str, Any]) -> dict[str, Any]:
-        return merge_row(base, row, profile_defaults)
-
-    results: IO[str] | None = None
-    if results_path is not None:
-        try:
-            # never through a symlink, 0600, only a regular file of the user's (fsutil)
-            fd = open_private(results_path, write=True, truncate=True)
-            results = os.fdopen(fd, "w", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write --results {results_path}: {exc.strerror}") from None
+    results = _open_results(request.results_path)
     opts.results = results
-    batch_input = open_input(source, fmt)
+    assert request.source is not None
+    batch_input = open_input(request.source, request.format)
     client = None
     try:
         api = None
@@ -174,8 +97,9 @@ def run_batch_command(
                 results.close()  # flushes the last lines: a full disk shows here
             except OSError as exc:
                 raise UsageError(
-                    f"cannot write the results to {results_path}: {exc.strerror or exc} (the "
-                    "journal has them: run the same command again to see them)"
+                    f"cannot write the results to {request.results_path}: "
+                    f"{exc.strerror or exc} (the journal has them: run the same command "
+                    "again to see them)"
                 ) from None
     click.echo(summary.line(), err=True)
     if summary.aborted:
@@ -185,6 +109,42 @@ def run_batch_command(
     return summary.exit_code
 
 
+def _row_builder(
+    message: MessageInput, request: BatchRequest, settings: Any
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """Merges a row into the command's defaults and checks it (UsageError)."""
+    from outkit_cli.batch.merge import merge_row
+    from outkit_cli.message import Stdin
+
+    stdin = Stdin()
+    if request.source == "-":
+        stdin.used_by = "--batch -"
+    base = message.build(defaults={}, stdin=stdin)
+    if "type" not in message.given():
+        base.pop("type", None)  # each row may choose; email when none does
+    profile_defaults = {
+        "project": settings.project,
+        "from": settings.from_,
+        "backend": settings.backend,
+    }
+
+    def build(row: Mapping[str, Any]) -> dict[str, Any]:
+        return merge_row(base, row, profile_defaults)
+
+    return build
+
+
+def _open_results(path: Path | None) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        # never through a symlink, 0600, only a regular file of the user's (fsutil)
+        fd = open_private(path, write=True, truncate=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write --results {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
 def _size(path: Path | None) -> int | None:
     if path is None:
         return None
@@ -192,19 +152,3 @@ def _size(path: Path | None) -> int | None:
         return path.stat().st_size
     except OSError:
         return None
-
-
-def check_batch_combinations(
-    *, batch: str | None, machine: bool, quiet: bool, curl: bool, given: Mapping[str, Any]
-) -> None:
-    """Options that only make sense with --batch, or never with it."""
-    if batch is None:
-        batch_only = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
-        if batch_only:
-            raise UsageError(f"{batch_only[0]} goes with --batch FILE")
-        return
-    for flag, on in (("--json/--field", machine), ("-q/--quiet", quiet), ("--curl", curl)):
-        if on:
-            raise UsageError(f"{flag} cannot be used with --batch (it prints a JSON line per row)")
-    if sys.stdin.isatty() and batch == "-":
-        raise UsageError("--batch -: standard input is a terminal; pipe the rows in")

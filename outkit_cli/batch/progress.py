@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from outkit_cli.batch.runner import Summary
+from outkit_cli.batch.results import Summary
 
 
 @contextlib.contextmanager

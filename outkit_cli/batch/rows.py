@@ -19,7 +19,6 @@ from typing import IO, Any
 from outkit_cli.errors import UsageError
 from outkit_cli.message import BOOL_FIELDS, STRING_FIELDS
 
-FORMATS = ("csv", "jsonl")
 # How much of the input names it: the auto ids and the journal are keyed on this.
 FINGERPRINT_BYTES = 64 * 1024
 
@@ -111,7 +110,7 @@ def _guess_format(path: Path | None, prefix: bytes) -> str:
         return "jsonl"
     if path is not None and path.suffix:
         raise UsageError(
-            f"cannot tell the format of {path} from its extension; pass --format csv|jsonl"
+            f"cannot tell the format of {path} from its extension; pass --batch-format csv|jsonl"
         )
     return "csv"
 

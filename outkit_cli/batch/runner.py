@@ -1,4 +1,6 @@
-"""Running a batch: a reader, a pool of senders, and one collector that journals outcomes.
+"""Running a batch (the orchestration): a reader, a pool of senders, and one collector
+that journals outcomes. Results and the summary are in `results`, rows in doubt in
+`recovery`, `--wait` in `wait`.
 
 Threads, because the work is waiting on the network: the main thread streams and validates
 rows, N workers send over one connection pool, and a collector appends each outcome to the
@@ -7,23 +9,22 @@ journal (fsynced) before the row counts as done and its result line is printed.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import signal
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from outkit_cli.batch.journal import Journal, JournalState, default_journal_path, read_journal
+from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
+from outkit_cli.batch.results import ResultSink, Summary, result_line
 from outkit_cli.batch.rows import BadRow, BatchInput, Row, auto_id, read_rows
+from outkit_cli.batch.wait import wait_all
 from outkit_cli.errors import AuthError, ExitCode, MaybeSentError, OutkitError, UsageError
-from outkit_cli.message import ERROR_STATUSES
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
@@ -48,44 +49,6 @@ class BatchOptions:
 
 
 @dataclass
-class Summary:
-    counts: Counter[str] = field(default_factory=Counter)
-    exit_code: int = 0
-    elapsed: float = 0.0
-    journal: Path | None = None
-    interrupted: bool = False
-    delivered: int = 0
-    ended_in_error: int = 0
-    still_pending: int = 0
-    wait_reported: bool = False
-    aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
-
-    def fail(self, code: int) -> None:
-        # the highest failure code wins: it is the most severe class in design.md's table
-        self.exit_code = max(self.exit_code, int(code))
-
-    def line(self) -> str:
-        c = self.counts
-        total = sum(c.values())
-        parts = [f"{c[k]} {k}" for k in ("accepted", "skipped", "valid") if c[k]]
-        parts += [f"{c[k]} {k}" for k in ("invalid", "failed", "unknown") if c[k]]
-        rate = c["accepted"] / self.elapsed if self.elapsed > 0 else 0.0
-        text = f"batch: {total} rows: {', '.join(parts) or 'nothing to do'}"
-        text += f" in {self.elapsed:.1f}s"
-        if c["accepted"]:
-            text += f" ({rate:.0f}/s)"
-        if self.wait_reported:
-            text += f"; after waiting: {self.delivered} done, {self.ended_in_error} failed" + (
-                f", {self.still_pending} not done" if self.still_pending else ""
-            )
-        if self.interrupted:
-            text += "; interrupted: run the same command again to send the rest"
-        if self.journal is not None:
-            text += f"; journal {self.journal}"
-        return text
-
-
-@dataclass
 class Task:
     line: int
     message: dict[str, Any]
@@ -93,75 +56,6 @@ class Task:
     @property
     def ifs(self) -> str | None:
         return self.message.get("id_from_submitter")
-
-
-def result_line(line: int, status: str, id: str | None, error: str | None, ifs: str | None) -> str:
-    """One row's result as the JSON object printed (and journalled)."""
-    return json.dumps(
-        {"row": line, "id": id, "status": status, "error": error, "id_from_submitter": ifs},
-        ensure_ascii=False,
-    )
-
-
-class ResultSink:
-    """Writes one JSON line per row (stdout or --results) and counts outcomes."""
-
-    def __init__(self, out: IO[str], summary: Summary) -> None:
-        self._out = out
-        self._summary = summary
-        self._lock = threading.Lock()
-        self.accepted_ids: list[str] = []
-        self.keep_ids = False
-
-    def emit(
-        self,
-        line: int,
-        status: str,
-        *,
-        id: str | None = None,
-        error: str | None = None,
-        ifs: str | None = None,
-        code: int | None = None,
-    ) -> None:
-        self.emit_line(result_line(line, status, id, error, ifs), status, id=id, code=code)
-
-    def emit_line(self, text: str, status: str, *, id: str | None, code: int | None) -> None:
-        with self._lock:
-            self._summary.counts[status] += 1
-            if code:
-                self._summary.fail(code)
-            if self.keep_ids and id and status in ("accepted", "skipped"):
-                self.accepted_ids.append(id)
-            try:
-                self._out.write(text + "\n")
-            except OSError as exc:
-                raise self._write_error(exc) from None
-
-    def flush(self) -> None:
-        with self._lock:
-            try:
-                self._out.flush()
-            except OSError as exc:
-                raise self._write_error(exc) from None
-
-    def _write_error(self, exc: OSError) -> UsageError:
-        # e.g. a full disk under --results or stdout: the journal holds every outcome,
-        # so a rerun reports the rows sent as skipped, with their ids
-        name = getattr(self._out, "name", None)
-        where = name if isinstance(name, str) and not name.startswith("<") else "stdout"
-        if self._out is sys.stdout:
-            # what is still buffered would fail again when Python exits, turning the exit
-            # status into 120: let it go nowhere
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-            except (OSError, ValueError):
-                pass
-        return UsageError(
-            f"cannot write the results to {where}: {exc.strerror or exc} (the journal has "
-            "them: run the same command again to see them)"
-        )
 
 
 def run_batch(
@@ -188,7 +82,7 @@ def run_batch(
     state = read_journal(journal_path, source.fingerprint)
     journal = Journal(journal_path, source.fingerprint, source.name)
     summary.journal = journal_path
-    unknown = _resolve_in_doubt(state, api, journal, opts.concurrency)
+    unknown = resolve_in_doubt(state, api, journal, opts.concurrency)
 
     stop = threading.Event()
     run = _Run(api, journal, sink, summary, opts, on_progress, stop)
@@ -213,7 +107,7 @@ def run_batch(
             # rows already handed out are finished and journalled, whatever stopped the loop
             run.finish()
         if not stop.is_set() and not run.aborted.is_set():
-            run.settle_in_doubt()
+            settle_in_doubt(run.in_doubt, api, run.send, run.record)
     finally:
         _restore_sigint(previous)
         journal.close()
@@ -222,7 +116,13 @@ def run_batch(
         summary.aborted = run.abort_error.message
         summary.fail(run.abort_error.exit_code)
     if opts.wait and not summary.interrupted and summary.aborted is None:
-        _wait_all(api, sink.accepted_ids, opts, summary)
+        wait_all(
+            api,
+            sink.accepted_ids,
+            wait_timeout=opts.wait_timeout,
+            concurrency=opts.concurrency,
+            summary=summary,
+        )
     summary.elapsed = time.monotonic() - started
     sink.flush()
     return summary
@@ -292,41 +192,6 @@ def _prepare(
     return Task(item.line, message)
 
 
-def _resolve_in_doubt(
-    state: JournalState, api: BatchApi, journal: Journal, concurrency: int
-) -> dict[int, str | None]:
-    """Rows an earlier run left in flight: find each by its id_from_submitter.
-
-    Found rows become accepted; rows the server never saw are sent again as usual; the
-    rest are unknown. Returns the unknown ones."""
-    unknown: dict[int, str | None] = {line: None for line, ifs in state.in_doubt.items() if not ifs}
-    lookups = [(line, ifs) for line, ifs in state.in_doubt.items() if ifs]
-
-    def find(item: tuple[int, str]) -> tuple[int, str, Mapping[str, Any] | None, bool]:
-        line, ifs = item
-        try:
-            return line, ifs, api.find(ifs), True
-        except OutkitError:
-            return line, ifs, None, False
-
-    found: list[dict[str, Any]] = []
-    if not lookups:
-        return unknown
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for line, ifs, message, answered in pool.map(find, lookups):
-            if not answered:
-                unknown[line] = ifs
-            elif message is not None:
-                state.accepted[line] = message.get("id")
-                found.append(
-                    {"row": line, "status": "accepted", "id": message.get("id"), "error": None}
-                )
-    journal.results(found)
-    return unknown
-
-
 class _Run:
     """The worker pool and the collector for one batch."""
 
@@ -394,9 +259,9 @@ class _Run:
                 return
             if self.aborted.is_set() or self.stop.is_set():
                 continue  # queued, not in flight: left for the rerun (journalled pending)
-            self.outcomes.put(self._send(task))
+            self.outcomes.put(self.send(task))
 
-    def _send(self, task: Task) -> dict[str, Any]:
+    def send(self, task: Task) -> dict[str, Any]:
         base = {"row": task.line, "id_from_submitter": task.ifs}
         try:
             data = self.api.create(task.message)
@@ -427,7 +292,7 @@ class _Run:
                 done = True
                 batch = [o for o in batch if o is not None]
             try:
-                self._record([o for o in batch if o is not None])
+                self.record([o for o in batch if o is not None])
             except OutkitError as exc:
                 # the journal cannot be written (disk full): stop the batch; the rows
                 # were journalled as pending, so the rerun looks them up before sending
@@ -435,7 +300,7 @@ class _Run:
                     self.abort_error = exc
                 self.aborted.set()
 
-    def _record(self, outcomes: list[dict[str, Any]]) -> None:
+    def record(self, outcomes: list[dict[str, Any]]) -> None:
         settled = []
         for o in outcomes:
             if o["status"] == "in_doubt":
@@ -451,75 +316,6 @@ class _Run:
             self.sink.emit_line(text, o["status"], id=o.get("id"), code=o.get("code"))
         if self.on_progress is not None:
             self.on_progress(self.summary)
-
-    def settle_in_doubt(self) -> None:
-        """Rows whose answer was lost this run: look each up, resend only the unseen."""
-        for task in self.in_doubt:
-            outcome: dict[str, Any]
-            try:
-                found = self.api.find(task.ifs) if task.ifs else None
-            except OutkitError:
-                found = None
-                lookup_failed = True
-            else:
-                lookup_failed = False
-            if found is not None:
-                outcome = {"row": task.line, "status": "accepted", "id": found.get("id")}
-            elif lookup_failed or not task.ifs:
-                outcome = {
-                    "row": task.line,
-                    "status": "unknown",
-                    "error": "the answer was lost and the message could not be looked up",
-                    "code": ExitCode.NETWORK,
-                }
-            else:
-                outcome = self._send(task)
-                if outcome["status"] == "in_doubt":
-                    outcome = {**outcome, "status": "unknown", "code": ExitCode.NETWORK}
-            outcome["id_from_submitter"] = task.ifs
-            outcome.pop("task", None)
-            self._record([outcome])
-
-
-def _wait_all(api: BatchApi, ids: list[str], opts: BatchOptions, summary: Summary) -> None:
-    """Poll every accepted message until done (or the wait timeout), counting outcomes."""
-    deadline = time.monotonic() + opts.wait_timeout
-    pending = list(ids)
-    delay = 0.2
-    while pending and time.monotonic() < deadline:
-        still: list[str] = []
-        for message_id, message in _fetch_all(api, pending, opts.concurrency):
-            if message is None or not message.get("done"):
-                still.append(message_id)
-            elif message.get("status") in ERROR_STATUSES:
-                summary.ended_in_error += 1
-            else:
-                summary.delivered += 1
-        pending = still
-        if pending:
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 2.0)
-    summary.still_pending = len(pending)
-    summary.wait_reported = True
-    if summary.ended_in_error:
-        summary.fail(ExitCode.MESSAGE_FAILED)
-    if summary.still_pending:
-        summary.fail(ExitCode.WAIT_TIMEOUT)
-
-
-def _fetch_all(
-    api: BatchApi, ids: list[str], concurrency: int
-) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(message_id: str) -> tuple[str, Mapping[str, Any] | None]:
-        try:
-            return message_id, api.get(message_id)
-        except OutkitError:
-            return message_id, None
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        yield from pool.map(one, ids)
 
 
 def _install_sigint(stop: threading.Event) -> Any:

@@ -1,7 +1,8 @@
 """`outkit send`: create a message (POST /v1/messages), optionally wait until it is done.
 
-Thin layer: options -> `message.build_message` -> `client.Client` -> `message_view`.
-Heavy modules (requests, rich) load inside the function, only when needed.
+Thin layer: options -> `message.MessageInput` -> `client.Client` -> `message_view`; with
+--batch FILE the batch path (`batch.command`) takes over. Heavy modules (requests, rich)
+load inside the functions, only when needed.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from typing import Any
 
 import click
 
-from outkit_cli.batch.command import batch_options, check_batch_combinations
+from outkit_cli.batch.options import BatchRequest, batch_options, check_batch_combinations
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import OutkitError, UsageError
+from outkit_cli.message import MessageInput
 
 FILE_HELP = " '@FILE' reads it from a file, '@-' from stdin."
 
@@ -106,7 +108,7 @@ OPTION_FIELDS = {
         "outkit send --to +4790000000 --type sms --text-body 'Your code is 1234'",
         "outkit send --message-file msg.json --to someone@example.com --wait",
         "id=$(outkit send -q --template welcome --to jane@example.com)",
-        "outkit send --batch reminders.csv --template reminder --results out.jsonl",
+        "outkit send --batch customers.csv --template welcome --results out.jsonl",
     ],
 )
 @_message_options
@@ -140,12 +142,29 @@ OPTION_FIELDS = {
 @network_options
 @output_options
 @click.pass_obj
-def send(
+def send(app: Any, output: OutputSpec, **params: Any) -> None:
+    """One message from options (or --message-file), or one per row of a --batch file."""
+    message = MessageInput(
+        options={OPTION_FIELDS[k]: params.pop(k) for k in OPTION_FIELDS},
+        message_file=params.pop("message_file"),
+        data_file=params.pop("data_file"),
+        data_items=params.pop("data_items"),
+    )
+    request = BatchRequest.from_params(params)  # takes the batch-only options out of params
+    check_batch_combinations(request, machine=output.machine, **params)
+    if request.source is not None:
+        from outkit_cli.batch.command import run_batch_command
+
+        code = run_batch_command(app, message, request, **params)
+        click.get_current_context().exit(code)
+    send_one(app, output, message, **params)
+
+
+def send_one(
     app: Any,
     output: OutputSpec,
-    data_items: tuple[str, ...],
-    data_file: str | None,
-    message_file: str | None,
+    message: MessageInput,
+    *,
     wait: bool,
     wait_timeout: float,
     dry_run: bool,
@@ -153,73 +172,15 @@ def send(
     quiet: bool,
     timeout: float | None,
     retries: int | None,
-    batch: str | None,
-    batch_format: str | None,
-    concurrency: int,
-    results_path: Any,
-    journal_path: Any,
-    no_auto_id: bool,
-    resend_unknown: bool,
-    **fields: Any,
 ) -> None:
-    """One message from options (or --message-file), or one per row of a --batch file."""
-    from outkit_cli.message import (
-        build_message,
-        check_field_names,
-        request_body,
-        validate_message,
-    )
+    """The single-message path: build, check, then print the request or send it."""
+    from outkit_cli.message import check_field_names, request_body, validate_message
 
-    check_batch_combinations(
-        batch=batch,
-        machine=output.machine,
-        quiet=quiet,
-        curl=curl,
-        given={
-            "format": batch_format,
-            "results": results_path,
-            "journal": journal_path,
-            "no_auto_id": no_auto_id,
-            "resend_unknown": resend_unknown,
-        },
-    )
-    if batch is not None:
-        from outkit_cli.batch.command import run_batch_command
-        from outkit_cli.batch.runner import BatchOptions
-
-        opts = BatchOptions(
-            concurrency=concurrency,
-            dry_run=dry_run,
-            auto_id=not no_auto_id,
-            resend_unknown=resend_unknown,
-            wait=wait,
-            wait_timeout=wait_timeout,
-            journal=journal_path,
-        )
-        code = run_batch_command(
-            app,
-            source=batch,
-            fmt=batch_format,
-            options={OPTION_FIELDS[k]: v for k, v in fields.items()},
-            message_file=message_file,
-            data_file=data_file,
-            data_items=data_items,
-            opts=opts,
-            results_path=results_path,
-            timeout=timeout,
-            retries=retries,
-        )
-        click.get_current_context().exit(code)
     _check_combinations(output, wait=wait, dry_run=dry_run, curl=curl, quiet=quiet)
     check_field_names(output.fields)
     settings = app.settings(timeout=timeout, retries=retries)
-    options = {OPTION_FIELDS[k]: v for k, v in fields.items()}
-    msg = build_message(
-        options=options,
-        message_file=message_file,
-        data_file=data_file,
-        data_items=data_items,
-        defaults={"project": settings.project, "from": settings.from_, "backend": settings.backend},
+    msg = message.build(
+        defaults={"project": settings.project, "from": settings.from_, "backend": settings.backend}
     )
     validate_message(msg)
     body = request_body(msg)

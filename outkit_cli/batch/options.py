@@ -1,0 +1,126 @@
+"""The options `send` takes only with --batch FILE, and the checks on combining them.
+
+Loaded with `send` itself, so it stays light: click and the standard library.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import click
+
+from outkit_cli.errors import UsageError
+
+FORMATS = ("csv", "jsonl")
+
+
+@dataclass
+class BatchRequest:
+    """What the batch options asked for; `source` is None when --batch was not given."""
+
+    source: str | None
+    format: str | None
+    concurrency: int
+    results_path: Path | None
+    journal_path: Path | None
+    no_auto_id: bool
+    resend_unknown: bool
+
+    # option name on the command line -> attribute, for "goes with --batch FILE"
+    ONLY_WITH_BATCH: ClassVar[dict[str, str]] = {
+        "--batch-format": "format",
+        "--results": "results_path",
+        "--journal": "journal_path",
+        "--no-auto-id": "no_auto_id",
+        "--resend-unknown": "resend_unknown",
+    }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> BatchRequest:
+        """Take the batch options out of a command's parameters (they are removed)."""
+        fmt, alias = params.pop("batch_format"), params.pop("batch_format_alias")
+        if fmt and alias and fmt != alias:
+            raise UsageError("--batch-format and --format disagree: give --batch-format only")
+        return cls(
+            source=params.pop("batch"),
+            format=fmt or alias,
+            concurrency=params.pop("concurrency"),
+            results_path=params.pop("results_path"),
+            journal_path=params.pop("journal_path"),
+            no_auto_id=params.pop("no_auto_id"),
+            resend_unknown=params.pop("resend_unknown"),
+        )
+
+
+def batch_options(func: Any) -> Any:
+    """The options `send` takes only with --batch (see BatchRequest)."""
+    opts = [
+        click.option(
+            "--batch",
+            "batch",
+            metavar="FILE",
+            help="Send a message per row of a CSV (header row) or JSON Lines file ('-': stdin); "
+            "the other options are defaults each row inherits.",
+        ),
+        click.option(
+            "--batch-format",
+            "batch_format",
+            type=click.Choice(FORMATS),
+            help="--batch input format [default: from the extension].",
+        ),
+        # the old name, kept working for scripts; --format is meant for output formats
+        click.option("--format", "batch_format_alias", type=click.Choice(FORMATS), hidden=True),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 64),
+            metavar="N",
+            default=4,
+            show_default=True,
+            help="--batch: requests in flight at once.",
+        ),
+        click.option(
+            "--results",
+            "results_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="--batch: write the per-row JSON lines here instead of stdout.",
+        ),
+        click.option(
+            "--journal",
+            "journal_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="--batch: the journal that makes reruns skip sent rows "
+            "[default: FILE.outkit-journal].",
+        ),
+        click.option(
+            "--no-auto-id",
+            is_flag=True,
+            help="--batch: do not give rows without id_from_submitter one derived from the input.",
+        ),
+        click.option(
+            "--resend-unknown",
+            is_flag=True,
+            help="--batch: send again rows whose earlier outcome could not be found out.",
+        ),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def check_batch_combinations(
+    request: BatchRequest, *, machine: bool, quiet: bool, curl: bool, **_: Any
+) -> None:
+    """Options that only make sense with --batch, or never with it."""
+    if request.source is None:
+        for flag, attr in BatchRequest.ONLY_WITH_BATCH.items():
+            if getattr(request, attr):
+                raise UsageError(f"{flag} goes with --batch FILE")
+        return
+    for flag, on in (("--json/--field", machine), ("-q/--quiet", quiet), ("--curl", curl)):
+        if on:
+            raise UsageError(f"{flag} cannot be used with --batch (it prints a JSON line per row)")
+    if sys.stdin.isatty() and request.source == "-":
+        raise UsageError("--batch -: standard input is a terminal; pipe the rows in")

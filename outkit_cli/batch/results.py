@@ -1,0 +1,121 @@
+"""A batch's results: the JSON line per row, where it goes, and the summary counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from outkit_cli.errors import UsageError
+
+
+@dataclass
+class Summary:
+    counts: Counter[str] = field(default_factory=Counter)
+    exit_code: int = 0
+    elapsed: float = 0.0
+    journal: Path | None = None
+    interrupted: bool = False
+    delivered: int = 0
+    ended_in_error: int = 0
+    still_pending: int = 0
+    wait_reported: bool = False
+    aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
+
+    def fail(self, code: int) -> None:
+        # the highest failure code wins: it is the most severe class in design.md's table
+        self.exit_code = max(self.exit_code, int(code))
+
+    def line(self) -> str:
+        c = self.counts
+        total = sum(c.values())
+        parts = [f"{c[k]} {k}" for k in ("accepted", "skipped", "valid") if c[k]]
+        parts += [f"{c[k]} {k}" for k in ("invalid", "failed", "unknown") if c[k]]
+        rate = c["accepted"] / self.elapsed if self.elapsed > 0 else 0.0
+        text = f"batch: {total} rows: {', '.join(parts) or 'nothing to do'}"
+        text += f" in {self.elapsed:.1f}s"
+        if c["accepted"]:
+            text += f" ({rate:.0f}/s)"
+        if self.wait_reported:
+            text += f"; after waiting: {self.delivered} done, {self.ended_in_error} failed" + (
+                f", {self.still_pending} not done" if self.still_pending else ""
+            )
+        if self.interrupted:
+            text += "; interrupted: run the same command again to send the rest"
+        if self.journal is not None:
+            text += f"; journal {self.journal}"
+        return text
+
+
+def result_line(line: int, status: str, id: str | None, error: str | None, ifs: str | None) -> str:
+    """One row's result as the JSON object printed (and journalled)."""
+    return json.dumps(
+        {"row": line, "id": id, "status": status, "error": error, "id_from_submitter": ifs},
+        ensure_ascii=False,
+    )
+
+
+class ResultSink:
+    """Writes one JSON line per row (stdout or --results) and counts outcomes."""
+
+    def __init__(self, out: IO[str], summary: Summary) -> None:
+        self._out = out
+        self._summary = summary
+        self._lock = threading.Lock()
+        self.accepted_ids: list[str] = []
+        self.keep_ids = False
+
+    def emit(
+        self,
+        line: int,
+        status: str,
+        *,
+        id: str | None = None,
+        error: str | None = None,
+        ifs: str | None = None,
+        code: int | None = None,
+    ) -> None:
+        self.emit_line(result_line(line, status, id, error, ifs), status, id=id, code=code)
+
+    def emit_line(self, text: str, status: str, *, id: str | None, code: int | None) -> None:
+        with self._lock:
+            self._summary.counts[status] += 1
+            if code:
+                self._summary.fail(code)
+            if self.keep_ids and id and status in ("accepted", "skipped"):
+                self.accepted_ids.append(id)
+            try:
+                self._out.write(text + "\n")
+            except OSError as exc:
+                raise self._write_error(exc) from None
+
+    def flush(self) -> None:
+        with self._lock:
+            try:
+                self._out.flush()
+            except OSError as exc:
+                raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> UsageError:
+        # e.g. a full disk under --results or stdout: the journal holds every outcome,
+        # so a rerun reports the rows sent as skipped, with their ids
+        name = getattr(self._out, "name", None)
+        where = name if isinstance(name, str) and not name.startswith("<") else "stdout"
+        if self._out is sys.stdout:
+            # what is still buffered would fail again when Python exits, turning the exit
+            # status into 120: let it go nowhere
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+        return UsageError(
+            f"cannot write the results to {where}: {exc.strerror or exc} (the journal has "
+            "them: run the same command again to see them)"
+        )
