@@ -37,6 +37,11 @@ class Sandbox:
     process: subprocess.Popen[bytes]
     _log: Any = field(default=None, repr=False)
 
+    @property
+    def inbox_url(self) -> str:
+        """The browser inbox's root: http://127.0.0.1:PORT/"""
+        return self.url.rsplit("/v1", 1)[0] + "/"
+
     def env(self) -> dict[str, str]:
         """Environment for `outkit` pointing at this sandbox with the signed key."""
         return {

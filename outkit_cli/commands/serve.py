@@ -107,6 +107,12 @@ def _check_skew(value: float) -> float:
     help="Deliver emails to this SMTP server (backend 'smtp', the default for "
     "email) instead of the outbox.",
 )
+@click.option(
+    "--inbox-token/--no-inbox-token",
+    default=None,
+    help="Require a token (printed at start) for the browser inbox [default: only when "
+    "--host is not loopback]; --inbox-token protects it from other users of this machine.",
+)
 @click.pass_obj
 def serve(
     app: Any,
@@ -120,12 +126,13 @@ def serve(
     latency: float,
     clock_skew: float,
     smtp: str | None,
+    inbox_token: bool | None,
 ) -> None:
-    """The first line on stdout is the base URL (http://127.0.0.1:PORT/v1); one log line per
-    request goes to stderr. Ctrl-C or SIGTERM stop it. On first start the data dir gets an
-    API key pair (keys.json) and the built-in `demo` project (templates `welcome`, email,
-    and `reminder`, SMS). Emails are written to a Maildir in DATA_DIR/outbox, SMS to
-    DATA_DIR/outbox/sms.jsonl."""
+    """The first line on stdout is the base URL (http://127.0.0.1:PORT/v1); the browser
+    inbox's URL (http://127.0.0.1:PORT/) and one log line per request go to stderr. Ctrl-C
+    or SIGTERM stop it. On first start the data dir gets an API key pair (keys.json) and the
+    built-in `demo` project (templates `welcome`, email, and `reminder`, SMS). Emails are
+    written to a Maildir in DATA_DIR/outbox, SMS to DATA_DIR/outbox/sms.jsonl."""
     from outkit_cli.diagnostics import warn
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
@@ -153,6 +160,7 @@ def serve(
                 clock_skew=clock_skew,
             ),
             smtp=smtp_addr,
+            inbox_token=inbox_token,
         )
     except OSError as exc:
         raise UsageError(
@@ -187,5 +195,6 @@ def serve(
     # the profile at once
     click.echo(running.url)
     click.get_text_stream("stdout").flush()
+    click.echo(f"inbox: {running.inbox_url}", err=True)
     click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
     running.serve_until_stopped()

@@ -12,12 +12,12 @@ import random
 import re
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from outkit_cli.sandbox.auth import Authenticator
@@ -34,6 +34,9 @@ from outkit_cli.sandbox.keys import ApiKey
 from outkit_cli.sandbox.render import Renderer, inline_css
 from outkit_cli.sandbox.store import Store, dumps
 from outkit_cli.sandbox.templates import Catalog, Project, Template, find_template, stable_id
+
+if TYPE_CHECKING:
+    from outkit_cli.sandbox.inbox import Inbox
 
 PREFIX = "/v1/messages"
 # Plain `a@b.c` and `Name <a@b.c>` are checked with a regex; anything else (quoted names,
@@ -84,9 +87,19 @@ class Backend:
 
 @dataclass
 class Response:
+    """An answer for the HTTP front end to send.
+
+    `body` is JSON text for the API; the inbox also sends HTML (str) and downloads (bytes)
+    and names its own Content-Type in `headers` (application/json otherwise). `stream`,
+    when set, is a zero-argument callable returning an async iterator of bytes chunks,
+    sent as they come after the headers (no Content-Length) until it ends or the client
+    leaves: the inbox's server-sent events.
+    """
+
     status: int
-    body: str
+    body: str | bytes
     headers: dict[str, str]
+    stream: Callable[[], AsyncIterator[bytes]] | None = None
 
 
 def error_body(code: str, message: str) -> str:
@@ -110,6 +123,9 @@ class SandboxApp:
         self.store = Store(data_dir / "sandbox.sqlite3")
         self.catalog = catalog
         self.faults = faults or Faults()
+        # the browser inbox (paths outside /v1), set up by runner.start once the address
+        # is known; the HTTP front end routes to it when it is set
+        self.inbox: Inbox | None = None
         self.auth = Authenticator(keys, clock=self.faults.now)
         self.renderer = Renderer()
         self.log = log or (lambda line: sys.stderr.write(line + "\n"))

@@ -53,6 +53,12 @@ class Running:
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/v1"
 
+    @property
+    def inbox_url(self) -> str:
+        """The browser inbox's root URL, with its token when one is required."""
+        assert self.app.inbox is not None
+        return self.app.inbox.base_url
+
     def signed_key(self) -> ApiKey:
         return next(k for k in self.keys if k.signed)
 
@@ -98,7 +104,10 @@ def start(
     faults: Faults,
     smtp: tuple[str, int] | None,
     log: Any = None,
+    inbox_token: bool | None = None,
 ) -> Running:
+    """Bind and start a sandbox. `inbox_token`: require a token for the browser inbox
+    (None: only when `host` is not loopback)."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys = load_or_create_keys(data_dir)
     app = SandboxApp(
@@ -116,5 +125,14 @@ def start(
     except BaseException:
         app.close()
         raise
+    import secrets
+
+    from outkit_cli.sandbox.inbox import Inbox
+
+    running = Running(app=app, server=server, keys=keys)
+    need_token = not is_loopback(host) if inbox_token is None else inbox_token
+    app.inbox = Inbox(
+        app, api_url=running.url, token=secrets.token_urlsafe(24) if need_token else None
+    )
     app.start()
-    return Running(app=app, server=server, keys=keys)
+    return running

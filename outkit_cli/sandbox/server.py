@@ -7,6 +7,7 @@ to stderr (method, path, status, milliseconds; never a header value).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
@@ -17,7 +18,8 @@ from typing import Any
 from outkit_cli.sandbox.app import MAX_BODY, Response, SandboxApp, error_body
 
 REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found",
     405: "Method Not Allowed", 413: "Payload Too Large", 414: "URI Too Long",
     422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
@@ -54,6 +56,13 @@ class BodyTooLarge(Exception):
 
 class BadRequest(Exception):
     pass
+
+
+def _is_api(target: str) -> bool:
+    path = target.partition("?")[0]
+    if path.startswith(("http://", "https://")):  # absolute-form request target
+        path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
+    return path == "/v1" or path.startswith("/v1/")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -164,7 +173,10 @@ class Handler(BaseHTTPRequestHandler):
             resp = Response(400, error_body("bad_request", str(exc)), {})
         else:
             try:
-                resp = app.handle(self.command, self.path, self.headers, body)
+                if app.inbox is not None and not _is_api(self.path):
+                    resp = app.inbox.handle(self.command, self.path, self.headers, body)
+                else:
+                    resp = app.handle(self.command, self.path, self.headers, body)
             except Exception as exc:  # a bug in the sandbox: JSON 500, logged, no traceback
                 app.log(f"internal error: {type(exc).__name__}: {exc}")
                 resp = Response(500, error_body("internal_error", "internal error in the "
@@ -175,14 +187,18 @@ class Handler(BaseHTTPRequestHandler):
         app.log(f"{self.command} {self.path.partition('?')[0]} {resp.status} {elapsed:.1f}ms")
 
     def _write(self, resp: Response) -> None:
-        payload = resp.body.encode("utf-8")
+        payload = resp.body.encode("utf-8") if isinstance(resp.body, str) else resp.body
         head = [
             f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Error')}",
             f"Date: {_http_date(self.server.app.faults.now())}",
             "Server: outkit-sandbox",
-            "Content-Type: application/json",
-            f"Content-Length: {len(payload)}",
         ]
+        if "Content-Type" not in resp.headers:
+            head.append("Content-Type: application/json")
+        if resp.stream is None:
+            head.append(f"Content-Length: {len(payload)}")
+        else:
+            self.close_connection = True  # the stream ends when the connection does
         head.extend(f"{k}: {v}" for k, v in resp.headers.items())
         if self.close_connection:
             head.append("Connection: close")
@@ -190,6 +206,21 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             data += payload
         self.wfile.write(data)
+        if resp.stream is not None and self.command != "HEAD":
+            self._send_stream(resp.stream)
+
+    def _send_stream(self, stream: Any) -> None:
+        # Interim: this threaded server gives a stream its own thread and event loop until
+        # it ends or the client leaves.
+        import asyncio
+
+        async def pump() -> None:
+            async for chunk in stream():
+                self.wfile.write(chunk)
+                self.wfile.flush()
+
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            asyncio.run(pump())
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own errors (bad request line, oversized headers...) as JSON too

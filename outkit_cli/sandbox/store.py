@@ -31,6 +31,21 @@ CREATE INDEX IF NOT EXISTS messages_submitter ON messages (id_from_submitter);
 """
 
 
+# What one inbox row shows, read with json_extract so a page never parses whole documents.
+INBOX_FIELDS = (
+    "id", "status", "type", "to", "subject", "text_body", "project", "template", "received_at",
+)  # fmt: skip
+SEARCHED_FIELDS = ("to", "subject", "html_body", "text_body")
+_FILTERABLE = ("type", "project", "template")
+
+
+def _field(name: str) -> str:
+    # the only names ever put into SQL text; values always go as parameters
+    if name not in _FILTERABLE:
+        raise ValueError(f"cannot filter on {name!r}")
+    return name
+
+
 def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -56,6 +71,8 @@ class Store:
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
+        # bumped on every write: the inbox's live views poll it (an int read, no query)
+        self.changes = 0
         with self.connection() as conn:
             conn.executescript(SCHEMA)
         # Checkpoints (copying the WAL into the database, with an fsync) run in this
@@ -141,6 +158,7 @@ class Store:
             # answered 200 by its own request without ever being written
             for p in batch:
                 p.settled = True
+            self.changes += 1
 
     def update(self, doc: dict[str, Any]) -> str:
         text = dumps(doc)
@@ -149,6 +167,7 @@ class Store:
                 "UPDATE messages SET status = ?, done = ?, doc = ? WHERE id = ?",
                 (doc["status"], int(doc["done"]), text, doc["id"]),
             )
+            self.changes += 1
         return text
 
     def get_text(self, message_id: str) -> str | None:
@@ -181,6 +200,65 @@ class Store:
         sql += " ORDER BY seq DESC LIMIT ?"
         with self.connection() as conn:
             return [r[0] for r in conn.execute(sql, (*args, limit))]
+
+    def page(
+        self,
+        *,
+        limit: int,
+        before: int | None = None,
+        where: dict[str, str] | None = None,
+        search: str | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """One page of messages for the inbox, newest first: [(seq, summary)].
+
+        Keyset paging (`before` = the last seq of the previous page) keeps every page as
+        cheap as the first. `where` filters on top-level fields (status, type, project,
+        template) by equality; `search` is a case-insensitive (ASCII) substring of to,
+        subject, html_body or text_body. A summary holds INBOX_FIELDS only.
+        """
+        conds: list[str] = []
+        args: list[Any] = []
+        if before is not None:
+            conds.append("seq < ?")
+            args.append(before)
+        for name, value in sorted((where or {}).items()):
+            if name == "status":
+                conds.append("status = ?")  # a column: no JSON parsing
+            else:
+                conds.append(f"json_extract(doc, '$.{_field(name)}') = ?")
+            args.append(value)
+        if search:
+            pattern = (
+                "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            conds.append(
+                "(" + " OR ".join(
+                    f"json_extract(doc, '$.{f}') LIKE ? ESCAPE '\\'" for f in SEARCHED_FIELDS
+                ) + ")"
+            )  # fmt: skip
+            args.extend([pattern] * len(SEARCHED_FIELDS))
+        cols = ", ".join(f"json_extract(doc, '$.{f}')" for f in INBOX_FIELDS)
+        sql = f"SELECT seq, {cols} FROM messages"
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self.connection() as conn:
+            rows = conn.execute(sql, (*args, limit)).fetchall()
+        return [(r[0], dict(zip(INBOX_FIELDS, r[1:], strict=False))) for r in rows]
+
+    def delete(self, message_id: str) -> bool:
+        """Remove one message; False if there was none with this id."""
+        with self._write_lock, self.connection() as conn:
+            gone = conn.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount
+            self.changes += 1
+        return gone > 0
+
+    def clear(self) -> int:
+        """Remove every message; returns how many there were."""
+        with self._write_lock, self.connection() as conn:
+            gone = conn.execute("DELETE FROM messages").rowcount
+            self.changes += 1
+        return gone
 
     def pending_ids(self) -> list[str]:
         """Messages not done yet, oldest first: resumed after a restart or a crash."""
