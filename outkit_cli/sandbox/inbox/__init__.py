@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from outkit_cli.sandbox.app import STATUSES, TYPES, Response
 from outkit_cli.sandbox.inbox import preview, sms
@@ -121,8 +121,10 @@ class Inbox:
     # -- the entry point -------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request for a path outside /v1 (see the module docstring)."""
-        parts = urlsplit(target)
-        path, query = parts.path or "/", parse_qs(parts.query)
+        path, _, raw_query = target.partition("#")[0].partition("?")
+        if path.startswith(("http://", "https://")):  # absolute-form (RFC 9112 §3.2.2)
+            path = "/" + (path.split("/", 3)[3:] or [""])[0]
+        query = parse_qs(raw_query)
         try:
             redirect = self._check_access(path, query, headers)
             if redirect is not None:
@@ -183,8 +185,6 @@ class Inbox:
         if head == "events" and len(seg) == 1:
             return self._stream(self._store_changes)
         if head == "messages" and len(seg) >= 2:
-            from urllib.parse import unquote
-
             message_id = unquote(seg[1])
             rest = seg[2:]
             if not rest:
@@ -196,8 +196,6 @@ class Inbox:
             if len(rest) == 2 and rest[0] == "attachments":
                 return self._attachment(message_id, rest[1])
         if head == "templates":
-            from urllib.parse import unquote
-
             names = [unquote(s) for s in seg[1:]]
             if not names:
                 return self._templates_page()
@@ -222,8 +220,6 @@ class Inbox:
             self.app.store.clear()
             return _redirect("/")
         if len(seg) == 3 and seg[0] == "messages" and seg[2] == "delete":
-            from urllib.parse import unquote
-
             if not self.app.store.delete(unquote(seg[1])):
                 raise Refused(404, "no such message (deleted already?)")
             return _redirect("/")
