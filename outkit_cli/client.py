@@ -1,25 +1,24 @@
-"""Signed requests to the Outkit API: retries, backoff, timeouts, TLS, errors -> exceptions.
+"""Signed requests to the Outkit API: retries, backoff, rate, errors -> exceptions.
 
-Only the standard library is imported at module level: `requests` is loaded when a
-`Client` is created, so modules that merely import names from here stay cheap.
+Only the standard library is imported at module level: urllib3 is loaded when a `Client`
+is created, so modules that merely import names from here stay cheap.
 
-One `Client` holds one transport (`transport.py`): a `requests.Session` by default, or
-keep-alive `http.client` connections for batches (`fast=True`). Several threads may share
-a client (batch sending): both transports are thread-safe, and the `Backoff` object makes
-a 429 slow down every worker, not just the one that got it.
+One `Client` holds one transport (`http/transport.py`: a urllib3 pool under the one
+proxy/CA/TLS rule of `http/rules.py`), whatever the command. Several threads may share a
+client (batch sending): the transport is thread-safe, the `Backoff` object makes a 429
+slow down every worker, not just the one that got it, and an optional `RateLimiter`
+(`http/ratelimit.py`) paces them all.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from outkit_cli import __version__, signing
@@ -35,16 +34,18 @@ from outkit_cli.errors import (
     ServerError,
     UsageError,
 )
-from outkit_cli.terminal import one_line
-from outkit_cli.transport import (
+from outkit_cli.http.transport import (
+    AnswerTooLarge,
     MaybeSent,
     ReadTimedOut,
-    RequestsTransport,
-    StdlibTransport,
     Transport,
     Unsent,
-    proxy_configured,
 )
+from outkit_cli.netaddr import is_loopback
+from outkit_cli.terminal import one_line
+
+if TYPE_CHECKING:
+    from outkit_cli.http.ratelimit import RateLimiter
 
 USER_AGENT = f"outkit-cli/{__version__}"
 # Statuses worth another attempt: the request had no effect (429, 503 answered before any
@@ -54,25 +55,12 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 # A Retry-After longer than this is not waited out: the command fails and says so.
 MAX_RETRY_AFTER = 120.0
-# Connecting takes a round trip or two: no need to wait the whole --timeout for it.
-CONNECT_TIMEOUT = 10.0
 # More clock difference than this is reported with a 401 (the API checks timestamps).
 SKEW_REPORT_SECONDS = 30.0
 SENSITIVE_HEADERS = frozenset({signing.SECRET_HEADER.lower(), signing.PASSPHRASE_HEADER.lower()})
 
 
 # --------------------------------------------------------------------------- URLs and TLS
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_api_url(url: str) -> str:
@@ -92,25 +80,6 @@ def check_api_url(url: str) -> str:
             "(http:// is allowed only for loopback hosts such as 127.0.0.1 or localhost)"
         )
     return url.rstrip("/")
-
-
-def tls_verify(ca_bundle: str | None, env: Mapping[str, str] | None = None) -> str | bool:
-    """What to verify server certificates with: the profile's ca_bundle, then
-    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else the bundled CA certificates."""
-    env = os.environ if env is None else env
-    source = "ca_bundle"
-    path = ca_bundle
-    if not path:
-        for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            if env.get(var):
-                path, source = env[var], var
-                break
-    if not path:
-        return True
-    expanded = os.path.expanduser(path)
-    if not os.path.exists(expanded):
-        raise UsageError(f"CA bundle {path} (from {source}) does not exist")
-    return expanded
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -307,10 +276,13 @@ class Client:
         pool_size: int = 10,
         timeout: float | None = None,
         retries: int | None = None,
-        fast: bool = False,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        """``fast`` picks the stdlib transport (less CPU per request, for batches) unless a
-        proxy is configured for the API URL."""
+        """``limiter`` paces every attempt (batches); None sends as soon as asked.
+
+        Raises UsageError for settings that cannot work (URL, timeout, proxy, CA bundle)
+        and AuthError when credentials are missing.
+        """
         settings.require_credentials()
         self.settings = settings
         self.base_url = check_api_url(settings.api_url)
@@ -320,15 +292,9 @@ class Client:
             raise UsageError("--timeout must be greater than 0")
         if self.retries < 0:
             raise UsageError("--retries must not be negative")
-        # certificates matter only for https; for a loopback http:// URL a CA bundle path
-        # would only cost a stat() per request
-        verify = tls_verify(settings.ca_bundle) if self.base_url.startswith("https:") else True
         self.backoff = backoff or Backoff()
-        self.transport: Transport
-        if fast and not proxy_configured(self.base_url):
-            self.transport = StdlibTransport(self.base_url, verify)
-        else:
-            self.transport = RequestsTransport(self.base_url, verify, pool_size)
+        self.limiter = limiter
+        self.transport = Transport(self.base_url, settings.ca_bundle, pool_size)
 
     def close(self) -> None:
         self.transport.close()
@@ -398,16 +364,23 @@ class Client:
         attempt = 0
         while True:
             self.backoff.wait_turn(deadline)
+            sent_at = self.limiter.acquire(deadline) if self.limiter else 0.0
             wait: float | None = None
             try:
                 resp, elapsed = self._send_once(method, path, body, params, deadline)
             except Unsent as exc:
                 error: OutkitError = NetworkError(str(exc))
+            except AnswerTooLarge as exc:
+                if method == "POST":
+                    raise MaybeSentError(self._lost_post(str(exc), id_from_submitter)) from None
+                raise NetworkError(str(exc)) from None  # the same answer would come again
             except MaybeSent as exc:
                 if method == "POST":
                     raise MaybeSentError(self._lost_post(str(exc), id_from_submitter)) from None
                 error = NetworkError(str(exc))
             else:
+                if self.limiter is not None:
+                    self.limiter.on_answer(resp.status_code, sent_at)
                 if resp.status_code not in RETRY_STATUSES or resp.status_code in accept:
                     return self._finish(resp, elapsed, attempt + 1, accept)
                 error = self._error_for(resp, _json_or_none(resp))
@@ -431,6 +404,8 @@ class Client:
             debug(f"retrying in {max(pause, self.backoff.paused_for()):.2f} s: {error.message}")
             if pause > 0:
                 self.backoff.sleep(pause)
+            if self.limiter is not None:
+                self.limiter.on_retry()
             attempt += 1
 
     def _send_once(
@@ -456,14 +431,7 @@ class Client:
                 debug(f"> ({len(body)} bytes of JSON)")
         started = time.monotonic()
         try:
-            resp = self.transport.send(
-                call.method,
-                call.url,
-                call.headers,
-                body,
-                connect_timeout=min(timeout, CONNECT_TIMEOUT),
-                read_timeout=timeout,
-            )
+            resp = self.transport.send(call.method, call.url, call.headers, body, timeout=timeout)
         except ReadTimedOut:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineReached("the time ran out waiting for an answer") from None
@@ -563,14 +531,10 @@ def _server_message(payload: Any) -> tuple[str, str]:
 
 
 def exact_headers(call: PreparedCall) -> dict[str, str]:
-    """Every header that would go on the wire for ``call``, requests' defaults included."""
-    import requests
-
-    session = requests.Session()
-    session.trust_env = False  # no .netrc lookups: this only shows the request
-    prep = session.prepare_request(
-        requests.Request(call.method, call.url, headers=call.headers, data=call.body or None)
-    )
-    headers = {"Host": urlsplit(call.url).netloc}
-    headers.update(prep.headers)
+    """Every header that goes on the wire for ``call``, in order: what urllib3 adds (Host,
+    Accept-Encoding, Content-Length; RFC 9110) around the call's own."""
+    headers = {"Host": urlsplit(call.url).netloc, "Accept-Encoding": "identity"}
+    if call.body or call.method in ("POST", "PUT", "PATCH"):
+        headers["Content-Length"] = str(len(call.body))
+    headers.update(call.headers)
     return headers

@@ -46,6 +46,7 @@ PROFILE_FIELDS: dict[str, type] = {
     "timeout": float,
     "retries": int,
     "ca_bundle": str,
+    "rate": float,  # send --batch: messages per second (--rate)
 }
 SECRET_FIELDS = ("secret", "passphrase")
 
@@ -266,6 +267,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     ca_bundle: str | None = None
+    rate: float | None = None
     config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)
 

@@ -14,10 +14,15 @@ import pytest
 pytest_plugins = ["tests.sandbox_fixture"]
 
 
+# proxies and CA bundles of the machine running the suite must not steer its requests
+NETWORK_ENV = {"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
+               "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"}  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
-        if name.startswith("OUTKIT_") or name in {"NO_COLOR", "REQUESTS_CA_BUNDLE"}:
+        if name.startswith("OUTKIT_") or name.upper() in NETWORK_ENV or name == "NO_COLOR":
             monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()

@@ -218,7 +218,8 @@ def test_other_hosts_get_a_warning(tmp_path: Path) -> None:
 
 
 def test_loopback_detection() -> None:
-    from outkit_cli.sandbox.runner import is_loopback, parse_hostport
+    from outkit_cli.netaddr import is_loopback
+    from outkit_cli.sandbox.runner import parse_hostport
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")

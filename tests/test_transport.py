@@ -1,180 +1,294 @@
-"""Both transports (requests, and the stdlib one batches use) behave the same under the
-client's rules: the same tests run against each, on small loopback servers."""
+"""The transport rules (docs/network.md) for every command that talks HTTP: send,
+send --batch, get, get --wait and keys test, each run through the real `main()` against
+small loopback servers (tests/netservers.py): a proxy, a TLS server with a private CA made
+for the run, a trickling server, huge answers, a server closing keep-alive connections, a
+307. Every command shares one transport, so each rule must hold for all five."""
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
+import os
+import re
+import ssl
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from outkit_cli import signing
-from outkit_cli.client import Client
-from outkit_cli.config import Settings
-from outkit_cli.errors import AuthError, MaybeSentError, NetworkError, ServerError
-from outkit_cli.transport import RequestsTransport, StdlibTransport
-from tests.helpers import server_tls
-from tests.sandbox_fixture import Sandbox
-from tests.test_client import MESSAGE, OK, fake_api
+from outkit_cli.config import save_profile
+from tests.helpers import Result, run
+from tests.netservers import (
+    API_HOST,
+    PrivateCA,
+    api_server,
+    closed_port,
+    connect_proxy,
+    make_private_ca,
+)
 
-BODY = b'{"message":{"type":"sms","to":"+4790000000","project":"demo","text_body":"x"}}'
-
-
-def settings_for(url: str, **extra: object) -> Settings:
-    return Settings(key="k1", passphrase="pp", secret="s3cr3t", api_url=url, **extra)
-
-
-@pytest.fixture(params=[False, True], ids=["requests", "stdlib"])
-def fast(request: pytest.FixtureRequest) -> bool:
-    return request.param
+CREDS = {
+    "OUTKIT_ACCESS_KEY": "k1",
+    "OUTKIT_ACCESS_PASSPHRASE": "pp-1",
+    "OUTKIT_ACCESS_SECRET": "s3cr3t-value",
+}
 
 
-def test_transport_choice(fast: bool) -> None:
-    with Client(settings_for("http://127.0.0.1:9/v1"), fast=fast) as client:
-        kind = StdlibTransport if fast else RequestsTransport
-        assert isinstance(client.transport, kind)
+@dataclass
+class Command:
+    name: str
+    args: Callable[[Path], list[str]]
+
+    def run(self, url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
+        return run(*self.args(tmp), *extra, env={**CREDS, "OUTKIT_API_URL": url, **(env or {})})
 
 
-def test_proxy_in_environment_keeps_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    with Client(settings_for("https://api.example.com/v1"), fast=True) as client:
-        assert isinstance(client.transport, RequestsTransport)
+def _batch_args(tmp: Path) -> list[str]:
+    rows = tmp / "rows.csv"
+    rows.write_text("to\na@example.com\n")
+    journal = tmp / f"journal-{time.monotonic_ns()}"
+    return ["send", "--batch", str(rows), "--project", "demo", "--text-body", "x",
+            "--journal", str(journal)]  # fmt: skip
 
 
-def test_signed_post_and_keep_alive(fast: bool) -> None:
-    with fake_api(OK) as (url, seen), Client(settings_for(url), fast=fast) as client:
-        for _ in range(3):
-            assert client.create_message(BODY).data == MESSAGE
-    assert len(seen) == 3
-    for req in seen:
-        h = req["headers"]
-        assert req["path"] == "/v1/messages" and req["body"] == BODY
-        assert h["User-Agent"].startswith("outkit-cli/")
-        ts, sig = h[signing.TIMESTAMP_HEADER], h[signing.SIGNATURE_HEADER]
-        assert signing.verify("s3cr3t", ts, "POST", "/v1/messages", BODY, sig)
+SEND = ["send", "--to", "a@example.com", "--project", "demo", "--text-body", "x"]
+COMMANDS = [
+    Command("send", lambda t: SEND),
+    Command("send --batch", _batch_args),
+    Command("get", lambda t: ["get", "m-1"]),
+    Command("get --wait", lambda t: ["get", "m-2", "--wait", "--wait-timeout", "30"]),
+    Command("keys test", lambda t: ["keys", "test"]),
+]
 
 
-def test_query_string_is_signed_as_sent(fast: bool) -> None:
-    answer = (200, {}, {"data": []})
-    with fake_api(answer) as (url, seen), Client(settings_for(url), fast=fast) as client:
-        client.list_messages(id_from_submitter="a b&c", limit=5)
-    (req,) = seen
-    assert req["path"] == "/v1/messages?limit=5&id_from_submitter=a+b%26c"
-    h = req["headers"]
-    assert signing.verify(
-        "s3cr3t", h[signing.TIMESTAMP_HEADER], "GET", req["path"], b"", h[signing.SIGNATURE_HEADER]
-    )
+@pytest.fixture(params=COMMANDS, ids=[c.name for c in COMMANDS])
+def command(request: pytest.FixtureRequest) -> Command:
+    return request.param  # type: ignore[no-any-return]
 
 
-def test_lost_post_answer_is_maybe_sent_not_retried(fast: bool) -> None:
-    with fake_api("close") as (url, seen):
-        settings = settings_for(url, retries=3)
-        with Client(settings, fast=fast) as client, pytest.raises(MaybeSentError) as info:
-            client.create_message(BODY, id_from_submitter="ref-1")
-    assert len(seen) == 1
-    assert "may have been created" in info.value.message and "ref-1" in info.value.message
+@pytest.fixture(scope="session")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
+    return make_private_ca(tmp_path_factory.mktemp("private-ca"))
 
 
-def test_post_read_timeout_is_maybe_sent(fast: bool) -> None:
-    with fake_api("hang") as (url, seen):
-        settings = settings_for(url, retries=3, timeout=0.3)
-        with Client(settings, fast=fast) as client, pytest.raises(MaybeSentError) as info:
-            client.create_message(BODY)
-    assert len(seen) == 1
-    assert "within 0.3 s" in info.value.message
+@pytest.fixture
+def tls_api(private_ca: PrivateCA) -> Iterator[tuple[str, object]]:
+    with api_server(tls=private_ca.server_context()) as server:
+        yield server
 
 
-def test_lost_get_answer_is_retried(fast: bool) -> None:
-    with fake_api("close", OK) as (url, seen), Client(settings_for(url, retries=1), fast=fast) as c:
-        assert c.get_message("m-1").data == MESSAGE
-    assert len(seen) == 2
+def assert_one_clean_line(result: Result) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in result.stderr
+    if lines:
+        assert '"))' not in lines[0] and "object at 0x" not in lines[0], lines[0]
 
 
-def test_503_retried_with_retry_after(fast: bool) -> None:
-    busy = (503, {"Retry-After": "1"}, {"error": {"message": "busy", "code": "x"}})
-    with fake_api(busy, OK) as (url, seen), Client(settings_for(url, retries=2), fast=fast) as c:
-        assert c.create_message(BODY).data == MESSAGE
-    assert len(seen) == 2
-    assert seen[1]["at"] - seen[0]["at"] >= 0.9
+# --------------------------------------------------------------------- keep-alive, redirects
 
 
-def test_errors_map_the_same(fast: bool) -> None:
-    denied = (401, {}, {"error": {"message": "bad signature", "code": "unauthorized"}})
+def test_plain_loopback_keeps_connections_alive(command: Command, tmp_path: Path) -> None:
+    with api_server() as (url, seen):
+        result = command.run(url, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert seen.requests and seen.connections <= len(seen.requests)
+
+
+def test_server_closing_keep_alive_connections(command: Command, tmp_path: Path) -> None:
+    """Each answer ends its connection (without `Connection: close`): the next request
+    goes on a new one, nothing is reported, nothing is sent twice."""
+    with api_server("close") as (url, seen):
+        result = command.run(url, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    posts = [r for r in seen.requests if r["method"] == "POST"]
+    assert len(posts) == (1 if command.name.startswith("send") else 0)
+
+
+def test_redirect_is_never_followed(command: Command, tmp_path: Path) -> None:
     with (
-        fake_api(denied) as (url, _),
-        Client(settings_for(url), fast=fast) as client,
-        pytest.raises(AuthError, match="bad signature"),
+        api_server() as (elsewhere, elsewhere_seen),
+        api_server("redirect", location=elsewhere + "/messages") as (url, seen),
     ):
-        client.get_message("m-1")
-    with (
-        fake_api((200, {}, b"<html>")) as (url, _),
-        Client(settings_for(url), fast=fast) as client,
-        pytest.raises(ServerError, match="not an Outkit JSON response"),
-    ):
-        client.get_message("m-1")
+        result = command.run(url, tmp_path, "--retries", "0")
+    assert result.exit_code == 7, result.output
+    assert elsewhere_seen.requests == []
+    assert "307" in result.output
+    assert len(seen.requests) >= 1
+    assert_one_clean_line(result)
 
 
-def test_refused_connection_is_retried_then_network_error(fast: bool) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = settings_for(f"http://127.0.0.1:{port}/v1", retries=1)
-    with Client(settings, fast=fast) as client:
-        client.backoff.base = 0.01
-        with pytest.raises(NetworkError) as info:
-            client.create_message(BODY)
-    assert not isinstance(info.value, MaybeSentError)
-    assert "cannot connect" in info.value.message and "2 attempts" in info.value.message
+# --------------------------------------------------------------------- time and size
 
 
-def test_server_closing_idle_connection_is_reconnected(fast: bool) -> None:
-    closing = (200, {"Connection": "close"}, {"data": MESSAGE})
-    with fake_api(closing) as (url, seen), Client(settings_for(url), fast=fast) as client:
-        for _ in range(3):
-            assert client.create_message(BODY).data == MESSAGE
-            time.sleep(0.05)
-    assert len(seen) == 3
+def test_trickling_answer_is_cut_at_the_timeout(command: Command, tmp_path: Path) -> None:
+    """One byte a second: --timeout 2 bounds each request as a whole, not each read."""
+    with api_server("trickle") as (url, _):
+        started = time.monotonic()
+        result = command.run(url, tmp_path, "--timeout", "2", "--retries", "0")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 8, result.output
+    # the trickled answer takes over a minute; the batch makes two requests (the create,
+    # then the lookup of the row whose answer was lost)
+    assert elapsed < 20
+    if command.name == "send --batch":  # the row's answer was lost, and so was the lookup's
+        assert '"status": "unknown"' in result.stdout
+    assert "within 2 s" in result.output
+    assert_one_clean_line(result)
 
 
-def test_tls_trusted_only_with_the_ca_bundle(fast: bool, cert: tuple[Path, Path]) -> None:
-    with fake_api(OK, tls=server_tls(cert)) as (url, _):
-        with (
-            Client(settings_for(url, retries=0), fast=fast) as client,
-            pytest.raises(NetworkError, match="TLS error"),
-        ):
-            client.get_message("m-1")
-        with Client(settings_for(url, ca_bundle=str(cert[0])), fast=fast) as client:
-            assert client.get_message("m-1").data == MESSAGE
+@pytest.mark.parametrize("mode", ["huge", "huge-stream"])
+def test_huge_answer_is_cut_off(command: Command, tmp_path: Path, mode: str) -> None:
+    with api_server(mode) as (url, _):
+        result = command.run(url, tmp_path, "--retries", "0")
+    assert result.exit_code == 8, result.output
+    assert "larger than 64 MiB; cut off" in result.output
+    assert_one_clean_line(result)
 
 
-def test_shared_by_threads_against_the_sandbox(fast: bool, sandbox: Sandbox) -> None:
-    settings = Settings(key=sandbox.key, passphrase=sandbox.passphrase, secret=sandbox.secret,
-                        api_url=sandbox.url)  # fmt: skip
-    errors: list[BaseException] = []
-    created: list[str] = []
-    with Client(settings, pool_size=4, fast=fast) as client:
+def test_huge_answer_does_not_fill_memory(tmp_path: Path) -> None:
+    """The 400 MB answer that once took `get` to 1.26 GB: the child's peak stays small."""
+    with api_server("huge-stream") as (url, _):
+        env = {**os.environ, **CREDS, "OUTKIT_API_URL": url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "outkit_cli", "get", "m-1", "--retries", "0"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        proc.stdout and proc.stdout.close()
+        proc.stderr and proc.stderr.close()
+    assert os.waitstatus_to_exitcode(status) == 8, stderr
+    assert "larger than 64 MiB" in stderr
+    assert usage.ru_maxrss / 1024 < 200  # MiB (ru_maxrss is in KiB on Linux)
 
-        def go(n: int) -> None:
-            try:
-                for i in range(5):
-                    message = {"type": "sms", "to": f"+4791{n}{i}", "project": "demo",
-                               "text_body": f"{n}-{i}"}  # fmt: skip
-                    body = json.dumps({"message": message})
-                    msg = client.create_message(body.encode()).data
-                    assert client.get_message(msg["id"]).data["text_body"] == f"{n}-{i}"
-                    created.append(msg["id"])
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
 
-        threads = [threading.Thread(target=go, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert errors == []
-    assert len(set(created)) == 20
+# --------------------------------------------------------------------- TLS and CAs
+
+
+def test_private_ca_untrusted_by_default(command: Command, tmp_path: Path, tls_api) -> None:
+    url, _ = tls_api
+    result = command.run(url, tmp_path, "--retries", "0")
+    assert result.exit_code == 8, result.output
+    assert "TLS error" in result.output and "certificate verify failed" in result.output
+    assert_one_clean_line(result)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["ca_bundle", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"],
+)
+def test_private_ca_trusted_from_each_source(
+    command: Command,
+    tmp_path: Path,
+    tls_api,
+    private_ca: PrivateCA,
+    source: str,
+    config_file: Path,
+) -> None:
+    url, _ = tls_api
+    env: dict[str, str] = {}
+    if source == "ca_bundle":
+        ca = str(private_ca.ca_cert)
+        save_profile(config_file, "p", {"key": "k1", "passphrase": "pp-1", "secret": "s",
+                                        "api_url": url, "ca_bundle": ca})  # fmt: skip
+    elif source == "SSL_CERT_DIR":
+        env[source] = str(private_ca.hashed_dir)
+    else:
+        env[source] = str(private_ca.ca_cert)
+    result = command.run(url, tmp_path, env=env)
+    assert result.exit_code == 0, result.output
+
+
+def test_profile_ca_bundle_comes_before_the_environment(
+    tmp_path: Path, tls_api, private_ca: PrivateCA, config_file: Path, cert: tuple[Path, Path]
+) -> None:
+    url, _ = tls_api
+    save_profile(config_file, "p", {"key": "k1", "passphrase": "pp-1", "secret": "s",
+                                    "api_url": url, "ca_bundle": str(cert[0])})  # fmt: skip
+    result = COMMANDS[2].run(url, tmp_path, "--retries", "0",
+                             env={"REQUESTS_CA_BUNDLE": str(private_ca.ca_cert)})  # fmt: skip
+    assert result.exit_code == 8 and "TLS error" in result.stderr
+
+
+def test_tls_below_1_2_is_refused(command: Command, tmp_path: Path, private_ca: PrivateCA) -> None:
+    try:
+        ctx = private_ca.server_context(max_version=ssl.TLSVersion.TLSv1_1)
+    except (ssl.SSLError, ValueError):
+        pytest.skip("this OpenSSL cannot serve TLS 1.1 at all")
+    with api_server(tls=ctx) as (url, seen):
+        result = command.run(url, tmp_path, "--retries", "0",
+                             env={"REQUESTS_CA_BUNDLE": str(private_ca.ca_cert)})  # fmt: skip
+    assert result.exit_code == 8, result.output
+    assert "TLS error" in result.output
+    assert seen.requests == []
+
+
+# --------------------------------------------------------------------- proxies
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
+def test_https_api_goes_through_the_proxy(
+    command: Command, tmp_path: Path, tls_api, private_ca: PrivateCA, variable: str
+) -> None:
+    """The API host is a name only the proxy knows: the request can only have gone there."""
+    url, seen = tls_api
+    proxy_for_tls = url.rsplit(":", 1)[1].split("/")[0]
+    with connect_proxy(int(proxy_for_tls)) as (proxy, log):
+        proxy_url = proxy.replace("http://", "http://user:p%40ss@")
+        result = command.run(f"https://{API_HOST}/v1", tmp_path, env={
+            variable: proxy_url, "REQUESTS_CA_BUNDLE": str(private_ca.ca_cert)})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert log and all(entry.startswith(f"{API_HOST}:443 | Basic ") for entry in log)
+    assert seen.requests  # reached the API through the tunnel
+    assert "p@ss" not in result.output
+
+
+def test_loopback_is_never_proxied(command: Command, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    env = {"HTTP_PROXY": dead, "http_proxy": dead, "HTTPS_PROXY": dead, "ALL_PROXY": dead}
+    with api_server() as (url, seen):
+        for host in ("127.0.0.1", "localhost"):
+            result = command.run(url.replace("127.0.0.1", host), tmp_path, env=env)
+            assert result.exit_code == 0, result.output
+    assert seen.requests
+
+
+def test_unreachable_proxy_is_named_in_the_error(command: Command, tmp_path: Path) -> None:
+    port = closed_port()
+    result = command.run(
+        f"https://{API_HOST}/v1", tmp_path, "--retries", "0",
+        env={"HTTPS_PROXY": f"http://user:secret-pw@127.0.0.1:{port}"},
+    )  # fmt: skip
+    assert result.exit_code == 8, result.output
+    assert f"cannot connect to proxy http://127.0.0.1:{port} (from HTTPS_PROXY)" in result.output
+    assert "secret-pw" not in result.output
+    assert_one_clean_line(result)
+
+
+def test_unsupported_proxy_scheme_is_a_usage_error(command: Command, tmp_path: Path) -> None:
+    result = command.run(f"https://{API_HOST}/v1", tmp_path,
+                         env={"ALL_PROXY": "socks5://127.0.0.1:1080"})  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "(from ALL_PROXY) is not supported" in result.stderr
+
+
+# --------------------------------------------------------------------- the wire
+
+
+def test_dry_run_shows_the_headers_sent(tmp_path: Path) -> None:
+    """`send --dry-run` shows every header the transport puts on the wire, in order."""
+    with api_server() as (url, seen):
+        args = ["send", "--to", "a@example.com", "--project", "demo", "--text-body", "x"]
+        dry = run(*args, "--dry-run", "--json", env={**CREDS, "OUTKIT_API_URL": url})
+        sent = run(*args, env={**CREDS, "OUTKIT_API_URL": url})
+    assert dry.exit_code == 0 and sent.exit_code == 0, dry.output + sent.output
+    shown = json.loads(dry.stdout)["headers"]
+    wire = seen.requests[0]["headers"]
+    volatile = re.compile(r"Outkit-Access-(Timestamp|Signature)|Outkit-Access-Passphrase")
+    assert [k for k in shown] == [k for k in wire]
+    for name, value in wire.items():
+        if not volatile.fullmatch(name):
+            assert shown[name] == value, name

@@ -75,19 +75,24 @@ def run_batch_command(
     assert request.source is not None
     batch_input = open_input(request.source, request.format)
     client = None
+    limiter = None
     try:
         api = None
         if not opts.dry_run:
             from outkit_cli.client import Client
+            from outkit_cli.http.ratelimit import RateLimiter
 
             if "retries" not in settings.sources:
                 settings.retries = BATCH_DEFAULT_RETRIES
-            client = Client(settings, pool_size=opts.concurrency, fast=True)
+            limiter = RateLimiter(batch_rate(request.rate, settings))
+            client = Client(settings, pool_size=opts.concurrency, limiter=limiter)
             api = ClientBatchApi(client)
         raw = None if batch_input.path is None else batch_input.raw
         total = _size(batch_input.path)
         with batch_progress(raw, total) as on_progress:
             summary = run_batch(batch_input, build, api, opts, on_progress=on_progress)
+        if limiter is not None:
+            summary.traffic = limiter.snapshot().describe()
     finally:
         batch_input.close()
         if client is not None:
@@ -107,6 +112,16 @@ def run_batch_command(
     if summary.interrupted:
         return 130
     return summary.exit_code
+
+
+def batch_rate(rate: float | None, settings: Any) -> float | None:
+    """Messages per second from --rate, else the profile's ``rate``; None: adapt."""
+    if rate is not None:
+        return rate
+    if settings.rate is not None and not settings.rate > 0:
+        where = settings.sources.get("rate", "the profile")
+        raise UsageError(f"rate from {where} must be a number of messages per second above 0")
+    return settings.rate
 
 
 def _row_builder(

@@ -24,6 +24,7 @@ class BatchRequest:
     source: str | None
     format: str | None
     concurrency: int
+    rate: float | None  # messages per second (--rate); None: the profile's, else adapt
     results_path: Path | None
     journal_path: Path | None
     no_auto_id: bool
@@ -32,6 +33,7 @@ class BatchRequest:
     # option name on the command line -> attribute, for "goes with --batch FILE"
     ONLY_WITH_BATCH: ClassVar[dict[str, str]] = {
         "--batch-format": "format",
+        "--rate": "rate",
         "--results": "results_path",
         "--journal": "journal_path",
         "--no-auto-id": "no_auto_id",
@@ -48,6 +50,7 @@ class BatchRequest:
             source=params.pop("batch"),
             format=fmt or alias,
             concurrency=params.pop("concurrency"),
+            rate=params.pop("rate"),
             results_path=params.pop("results_path"),
             journal_path=params.pop("journal_path"),
             no_auto_id=params.pop("no_auto_id"),
@@ -80,6 +83,13 @@ def batch_options(func: Any) -> Any:
             default=4,
             show_default=True,
             help="--batch: requests in flight at once.",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="N",
+            help="--batch: send at most N messages per second, spread evenly [profile: rate; "
+            "default: as fast as the API allows, slowing down on 429 and probing back up].",
         ),
         click.option(
             "--results",

@@ -62,11 +62,13 @@ def settle_in_doubt(
     """Rows whose answer was lost this run: look each up, resend only the unseen."""
     for task in tasks:
         outcome: dict[str, Any]
+        why = ""
         try:
             found = api.find(task.ifs) if task.ifs else None
-        except OutkitError:
+        except OutkitError as exc:
             found = None
             lookup_failed = True
+            why = f": {exc.message}"
         else:
             lookup_failed = False
         if found is not None:
@@ -75,7 +77,7 @@ def settle_in_doubt(
             outcome = {
                 "row": task.line,
                 "status": "unknown",
-                "error": "the answer was lost and the message could not be looked up",
+                "error": f"the answer was lost and the message could not be looked up{why}",
                 "code": ExitCode.NETWORK,
             }
         else:

@@ -26,6 +26,7 @@ class Summary:
     still_pending: int = 0
     wait_reported: bool = False
     aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
+    traffic: str | None = None  # requests, 429s, retries, pace (http.ratelimit.RateStats)
 
     def fail(self, code: int) -> None:
         # the highest failure code wins: it is the most severe class in design.md's table
@@ -45,6 +46,8 @@ class Summary:
             text += f"; after waiting: {self.delivered} done, {self.ended_in_error} failed" + (
                 f", {self.still_pending} not done" if self.still_pending else ""
             )
+        if self.traffic:
+            text += f"; {self.traffic}"
         if self.interrupted:
             text += "; interrupted: run the same command again to send the rest"
         if self.journal is not None:

@@ -103,7 +103,8 @@ _GLOBALS: list[tuple[tuple[str, ...], str, dict[str, Any], str | None]] = [
         ("--timeout",),
         "timeout",
         {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS",
-         "help": "Per-request timeout, for commands that talk to the API "
+         "help": "Seconds each request may take as a whole (connecting, sending, the "
+                 "complete answer), for commands that talk to the API "
                  "[default: 30; env var: OUTKIT_TIMEOUT; profile: timeout]."},
         None,
     ),

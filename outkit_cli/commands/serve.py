@@ -134,10 +134,11 @@ def serve(
     built-in `demo` project (templates `welcome`, email, and `reminder`, SMS). Emails are
     written to a Maildir in DATA_DIR/outbox, SMS to DATA_DIR/outbox/sms.jsonl."""
     from outkit_cli.diagnostics import warn
+    from outkit_cli.netaddr import is_loopback
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
 
-    if not runner.is_loopback(host):
+    if not is_loopback(host):
         warn(f"binding to {host}: the sandbox will be reachable from other machines; "
              "it is a test server with test keys")  # fmt: skip
     smtp_addr = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import socket
 import threading
@@ -22,15 +21,6 @@ def default_data_dir() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("outkit") / "sandbox"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_hostport(value: str) -> tuple[str, int]:

@@ -27,6 +27,7 @@ SHOW_FIELDS = (
     "timeout",
     "retries",
     "ca_bundle",
+    "rate",
 )
 
 

@@ -1,0 +1,170 @@
+"""Sending rate for a batch: a fixed pace (`--rate N`), or one that adapts to 429s.
+
+A hosted API limits each key to some requests per second. A batch that only learns of the
+limit from 429 answers loses time to Retry-After pauses and hammers the server; one that
+paces itself below the limit leaves capacity unused. `RateLimiter` does what AWS CLI's
+adaptive retry mode does (botocore ``retries/adaptive.py``, ``retries/standard.py``):
+
+- no limit known: requests go out as fast as the workers send them, while the limiter
+  measures the rate actually sent;
+- on a 429 the pace drops to BETA (0.7) times the rate that was being sent, and every
+  request waits out the answer's Retry-After (`client.Backoff.pause_all`);
+- after that the allowed rate grows back along a CUBIC curve (RFC 9438): quickly at
+  first, flat near the rate that drew the 429, then faster again, probing for more;
+- one 429 cut per round: 429s to requests sent before the last cut do not cut again
+  (they were in flight when it happened), as TCP congestion control reacts once per window.
+
+With ``rate`` given (`--rate N`, profile ``rate``) the pace is fixed at N requests per
+second, spread evenly; 429s still pause everyone for their Retry-After.
+
+Requests are spread evenly: each takes the next slot of a schedule ``1/rate`` apart; a
+schedule that fell behind makes up at most CATCH_UP_SLOTS slots at once, so idle workers
+never turn into a burst.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+BETA = 0.7  # the share of the sending rate kept after a 429 (botocore, RFC 9438 section 4.6)
+CUBIC_C = 0.4  # growth scale of the CUBIC curve (RFC 9438 section 4.2, botocore)
+MIN_RATE = 0.5  # requests per second: never pace slower than this
+MEASURE_WINDOW = 0.5  # seconds per sample of the measured sending rate
+SMOOTHING = 0.8  # weight of the newest sample in the measured rate (botocore)
+# Slots a schedule that fell behind may make up at once (a worker overslept, or all were
+# busy): without it the pace drifts below the rate; with more it would come in bursts.
+CATCH_UP_SLOTS = 4
+
+
+@dataclass
+class RateStats:
+    """What a batch's summary reports about its traffic."""
+
+    requests: int = 0
+    throttled: int = 0  # answers with status 429
+    retries: int = 0
+    paced_rate: float | None = None  # the pace in force at the end (None: never paced)
+    fixed: bool = False
+
+    def describe(self) -> str:
+        """A summary fragment, e.g. '1204 requests, 3 answered 429 (0.2%), 3 retries'."""
+        share = f" ({self.throttled / self.requests:.1%})" if self.requests else ""
+        text = f"{self.requests} requests, {self.throttled} answered 429{share}, "
+        text += f"{self.retries} retries"
+        if self.fixed and self.paced_rate:
+            text += f", paced at {self.paced_rate:g}/s"
+        elif self.paced_rate:
+            text += f", adapted to {self.paced_rate:.0f}/s"
+        return text
+
+
+class RateLimiter:
+    """Paces requests shared by every worker of one client (thread-safe)."""
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``rate``: a fixed pace in requests per second; None adapts to 429s."""
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be positive")
+        self.clock = clock
+        self.sleep = sleep
+        self.fixed = rate is not None
+        self.stats = RateStats(fixed=self.fixed)
+        self._lock = threading.Lock()
+        self._rate: float | None = rate  # the pace in force; None: unpaced
+        self._next_slot = 0.0
+        # adaptive state
+        self._measured = 0.0
+        self._window_start = clock()
+        self._window_count = 0
+        self._w_max = 0.0
+        self._k = 0.0
+        self._last_cut = float("-inf")
+
+    @property
+    def rate(self) -> float | None:
+        return self._rate
+
+    def acquire(self, deadline: float | None = None) -> float:
+        """Wait for this request's slot (never past ``deadline``, a time.monotonic value).
+
+        Returns the time the request is sent at, to pass to `on_answer`.
+        """
+        with self._lock:
+            now = self.clock()
+            self.stats.requests += 1
+            self._measure(now)
+            rate = self._rate
+            if rate is None:
+                return now
+            if not self.fixed:
+                rate = self._rate = self._cubic(now)
+            interval = 1.0 / rate
+            slot = max(self._next_slot, now - CATCH_UP_SLOTS * interval)
+            self._next_slot = slot + interval
+        wait = slot - now
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - now))
+        if wait > 0:
+            self.sleep(wait)
+        return slot
+
+    def on_answer(self, status: int, sent_at: float) -> None:
+        """Record an answer's status for the request sent at ``sent_at``."""
+        if status != 429:
+            return
+        with self._lock:
+            self.stats.throttled += 1
+            if self.fixed or sent_at < self._last_cut:
+                return  # already cut for this round of requests
+            now = self.clock()
+            sending = self._measured or self._window_rate(now)
+            # the pace in force, or what was actually sent if that was less
+            current = min(self._rate or sending, sending or self._rate or 0.0)
+            if not current:
+                return
+            self._w_max = current
+            self._k = (current * (1 - BETA) / CUBIC_C) ** (1 / 3)
+            self._last_cut = now
+            self._rate = max(MIN_RATE, current * BETA)
+            self._next_slot = now
+
+    def on_retry(self) -> None:
+        with self._lock:
+            self.stats.retries += 1
+
+    def snapshot(self) -> RateStats:
+        with self._lock:
+            self.stats.paced_rate = self._rate
+            return RateStats(**vars(self.stats))
+
+    # -- adaptive pieces (called with the lock held) --------------------------------------
+
+    def _cubic(self, now: float) -> float:
+        """The allowed rate ``now``: RFC 9438's W_cubic(t) = C (t - K)^3 + W_max."""
+        t = now - self._last_cut
+        return max(MIN_RATE, CUBIC_C * (t - self._k) ** 3 + self._w_max)
+
+    def _window_rate(self, now: float) -> float:
+        elapsed = now - self._window_start
+        return self._window_count / elapsed if elapsed > 0 else 0.0
+
+    def _measure(self, now: float) -> None:
+        self._window_count += 1
+        elapsed = now - self._window_start
+        if elapsed >= MEASURE_WINDOW:
+            sample = self._window_count / elapsed
+            self._measured = (
+                sample if not self._measured
+                else SMOOTHING * sample + (1 - SMOOTHING) * self._measured
+            )  # fmt: skip
+            self._window_start = now
+            self._window_count = 0

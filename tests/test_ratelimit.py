@@ -1,0 +1,108 @@
+"""Pacing and adapting a batch's sending rate (outkit_cli.http.ratelimit), on a fake clock;
+test_batch.py runs it against the sandbox's rate limit."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from outkit_cli.http.ratelimit import BETA, CATCH_UP_SLOTS, RateLimiter
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_fixed_rate_spreads_requests_evenly() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(50, clock=t.clock, sleep=t.sleep)
+    sent = [limiter.acquire() for _ in range(101)]
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(sent)}
+    assert gaps == {0.02}
+    # 100 intervals, of which CATCH_UP_SLOTS may be taken up front
+    assert t.now - 100.0 == pytest.approx(2.0 - CATCH_UP_SLOTS * 0.02)
+
+
+def test_fixed_rate_never_bursts_after_idle_time() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(10, clock=t.clock, sleep=t.sleep)
+    limiter.acquire()
+    t.now += 60  # idle for a minute
+    sent = [limiter.acquire() for _ in range(20)]
+    # a few slots are made up at once, the rest are 0.1 s apart again
+    assert sent[-1] - sent[0] >= 1.4
+
+
+def test_fixed_rate_ignores_429_but_counts_it() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(10, clock=t.clock, sleep=t.sleep)
+    at = limiter.acquire()
+    limiter.on_answer(429, at)
+    limiter.on_retry()
+    stats = limiter.snapshot()
+    assert limiter.rate == 10 and stats.throttled == 1 and stats.retries == 1
+    assert "1 answered 429" in stats.describe() and "paced at 10/s" in stats.describe()
+
+
+def test_adaptive_is_unpaced_until_a_429() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(clock=t.clock, sleep=t.sleep)
+    for _ in range(1000):
+        limiter.acquire()
+        t.now += 0.001  # sending 1000/s
+    assert t.now == pytest.approx(101.0) and limiter.rate is None
+
+
+def test_adaptive_cuts_once_per_round_then_probes_upward() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(clock=t.clock, sleep=t.sleep)
+    sent = []
+    for _ in range(1000):
+        sent.append(limiter.acquire())
+        t.now += 0.001
+    # a 429 for the last four requests in flight: one cut, to BETA x the rate sent
+    for at in sent[-4:]:
+        limiter.on_answer(429, at)
+    cut = limiter.rate
+    assert cut == pytest.approx(1000 * BETA, rel=0.05)
+    assert limiter.snapshot().throttled == 4
+    # then the allowed rate climbs back (CUBIC): flat near 1000/s, beyond it later
+    rates = []
+    for _ in range(20):
+        t.now += 1
+        limiter.acquire()
+        rates.append(limiter.rate)
+    assert all(b >= a for a, b in itertools.pairwise(rates))
+    assert rates[3] < 1000 < rates[-1]
+
+
+def test_adaptive_rate_follows_a_server_limit() -> None:
+    """A server allowing 200/s (token bucket, burst 200) and a limiter that cannot send
+    faster than 1000/s: most of the time is spent near 200/s, few requests draw 429."""
+    t = FakeTime()
+    limiter = RateLimiter(clock=t.clock, sleep=t.sleep)
+    tokens, last = 200.0, t.now
+    throttled = ok = 0
+    while t.now < 130:
+        at = limiter.acquire()
+        tokens = min(200.0, tokens + (t.now - last) * 200)
+        last = t.now
+        if tokens >= 1:
+            tokens -= 1
+            ok += 1
+            limiter.on_answer(200, at)
+        else:
+            throttled += 1
+            limiter.on_answer(429, at)
+            t.now += 1  # Retry-After: 1
+        t.now += 0.001
+    assert ok / 30 >= 0.9 * 200
+    assert throttled / (ok + throttled) <= 0.02
