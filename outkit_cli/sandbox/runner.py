@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from outkit_cli.netaddr import is_loopback
 from outkit_cli.sandbox.app import SandboxApp
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey, load_or_create_keys
