@@ -440,6 +440,14 @@ class Client:
         debug(f"< HTTP {resp.status_code} in {elapsed * 1000:.0f} ms")
         return resp, elapsed
 
+    def used(self) -> str:
+        """Which credentials and API an answer came from, for error lines: a 422 from the
+        sandbox when you meant production is then plain to see."""
+        profile = self.settings.profile
+        from_profile = self.settings.sources.get("key", "").startswith("profile")
+        who = f"profile {profile!r}" if from_profile else "credentials from the environment"
+        return f"{who} at {self.base_url}"
+
     def _host(self) -> str:
         parts = urlsplit(self.base_url)
         return parts.netloc or self.base_url
@@ -485,6 +493,8 @@ class Client:
             skew = clock_skew(resp.headers.get("Date"))
             if skew is not None and abs(skew) > SKEW_REPORT_SECONDS:
                 text += f"; {describe_skew(skew)}: signed requests need an accurate clock"
+        text += f"; {self.used()}"
+        if status == 401:
             return AuthError(f"authentication failed: {text}")
         if status == 404:
             return NotFoundError(f"not found: {text}")

@@ -270,9 +270,17 @@ class Settings:
     rate: float | None = None
     config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    # every profile in the config file, to name them when none was selected
+    known_profiles: tuple[str, ...] = ()
 
     def require_credentials(self) -> None:
         missing = [n for n in ("key", "passphrase", "secret") if not getattr(self, n)]
+        if missing and self.profile is None and self.known_profiles:
+            raise AuthError(
+                "no profile selected and no default profile (profiles: "
+                f"{', '.join(self.known_profiles)}): pass -p NAME, or set one with "
+                "`outkit keys default NAME`"
+            )
         if missing:
             raise AuthError(
                 f"no credentials: missing {', '.join(missing)}. Add a profile with "
@@ -315,7 +323,7 @@ def resolve_settings(
     if require_profile_file and not prof:
         raise unknown_profile(name or "", data)
 
-    s = Settings(profile=name, config_file=path)
+    s = Settings(profile=name, config_file=path, known_profiles=tuple(sorted(profs)))
 
     def put(attr: str, value: Any, source: str) -> None:
         if value is not None:

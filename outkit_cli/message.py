@@ -344,6 +344,10 @@ def check_shape(msg: Mapping[str, Any]) -> None:
             f"{OPTION_FOR[used[0][0]]} and {OPTION_FOR[used[1][0]]} cannot be used together "
             "(give a stored template, an inline template, or ready bodies)"
         )
+    empty = [n for n in ("text_body", "html_body", "text_template_body", "html_template_body")
+             if msg.get(n) == ""]  # fmt: skip
+    if not used and empty:
+        raise UsageError(f"nothing to send: the {_opts(empty)} given is empty")
     if not used:
         raise UsageError(
             "nothing to send: give --template, --template-id, --html-template/--text-template "

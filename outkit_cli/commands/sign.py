@@ -106,7 +106,40 @@ def path_prefix_warning(api_url: str, path: str) -> str | None:
         return None
     return (
         f"PATH {path} does not start with {prefix}, the path of the API URL {api_url}; "
-        f"the service signs the full path (did you mean {prefix}{path}?)"
+        f"the service signs the full path (did you mean {_prefixed(prefix, path)}?)"
+    )
+
+
+def _prefixed(prefix: str, path: str) -> str:
+    """PATH under the API URL's path, not repeating what they share: `/v1/messages` under
+    `/outkit/v1` is `/outkit/v1/messages`, `/messages` under it `/outkit/v1/messages`."""
+    segments = prefix.strip("/").split("/")
+    for i in range(len(segments)):
+        tail = "/" + "/".join(segments[i:])
+        if path == tail or path.startswith(tail + "/") or path.startswith(tail + "?"):
+            return "/" + "/".join(segments[:i]) + path if i else path
+    return prefix + path
+
+
+# What RFC 3986 allows unencoded in a path and query (unreserved, sub-delims, ':', '@',
+# '/', '?') plus '%' so that an already encoded PATH stays as it is.
+_TARGET_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
+def encoding_warning(path: str) -> str | None:
+    """A warning when PATH holds characters a request line cannot carry (a space, non-ASCII
+    text): a client sends them percent-encoded (RFC 3986, section 2.1) and the service checks
+    the signature over what was sent, so the path to sign is the encoded one."""
+    from urllib.parse import quote
+
+    if is_url(path):
+        return None
+    encoded = quote(path, safe=_TARGET_SAFE)
+    if encoded == path:
+        return None
+    return (
+        f"PATH {path!r} holds characters that are sent percent-encoded, and the signature "
+        f"covers the path as sent: sign {encoded} instead"
     )
 
 
@@ -358,9 +391,9 @@ def sign(
     settings = app.settings(key=key, passphrase=passphrase, secret=secret)
     if not settings.secret:
         raise AuthError(NO_SECRET)
-    problem = path_prefix_warning(settings.api_url, path)
-    if problem:
-        warn(problem)
+    for problem in (encoding_warning(path), path_prefix_warning(settings.api_url, path)):
+        if problem:
+            warn(problem)
     record = signing_record(
         method=method,
         path=path,
