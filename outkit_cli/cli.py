@@ -115,8 +115,19 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _drop_relative_xdg_dirs() -> None:
+    """The XDG Base Directory spec: a relative path in $XDG_CONFIG_HOME (or DATA, CACHE,
+    STATE) "is invalid and should be ignored"; platformdirs would take it relative to the
+    working directory, so config, sandbox data and journals would move with `cd`."""
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        value = os.environ.get(var)
+        if value and not os.path.isabs(value):
+            del os.environ[var]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    _drop_relative_xdg_dirs()
     try:
         rv = cli.main(args=argv, prog_name="outkit", standalone_mode=False)
     except OutkitError as exc:

@@ -61,9 +61,12 @@ def default_config_path() -> Path:
     if sys.platform.startswith("linux"):
         # platformdirs' rule on Linux is the XDG one, written out here because importing
         # platformdirs (tempfile, shutil, random) costs ~9 ms of `outkit sign`'s startup;
-        # tests/test_config.py checks that both agree
+        # tests/test_config.py checks that both agree. One difference: a relative
+        # XDG_CONFIG_HOME is ignored, as the XDG Base Directory spec says ("If an
+        # implementation encounters a relative path ... it should consider the path
+        # invalid and ignore it"); platformdirs would use it relative to the cwd
         base = os.environ.get("XDG_CONFIG_HOME", "")
-        if not base.strip():
+        if not base.strip() or not os.path.isabs(base):
             base = os.path.expanduser("~/.config")
         return Path(base) / "outkit" / "config.toml"
     import platformdirs
@@ -121,7 +124,9 @@ def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]
         _check_permissions(path)
     tomllib = _toml()
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # utf-8-sig: a file saved by Notepad starts with a byte order mark, which TOML
+        # (toml.io v1.0.0, "Spec") does not allow but which carries no meaning in UTF-8
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"config file {path} is not valid UTF-8 (byte {exc.start}); fix or remove it"

@@ -7,9 +7,10 @@ parseable and logs of cron jobs stay clean.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from outkit_cli.errors import MessageFailedError, OutkitError, WaitTimeoutError
 from outkit_cli.message import is_failed
@@ -27,9 +28,25 @@ def poll_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[
         delay = min(cap, delay * GROWTH)
 
 
+# Braille frames, one cell wide; redrawn this often (seconds).
+_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+_FRAME_INTERVAL = 0.1
+# ECMA-48: CR to column 0, then EL (erase in line, 2 = the whole line)
+CLEAR_LINE = "\r\x1b[2K"
+
+
 @contextlib.contextmanager
-def spinner(label: str, enabled: bool | None = None) -> Iterator[Callable[[str], None]]:
-    """Yields update(status); draws a rich spinner on stderr only on a TTY."""
+def spinner(
+    label: str, enabled: bool | None = None, stream: TextIO | None = None
+) -> Iterator[Callable[[str], None]]:
+    """Yields update(status); draws a one-line spinner on stderr only on a TTY.
+
+    Each frame is drawn as CLEAR_LINE + text + CR, so the cursor waits at column 0: a line
+    another process writes to the same terminal (the sandbox's request log) starts at the
+    left edge instead of running on from the spinner's text. On the way out, however it
+    ends, the line is cleared (CLEAR_LINE) before anything else is printed. No cursor
+    movement up or down: a line written by someone else cannot shift what gets erased.
+    """
     if enabled is None:
         from outkit_cli.terminal import current
 
@@ -37,10 +54,40 @@ def spinner(label: str, enabled: bool | None = None) -> Iterator[Callable[[str],
     if not enabled:
         yield lambda status: None
         return
-    from outkit_cli.output import stderr_console
+    import threading
 
-    with stderr_console().status(label) as status_view:
-        yield lambda status: status_view.update(f"{label} ({status})")
+    from outkit_cli.terminal import one_line
+
+    out = stream if stream is not None else sys.stderr
+    text = [one_line(label)]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def draw(frame: int) -> None:
+        with lock:
+            out.write(f"{CLEAR_LINE}{_FRAMES[frame % len(_FRAMES)]} {text[0]}\r")
+            out.flush()
+
+    def spin() -> None:
+        frame = 0
+        while not stop.wait(_FRAME_INTERVAL):
+            frame += 1
+            draw(frame)
+
+    def update(status: str) -> None:
+        text[0] = one_line(f"{label} ({status})")
+
+    draw(0)
+    thread = threading.Thread(target=spin, name="outkit-spinner", daemon=True)
+    thread.start()
+    try:
+        yield update
+    finally:
+        stop.set()
+        thread.join()
+        with lock:
+            out.write(CLEAR_LINE)
+            out.flush()
 
 
 def wait_until_done(

@@ -211,6 +211,13 @@ def test_open_writes_html_and_calls_the_browser(
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert f"opened {path}" in result.stderr
     os.unlink(path)
+    # --open alone prints its one line and not the message's fields as well
+    alone = run_subprocess("get", msg["id"], "--open", env=env)
+    assert alone.exit_code == 0, alone.stderr
+    assert alone.stdout == ""
+    (line,) = alone.stderr.splitlines()
+    assert line.startswith("opened ") and line.endswith(".html")
+    os.unlink(line.removeprefix("opened "))
 
 
 def test_get_in_a_script_never_imports_rich(sandbox: Sandbox, delivered: list[dict]) -> None:

@@ -107,7 +107,7 @@ def get(
             late += _wait_all(client, messages, wait_timeout)
     if body:
         late += _print_bodies(messages, body)
-    else:
+    elif not open_ or output.machine:  # --open alone: its one line, not the fields too
         show_messages(output, messages, single=len(ids) == 1)
     if open_:
         late += _open_bodies(messages)
