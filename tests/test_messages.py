@@ -56,14 +56,20 @@ def test_an_empty_body_is_called_empty(body: tuple[str, ...], message: str) -> N
 
 
 def test_connection_error_reason_has_no_stray_parenthesis() -> None:
+    from urllib3.connection import HTTPSConnection
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
     from outkit_cli.http.transport import reason
 
-    # how urllib3 words a failed DNS lookup, wrapped as requests wraps it
-    inner = socket.gaierror(-2, "Name or service not known")
-    wrapped = OSError("Failed to resolve 'api.outkit.io' ([Errno -2] Name or service not known)")
-    wrapped.__cause__ = inner
-    assert reason(wrapped) == "Name or service not known"
-    assert reason(OSError("[Errno 111] Connection refused")) == "Connection refused"
+    # a failed DNS lookup as urllib3 reports it (built here: no lookup leaves this machine)
+    dns = NameResolutionError(
+        "api.outkit.io",
+        HTTPSConnection("api.outkit.io"),
+        socket.gaierror(-2, "Name or service not known"),
+    )
+    assert reason(dns) == "Name or service not known"
+    assert reason(MaxRetryError(None, "/v1", dns)) == "Name or service not known"
+    assert reason(OSError(111, "Connection refused")) == "Connection refused"
     assert reason(OSError("odd (parenthesised) text")) == "odd (parenthesised) text"
 
 

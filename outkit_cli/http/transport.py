@@ -15,6 +15,7 @@ rules in `client.py` know what is safe:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -288,4 +289,13 @@ def reason(exc: BaseException) -> str:
         text = text.split(": ", 1)[1]
     if text.startswith("[") and "]" in text:
         text = text.split("]", 1)[1].strip()
+    # urllib3's NameResolutionError keeps its cause only in the text:
+    # "HTTPSConnection(...): Failed to resolve 'h' ([Errno -2] Name or service not known)";
+    # the cause alone, without the ')' that closed it
+    wrapped = _WRAPPED_ERRNO.search(text)
+    if wrapped:
+        text = wrapped.group(1)
     return one_line(text, 200) or type(cur).__name__
+
+
+_WRAPPED_ERRNO = re.compile(r"\(\[Errno [^\]]*\] (.+)\)$")
