@@ -125,6 +125,19 @@ def _drop_relative_xdg_dirs() -> None:
             del os.environ[var]
 
 
+def _reader_gone() -> None:
+    """The reader of stdout went away (`outkit get --field id | head -1`): it has what it
+    wanted, so exit 0 with nothing on stderr; what is still buffered goes to /dev/null so
+    that the interpreter's last flush does not fail (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (tests): nothing buffered to drop
+        pass
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _drop_relative_xdg_dirs()
@@ -151,10 +164,15 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except BrokenPipeError:
-        # the reader went away (`outkit get | head`): nothing left to say
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        _reader_gone()
+    except SystemExit as exc:
+        # click turns EPIPE into exit 1, after wrapping the streams in PacifyFlushWrapper
+        # (click.core.BaseCommand.main): that wrapper is the sign the reader went away
+        from click.utils import PacifyFlushWrapper
+
+        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+            _reader_gone()
+        raise
     except Exception as exc:  # a bug: one line, the traceback only with --verbose
         from outkit_cli.diagnostics import is_verbose
 

@@ -66,8 +66,9 @@ def result_line(line: int, status: str, id: str | None, error: str | None, ifs: 
 class ResultSink:
     """Writes one JSON line per row (stdout or --results) and counts outcomes."""
 
-    def __init__(self, out: IO[str], summary: Summary) -> None:
+    def __init__(self, out: IO[str], summary: Summary, *, journalled: bool = True) -> None:
         self._out = out
+        self._journalled = journalled  # False for a dry run: no journal holds the results
         self._summary = summary
         self._lock = threading.Lock()
         self.accepted_ids: list[str] = []
@@ -118,6 +119,15 @@ class ResultSink:
                 os.close(devnull)
             except (OSError, ValueError):
                 pass
+        if not self._journalled:
+            if isinstance(exc, BrokenPipeError) and self._out is sys.stdout:
+                # `--dry-run | head`: the reader has what it wanted and nothing was sent;
+                # the entry point ends such a run quietly with exit 0
+                raise exc
+            return UsageError(
+                f"cannot write the results to {where}: {exc.strerror or exc} (a dry run: "
+                "nothing was sent)"
+            )
         return UsageError(
             f"cannot write the results to {where}: {exc.strerror or exc} (the journal has "
             "them: run the same command again to see them)"

@@ -69,7 +69,7 @@ def run_batch(
     """Send every row of ``source``. ``build`` merges a row into the command's defaults and
     validates it (raising UsageError); ``api`` is None only for a dry run."""
     summary = Summary()
-    sink = ResultSink(opts.results or sys.stdout, summary)
+    sink = ResultSink(opts.results or sys.stdout, summary, journalled=not opts.dry_run)
     sink.keep_ids = opts.wait
     started = time.monotonic()
     if opts.dry_run:

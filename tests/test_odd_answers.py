@@ -1,0 +1,132 @@
+"""No answer from the API is "a bug" (issue 12, part 4): whatever JSON shape and status a
+server on loopback sends, `get`, `get --wait`, `get` (listing) and `send` end with an exit
+code from the documented table for that status, one line on stderr, never exit 1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.fake_api import FakeApi, fake_api
+from tests.helpers import run
+from tests.hypothesis_profiles import reliability
+
+SEND = ("send", "--to", "a@example.com", "--project", "p", "--text-body", "x")
+COMMANDS = {
+    "get": ("get", "m-1"),
+    "get --wait": ("get", "m-1", "--wait", "--wait-timeout", "0.3"),
+    "get (list)": ("get",),
+    "send": SEND,
+    "send --wait": (*SEND, "--wait", "--wait-timeout", "0.3"),
+}
+
+
+class Scripted:
+    """The route of the fake API: every request gets the current (status, body)."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, Any] = (200, {})
+        self.lock = threading.Lock()
+
+    def __call__(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        with self.lock:
+            return self.answer
+
+
+SCRIPT = Scripted()
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeApi]:
+    with fake_api(SCRIPT) as server:
+        yield server
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+message_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.text(max_size=10), json_values),
+        "status": st.one_of(
+            st.sampled_from(["received", "delivered", "render_error"]), json_values
+        ),
+        "done": json_values,
+        "status_message": json_values,
+        "to": json_values,
+        "subject": json_values,
+        "received_at": json_values,
+    },
+)
+datas = st.one_of(json_values, message_like, st.lists(message_like, max_size=3))
+errors = st.one_of(
+    json_values, st.fixed_dictionaries({"message": json_values, "code": json_values})
+)
+bodies = st.one_of(
+    json_values,
+    st.builds(lambda d: {"data": d}, datas),
+    st.builds(lambda e: {"error": e}, errors),
+    st.binary(max_size=40),
+    st.just(b"[" * 100_000 + b"]" * 100_000),
+)
+statuses = st.sampled_from([200, 201, 202, 204, 301, 400, 401, 403, 404, 409, 418, 422, 429,
+                            500, 502, 503, 504])  # fmt: skip
+
+
+def allowed_codes(status: int) -> set[int]:
+    """Exit codes the table allows for an answer with this status."""
+    if 200 <= status < 300:
+        return {0, 7, 9, 10}  # fine, wrong shape (7), --wait outcomes
+    if status == 401:
+        return {3}
+    if status == 404:
+        return {4}
+    if status == 429:
+        return {6}
+    if status >= 500:
+        return {7}
+    if 400 <= status < 500:
+        return {5}
+    return {7}  # a redirect or other status the API never sends
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@reliability(40)
+@given(status=statuses, body=bodies)
+def test_any_answer_ends_in_a_documented_exit_code(
+    api: FakeApi, command: str, status: int, body: Any
+) -> None:
+    SCRIPT.answer = (status, body)
+    result = run(*COMMANDS[command], env=api.env())
+    assert result.exit_code != 1, result
+    assert result.exit_code in allowed_codes(status), (status, body, result)
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    if result.exit_code == 0:
+        assert errors == [], result
+    else:
+        assert len(errors) == 1 and errors[0].startswith("error: "), result
+
+
+@pytest.mark.parametrize("data", [None, [], "str", 1, {}, {"id": 5}, {"no": "id"}], ids=json.dumps)
+@pytest.mark.parametrize("command", ["get", "get --wait", "send"])
+def test_wrong_shaped_data_is_exit_7_with_the_reason(api: FakeApi, command: str, data: Any) -> None:
+    SCRIPT.answer = (200, {"data": data})
+    result = run(*COMMANDS[command], env=api.env())
+    assert result.exit_code == 7, result
+    assert len(result.stderr.splitlines()) == 1
+    assert "unexpected answer from 127.0.0.1" in result.stderr
+    if command == "send":
+        # a POST: the message may exist; say so, and how to find it
+        assert "may have been created" in result.stderr
+        assert "outkit get" in result.stderr or "--id-from-submitter" in result.stderr
