@@ -377,4 +377,5 @@ def check_field_names(names: Iterable[str]) -> None:
 
 
 def is_failed(message: Mapping[str, Any]) -> bool:
-    return message.get("status") in ERROR_STATUSES
+    status = message.get("status")  # from the server: any JSON value (a list is unhashable)
+    return isinstance(status, str) and status in ERROR_STATUSES

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from outkit_cli.batch.results import Summary
 from outkit_cli.errors import ExitCode, OutkitError
-from outkit_cli.message import ERROR_STATUSES
+from outkit_cli.message import is_failed
 from outkit_cli.waiting import poll_delays
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def wait_all(
         for message_id, message in _fetch_all(api, pending, concurrency):
             if message is None or not message.get("done"):
                 still.append(message_id)
-            elif message.get("status") in ERROR_STATUSES:
+            elif is_failed(message):
                 summary.ended_in_error += 1
             else:
                 summary.delivered += 1
