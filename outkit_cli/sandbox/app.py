@@ -11,6 +11,7 @@ import json
 import random
 import re
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from outkit_cli.sandbox.errors import (
 )
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey
-from outkit_cli.sandbox.render import Renderer, inline_css
+from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopped
 from outkit_cli.sandbox.store import Store, dumps
 from outkit_cli.sandbox.templates import Catalog, Project, Template, find_template, stable_id
 
@@ -45,6 +46,12 @@ _SIMPLE_ADDRESS = re.compile(
     r"[^@\s<>,\"()]+@[^@\s<>,\"()]+|[\w .'-]*<[^@\s<>,\"()]+@[^@\s<>,\"()]+>"
 )
 MAX_BODY = 10 * 1024 * 1024
+# Template sources are parsed and interpreted, so they are bounded below MAX_BODY (issue 9):
+# a large email template is tens of KB. A subject is one header, folded into lines of at
+# most 998 characters (RFC 5322 2.1.1) when delivered; mail clients show about 80.
+MAX_TEMPLATE = 512 * 1024  # bytes of UTF-8, each of html/text_template_body, template_styles
+MAX_SUBJECT = 4096  # characters, of the subject as given and as rendered
+TEMPLATE_FIELDS = ("html_template_body", "text_template_body", "template_styles")
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 10000
 
@@ -116,6 +123,7 @@ class SandboxApp:
         faults: Faults | None = None,
         smtp: tuple[str, int] | None = None,
         log: Any = None,
+        render_limits: RenderLimits | None = None,
     ) -> None:
         from outkit_cli.sandbox.worker import Worker
 
@@ -127,7 +135,7 @@ class SandboxApp:
         # is known; the HTTP front end routes to it when it is set
         self.inbox: Inbox | None = None
         self.auth = Authenticator(keys, clock=self.faults.now)
-        self.renderer = Renderer()
+        self.renderer = RenderPool(render_limits)
         self.log = log or (lambda line: sys.stderr.write(line + "\n"))
         outbox = Backend(
             "outbox",
@@ -153,12 +161,14 @@ class SandboxApp:
 
     # -- lifecycle of the app ------------------------------------------------------------
     def start(self) -> None:
+        threading.Thread(target=self.renderer.warm_up, name="render-warm-up", daemon=True).start()
         self.worker.start()
         for message_id in self.store.pending_ids():  # resume what a crash or stop left
             self.worker.submit(message_id)
 
     def close(self) -> None:
         self.worker.stop()
+        self.renderer.close()  # kills a render still running: its message stays pending
         self.store.close()
 
     # -- routing ---------------------------------------------------------------------------
@@ -334,6 +344,8 @@ class SandboxApp:
                     self._render(doc)
                 except RenderError as exc:
                     return self._fail(doc, "render_error", str(exc))
+                except RenderStopped:
+                    return doc  # not saved: the next start renders it again
                 self._step(doc, "rendered", "rendered_at", done=doc["render_only"])
                 if doc["render_only"]:
                     return doc
@@ -388,23 +400,34 @@ class SandboxApp:
             html_src = html_src if html_src is not None else template.html
             text_src = text_src if text_src is not None else template.text
             css = css if css is not None else template.css
-        r = self.renderer
+        parts: list[dict[str, Any]] = []
         if doc["type"] == "email":
             if html_src is not None:
-                what = _part_name(doc, template, "html")
-                html = r.render(html_src, local, html=True, what=what)
-                doc["html_body"] = inline_css(html, css)
+                parts.append({"name": "html", "source": html_src, "html": True, "css": css,
+                              "what": _part_name(doc, template, "html")})  # fmt: skip
             subject, what = doc["subject"], "subject"
             if subject is None and template is not None:
                 subject = template.subject  # the template's default, rendered like a part
                 what = f"{template.file_name('meta')} subject"
             if subject is not None:
-                doc["subject"] = r.render(subject, local, html=False, what=what)
-                if "\n" in doc["subject"] or "\r" in doc["subject"]:
-                    raise RenderError("subject: the rendered subject contains a line break")
+                parts.append({"name": "subject", "source": subject, "html": False, "what": what})
         if text_src is not None:
-            what = _part_name(doc, template, "text")
-            doc["text_body"] = r.render(text_src, local, html=False, what=what)
+            parts.append({"name": "text", "source": text_src, "html": False,
+                          "what": _part_name(doc, template, "text")})  # fmt: skip
+        # all parts at once, in the render process: a message gets all its parts or none
+        out = self.renderer.render({"data": local, "parts": parts}) if parts else {}
+        if "subject" in out:
+            rendered = out["subject"]
+            if "\n" in rendered or "\r" in rendered:
+                raise RenderError("subject: the rendered subject contains a line break")
+            if len(rendered) > MAX_SUBJECT:
+                raise RenderError(
+                    f"subject: the rendered subject is {len(rendered):,} characters, over the "
+                    f"limit of {MAX_SUBJECT:,}"
+                )
+            doc["subject"] = rendered
+        doc["html_body"] = out.get("html", doc["html_body"])
+        doc["text_body"] = out.get("text", doc["text_body"])
         if doc["html_body"] is None and doc["text_body"] is None:
             raise RenderError("nothing to render: the template has no part for this type")
 
@@ -504,6 +527,7 @@ def parse_message(body: bytes) -> dict[str, Any]:
     for name in ("to", "from", "subject"):
         if name in msg and ("\n" in msg[name] or "\r" in msg[name]):
             raise bad_data(f"message.{name} must not contain a line break")
+    check_sizes(msg)
     if msg["type"] == "email" and not _SIMPLE_ADDRESS.fullmatch(msg["to"]):
         addresses = getaddresses([msg["to"]])  # display names, lists: the slow path
         if not addresses or any("@" not in addr for _, addr in addresses):
@@ -511,6 +535,24 @@ def parse_message(body: bytes) -> dict[str, Any]:
     if not msg.get("project") and not msg.get("project_id"):
         raise bad_data("message.project or message.project_id is required")
     return msg
+
+
+def check_sizes(msg: dict[str, Any]) -> None:
+    """422 bad_data for a template field over MAX_TEMPLATE bytes or a subject over
+    MAX_SUBJECT characters, naming the field and the limit."""
+    for name in TEMPLATE_FIELDS:
+        if name in msg and len(msg[name]) > MAX_TEMPLATE // 4:  # cheap: most are short
+            size = len(msg[name].encode("utf-8"))
+            if size > MAX_TEMPLATE:
+                raise bad_data(
+                    f"message.{name} is {size:,} bytes, over the limit of {MAX_TEMPLATE:,} "
+                    f"({MAX_TEMPLATE // 1024} KiB)"
+                )
+    if "subject" in msg and len(msg["subject"]) > MAX_SUBJECT:
+        raise bad_data(
+            f"message.subject is {len(msg['subject']):,} characters, over the limit of "
+            f"{MAX_SUBJECT:,}"
+        )
 
 
 def check_content(msg: dict[str, Any], template: Template | None) -> None:

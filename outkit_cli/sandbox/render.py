@@ -8,7 +8,8 @@ so `{{name.__class__}}` is simply missing. Values render as Handlebars.js render
 HTML parts only. A template that does not parse raises RenderError naming the part and the
 line of the offending tag; nothing is ever rendered from half a template.
 
-Rendering is bounded separately (render_pool.py runs it in a child process with limits).
+The sandbox calls this module only inside a render process with resource limits
+(render_pool.py); `render_parts` is that process's entry point.
 """
 
 from __future__ import annotations
@@ -163,8 +164,38 @@ class Renderer:
             return fn(data)
         except RecursionError:
             raise RenderError(f"{what}: templates and partials nest too deeply") from None
+        except MemoryError:
+            raise  # a limit of the render process, reported by it
         except Exception as exc:  # any failure inside the template is the template's
             raise RenderError(f"{what}: {exc}") from None
+
+
+_RENDERER: Renderer | None = None
+
+
+def render_parts(job: dict[str, Any], *, max_output: int) -> dict[str, str]:
+    """Render a message's parts in this process (the render process's entry point).
+
+    ``job`` = {"data": {...}, "parts": [{"name": str, "source": str, "html": bool,
+    "what": str, "css": str | None}, ...]}; returns {name: text}. An HTML part gets its
+    CSS inlined. Raises RenderError, also for a part longer than ``max_output`` characters.
+    """
+    global _RENDERER
+    if _RENDERER is None:
+        _RENDERER = Renderer()
+    out: dict[str, str] = {}
+    for part in job["parts"]:
+        what = part["what"]
+        text = _RENDERER.render(part["source"], job["data"], html=part["html"], what=what)
+        if part["html"]:
+            text = inline_css(text, part.get("css"))
+        if len(text) > max_output:
+            raise RenderError(
+                f"{what}: the rendered text is {len(text):,} characters, over the limit of "
+                f"{max_output:,}"
+            )
+        out[part["name"]] = text
+    return out
 
 
 def inline_css(html: str, css: str | None) -> str:
