@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -176,3 +177,37 @@ def test_parsed_template_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     for i in range(20):
         assert renderer.render(f"n{i} {{{{a}}}}", {"a": 1}, html=True, what="t") == f"n{i} 1"
     assert len(renderer._cache) == 4
+
+
+def test_template_files_resolving_outside_the_directory_are_refused(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    secret = tmp_path / "config.toml"
+    secret.write_text('[profiles.live]\naccess_secret = "s3cret-value"\n')
+    tdir = tmp_path / "templates"
+    _write(tdir / "demo" / "inside.txt", "shared {{name}}")
+    (tdir / "demo" / "leak.txt").symlink_to(secret)  # issue 9: served the config
+    (tdir / "demo" / "alias.txt").symlink_to(tdir / "demo" / "inside.txt")  # stays inside
+    outside = tmp_path / "elsewhere"
+    _write(outside / "hello.txt", "from outside")
+    _write(outside / "project.json", '{"data": {"x": 1}}')
+    (tdir / "linked").symlink_to(outside, target_is_directory=True)
+    _write(tdir / "demo" / "huge.txt", "x" * (512 * 1024 + 1))
+    sb = start_sandbox(templates=tdir)
+
+    def send(project: str, template: str) -> dict[str, Any]:
+        _, doc = post(sb, {"type": "email", "to": "a@example.com", "project": project,
+                           "template": template, "sync": True})  # fmt: skip
+        return doc["data"]
+
+    msg = send("demo", "leak")
+    assert msg["status"] == "render_error" and msg["text_body"] is None
+    assert "leak.txt resolves outside the templates directory: refused" in msg["status_message"]
+    assert "s3cret" not in json.dumps(msg)
+    msg = send("linked", "hello")
+    assert msg["status"] == "render_error"
+    assert "project.json resolves outside the templates directory" in msg["status_message"]
+    assert send("demo", "alias")["text_body"] == "shared "
+    msg = send("demo", "huge")
+    assert msg["status"] == "render_error"
+    assert "huge.txt is over the limit of 524,288 bytes (512 KiB)" in msg["status_message"]

@@ -34,7 +34,14 @@ from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey
 from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopped
 from outkit_cli.sandbox.store import Store, dumps
-from outkit_cli.sandbox.templates import Catalog, Project, Template, find_template, stable_id
+from outkit_cli.sandbox.templates import (
+    MAX_TEMPLATE,
+    Catalog,
+    Project,
+    Template,
+    find_template,
+    stable_id,
+)
 
 if TYPE_CHECKING:
     from outkit_cli.sandbox.inbox import Inbox
@@ -49,7 +56,7 @@ MAX_BODY = 10 * 1024 * 1024
 # Template sources are parsed and interpreted, so they are bounded below MAX_BODY (issue 9):
 # a large email template is tens of KB. A subject is one header, folded into lines of at
 # most 998 characters (RFC 5322 2.1.1) when delivered; mail clients show about 80.
-MAX_TEMPLATE = 512 * 1024  # bytes of UTF-8, each of html/text_template_body, template_styles
+# MAX_TEMPLATE (templates.py): bytes of UTF-8, each of html/text_template_body, template_styles
 MAX_SUBJECT = 4096  # characters, of the subject as given and as rendered
 TEMPLATE_FIELDS = ("html_template_body", "text_template_body", "template_styles")
 DEFAULT_LIST_LIMIT = 50

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,12 @@ from typing import Any
 # Stable ids derived from names, so `project_id` / `template_id` / `backend_id` stay the
 # same across restarts and data dirs.
 ID_NAMESPACE = uuid.UUID("6f1d2a6e-5a0c-4d3b-9a55-0b7e8c1d2f30")
+
+# Template files are parsed like inline templates, so they have the same size limit.
+MAX_TEMPLATE = 512 * 1024  # bytes
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 PARTS = {".html": "html", ".txt": "text", ".css": "css", ".json": "meta"}
 DEFAULT_FROM = "Outkit Sandbox <sandbox@outkit.invalid>"
@@ -69,14 +76,40 @@ class Project:
     error: str | None = None
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    value = json.loads(path.read_text("utf-8"))
+def read_inside(root: Path, path: Path) -> str:
+    """The text (UTF-8) of ``path``, a file that must resolve inside ``root``.
+
+    A symlink under --templates DIR that leads out of it (`demo/leak.txt -> config.toml`)
+    would serve that file, secrets included, as a template: it is refused, and so is
+    anything but a regular file (a FIFO would block the server) or a file over
+    MAX_TEMPLATE bytes. Raises ValueError saying which; OSError when it cannot be read.
+    """
+    real = os.path.realpath(path)
+    inside = os.path.realpath(root)
+    if os.path.commonpath([inside, real]) != inside:
+        raise ValueError(f"{path.name} resolves outside the templates directory: refused")
+    # O_NOFOLLOW: the checked path must be the file opened, not a symlink put there since
+    fd = os.open(real, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        st = os.fstat(file.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        raw = file.read(MAX_TEMPLATE + 1)
+    if len(raw) > MAX_TEMPLATE:
+        raise ValueError(
+            f"{path.name} is over the limit of {MAX_TEMPLATE:,} bytes ({MAX_TEMPLATE // 1024} KiB)"
+        )
+    return raw.decode("utf-8")
+
+
+def _read_json_object(root: Path, path: Path) -> dict[str, Any]:
+    value = json.loads(read_inside(root, path))
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
 
 
-def _load_project(directory: Path, base: Project | None) -> Project:
+def _load_project(root: Path, directory: Path, base: Project | None) -> Project:
     name = directory.name
     project = Project(name=name, id=stable_id("project", name))
     if base is not None:
@@ -92,7 +125,7 @@ def _load_project(directory: Path, base: Project | None) -> Project:
     meta_path = directory / "project.json"
     if meta_path.is_file():
         try:
-            meta = _read_json_object(meta_path)
+            meta = _read_json_object(root, meta_path)
             project.from_ = str(meta.get("from") or project.from_)
             data = meta.get("data", {})
             if not isinstance(data, dict):
@@ -101,19 +134,19 @@ def _load_project(directory: Path, base: Project | None) -> Project:
         except (OSError, ValueError) as exc:
             project.error = f"{meta_path}: {exc}"
     for stem, parts in files.items():
-        project.templates[stem] = _load_template(name, stem, parts)
+        project.templates[stem] = _load_template(root, name, stem, parts)
     return project
 
 
-def _load_template(project: str, name: str, parts: dict[str, Path]) -> Template:
+def _load_template(root: Path, project: str, name: str, parts: dict[str, Path]) -> Template:
     tpl = Template(project=project, name=name, id=stable_id("template", project, name))
     tpl.files = {part: path.name for part, path in parts.items()}
     try:
         for part in ("html", "text", "css"):
             if part in parts:
-                setattr(tpl, part, parts[part].read_text("utf-8"))
+                setattr(tpl, part, read_inside(root, parts[part]))
         if "meta" in parts:
-            meta = _read_json_object(parts["meta"])
+            meta = _read_json_object(root, parts["meta"])
             tpl.type = str(meta.get("type", "email"))
             if tpl.type not in ("email", "sms"):
                 raise ValueError(f'"type" must be "email" or "sms", not {tpl.type!r}')
@@ -136,7 +169,7 @@ def load_projects(directory: Path, base: dict[str, Project] | None = None) -> di
         return projects
     for entry in sorted(directory.iterdir()):
         if entry.is_dir() and not entry.name.startswith("."):
-            projects[entry.name] = _load_project(entry, projects.get(entry.name))
+            projects[entry.name] = _load_project(directory, entry, projects.get(entry.name))
     return projects
 
 
