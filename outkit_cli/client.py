@@ -55,6 +55,9 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 # A Retry-After longer than this is not waited out: the command fails and says so.
 MAX_RETRY_AFTER = 120.0
+# A request that may take more than a day is not bounded at all (and inf or 1e308 would
+# overflow the socket and clock arithmetic).
+MAX_TIMEOUT = 86400.0
 # More clock difference than this is reported with a 401 (the API checks timestamps).
 SKEW_REPORT_SECONDS = 30.0
 SENSITIVE_HEADERS = frozenset({signing.SECRET_HEADER.lower(), signing.PASSPHRASE_HEADER.lower()})
@@ -288,8 +291,11 @@ class Client:
         self.base_url = check_api_url(settings.api_url)
         self.timeout = float(settings.timeout if timeout is None else timeout)
         self.retries = int(settings.retries if retries is None else retries)
-        if self.timeout <= 0:
-            raise UsageError("--timeout must be greater than 0")
+        if not 0 < self.timeout <= MAX_TIMEOUT:  # also NaN; inf would overflow the clock
+            raise UsageError(
+                f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds (from "
+                f"{self.settings.sources.get('timeout', 'the command line')})"
+            )
         if self.retries < 0:
             raise UsageError("--retries must not be negative")
         self.backoff = backoff or Backoff()

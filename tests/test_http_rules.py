@@ -84,7 +84,7 @@ def test_proxy_url_shown_without_credentials() -> None:
 
 @pytest.mark.parametrize("value", ["socks5://127.0.0.1:1080", "http://:3128", "http://h:99999"])
 def test_unsupported_proxy_urls_are_usage_errors(value: str) -> None:
-    with pytest.raises(UsageError, match=r"\(from HTTPS_PROXY\) is not supported"):
+    with pytest.raises(UsageError, match=r"proxy( URL)? \(from HTTPS_PROXY\) is not supported"):
         proxy_for("https", "api.outkit.io", None, {"HTTPS_PROXY": value})
 
 

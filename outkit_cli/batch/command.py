@@ -116,12 +116,16 @@ def run_batch_command(
 
 def batch_rate(rate: float | None, settings: Any) -> float | None:
     """Messages per second from --rate, else the profile's ``rate``; None: adapt."""
-    if rate is not None:
-        return rate
-    if settings.rate is not None and not settings.rate > 0:
-        where = settings.sources.get("rate", "the profile")
-        raise UsageError(f"rate from {where} must be a number of messages per second above 0")
-    return settings.rate
+    from outkit_cli.http.ratelimit import MAX_FIXED_RATE, MIN_FIXED_RATE
+
+    where = "--rate" if rate is not None else f"rate from {settings.sources.get('rate')}"
+    value = rate if rate is not None else settings.rate
+    if value is not None and not MIN_FIXED_RATE <= value <= MAX_FIXED_RATE:  # also NaN
+        raise UsageError(
+            f"{where} must be a number of messages per second from {MIN_FIXED_RATE:g} "
+            f"to {MAX_FIXED_RATE:g}"
+        )
+    return value
 
 
 def _row_builder(

@@ -31,7 +31,10 @@ from dataclasses import dataclass
 
 BETA = 0.7  # the share of the sending rate kept after a 429 (botocore, RFC 9438 section 4.6)
 CUBIC_C = 0.4  # growth scale of the CUBIC curve (RFC 9438 section 4.2, botocore)
-MIN_RATE = 0.5  # requests per second: never pace slower than this
+MIN_RATE = 0.5  # requests per second: adapting never paces slower than this
+# --rate's range: one message in ~17 minutes up to far beyond any API's limit
+MIN_FIXED_RATE = 0.001
+MAX_FIXED_RATE = 100_000.0
 MEASURE_WINDOW = 0.5  # seconds per sample of the measured sending rate
 SMOOTHING = 0.8  # weight of the newest sample in the measured rate (botocore)
 # Slots a schedule that fell behind may make up at once (a worker overslept, or all were
@@ -72,8 +75,8 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``rate``: a fixed pace in requests per second; None adapts to 429s."""
-        if rate is not None and rate <= 0:
-            raise ValueError("rate must be positive")
+        if rate is not None and not MIN_FIXED_RATE <= rate <= MAX_FIXED_RATE:
+            raise ValueError(f"rate must be from {MIN_FIXED_RATE} to {MAX_FIXED_RATE}")
         self.clock = clock
         self.sleep = sleep
         self.fixed = rate is not None

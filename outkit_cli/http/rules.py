@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 from outkit_cli.errors import UsageError
 from outkit_cli.netaddr import is_loopback, parse_ip
 
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")  # RFC 1123 host names
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 PROXY_SCHEMES = ("http", "https")
 
@@ -127,17 +129,23 @@ def proxy_for(
 def check_proxy_url(value: str, source: str) -> str:
     """``value`` as a proxy URL; a bare ``host:port`` means http:// as in curl."""
     url = value if "://" in value else f"http://{value}"
+    scheme = url.split("://", 1)[0].lower()
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
-        ok = parts.scheme.lower() in PROXY_SCHEMES and bool(parts.hostname)
-    except ValueError:
+        host = parts.hostname or ""
+        ok = scheme in PROXY_SCHEMES and bool(_HOST.match(host) or parse_ip(host))
+    except ValueError:  # a bad port, an unbalanced IPv6 bracket
         ok = False
     if not ok:
-        shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()
+        # the value is not echoed: it may hold credentials or terminal controls
+        what = (
+            f"a {scheme}:// proxy"
+            if scheme.isalnum() and scheme not in PROXY_SCHEMES
+            else ("the proxy URL")
+        )
         raise UsageError(
-            f"proxy {shown!r} (from {source}) is not supported: use http://host:port or "
-            "https://host:port"
+            f"{what} (from {source}) is not supported: use http://host:port or https://host:port"
         )
     return url
 

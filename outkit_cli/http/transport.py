@@ -280,22 +280,20 @@ def reason(exc: BaseException) -> str:
     if not text:
         why = getattr(cur, "reason", None)
         text = why if isinstance(why, str) and why else str(cur)
-    # urllib3 messages carry an object repr before the useful part
-    if text.startswith("<") and ">: " in text:
-        text = text.split(">: ", 1)[1]
-    if text.startswith("[") and "]" in text:  # "[Errno 111] Connection refused"
-        text = text.split("]", 1)[1].strip()
-    if text.startswith("Failed to establish a new connection: "):
-        text = text.split(": ", 1)[1]
-    if text.startswith("[") and "]" in text:
-        text = text.split("]", 1)[1].strip()
     # urllib3's NameResolutionError keeps its cause only in the text:
     # "HTTPSConnection(...): Failed to resolve 'h' ([Errno -2] Name or service not known)";
     # the cause alone, without the ')' that closed it
     wrapped = _WRAPPED_ERRNO.search(text)
     if wrapped:
         text = wrapped.group(1)
+    # the others carry the connection object before the useful part:
+    # "HTTPConnection(host='h', port=1): Failed to establish a new connection: [Errno 111]
+    # Connection refused" -> "Connection refused"
+    text = _URLLIB3_NOISE.sub("", text)
     return one_line(text, 200) or type(cur).__name__
 
 
 _WRAPPED_ERRNO = re.compile(r"\(\[Errno [^\]]*\] (.+)\)$")
+_URLLIB3_NOISE = re.compile(
+    r"^<[^>]*>: |^\w+\(host=[^)]*\): |Failed to establish a new connection: |\[Errno -?\d+\] "
+)
