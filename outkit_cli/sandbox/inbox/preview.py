@@ -1,8 +1,10 @@
 """A template's parts rendered with given locals, each part on its own (the template editor).
 
-The same renderer and CSS inliner the lifecycle uses (`sandbox.render`), so what the editor
-shows is what a message would get; a part that fails carries its `RenderError` text (which
-names the part and the line) instead of stopping the others.
+The same render processes the lifecycle uses (`sandbox.render_pool`: Handlebars, CSS inlined,
+bounded in time, memory and output), so what the editor shows is what a message would get
+and a hostile template typed into the editor cannot stall the sandbox; a part that fails
+carries its `RenderError` text (which names the part and the line, or the limit) instead of
+stopping the others.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from outkit_cli.sandbox.errors import RenderError
-from outkit_cli.sandbox.render import Renderer, inline_css
+from outkit_cli.sandbox.render_pool import RenderPool
 from outkit_cli.sandbox.templates import Project, Template
 
 
@@ -28,7 +30,7 @@ def default_locals(project: Project, template: Template) -> dict[str, Any]:
 
 
 def render_parts(
-    renderer: Renderer, project: Project, template: Template, data: dict[str, Any]
+    renderer: RenderPool, project: Project, template: Template, data: dict[str, Any]
 ) -> list[Part]:
     """Subject (email), HTML with its CSS inlined (email) and text, in that order.
 
@@ -53,11 +55,12 @@ def render_parts(
         else:
             try:
                 what = "subject" if name == "subject" else f"{name} template"
-                value = renderer.render(source or "", local, html=html, what=what)
-                if html:
-                    value = inline_css(value, template.css)
-                part.value = value
+                job_part = {"name": name, "source": source or "", "html": html, "what": what,
+                            "css": template.css if html else None}  # fmt: skip
+                part.value = renderer.render({"data": local, "parts": [job_part]})[name]
             except RenderError as exc:
                 part.error = str(exc)
+            except RuntimeError as exc:  # no render process could be started or reached
+                part.error = f"{name}: the sandbox could not render it ({exc})"
         parts.append(part)
     return parts
