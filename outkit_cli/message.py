@@ -7,6 +7,7 @@ one line naming it. Standard library only.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -320,6 +321,47 @@ def check_values(msg: Mapping[str, Any]) -> None:
         # a header value: the API refuses line breaks (they would inject headers)
         if isinstance(value, str) and ("\n" in value or "\r" in value):
             raise UsageError(f"{OPTION_FOR[name]} must not contain a line break")
+    check_recipient(kind, msg["to"])
+
+
+# What the API refuses as a recipient, checked before sending (the sandbox applies the
+# same rule to email; the API reference: `to` is "an email address or phone number").
+_SIMPLE_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+_PHONE = re.compile(r"\+?[0-9]{3,15}")
+_PHONE_PUNCTUATION = str.maketrans("", "", " -.()/")
+
+
+def is_phone_number(value: str) -> bool:
+    """E.164 (`+4790000000`: a plus and up to 15 digits) or local digits (`90000000`),
+    spaces, dashes, dots, slashes and parentheses allowed between them."""
+    return _PHONE.fullmatch(value.strip().translate(_PHONE_PUNCTUATION)) is not None
+
+
+def is_email_address(value: str) -> bool:
+    """An address (`jane@example.com`), a named one (`Jane <jane@example.com>`) or a list
+    of them: each must have an `@` (what the API checks; RFC 5322 syntax via
+    email.utils.getaddresses)."""
+    if _SIMPLE_EMAIL.fullmatch(value.strip()):
+        return True
+    from email.utils import getaddresses
+
+    addresses = getaddresses([value])
+    return bool(addresses) and all("@" in addr and addr.strip() for _, addr in addresses)
+
+
+def check_recipient(kind: str, to: str) -> None:
+    """Raise UsageError when `to` cannot be a recipient of a message of type `kind`."""
+    if kind == "email" and not is_email_address(to):
+        if is_phone_number(to):
+            raise UsageError(
+                f"recipient {to!r} is a phone number, not an email address: an SMS needs "
+                "--type sms (or a type column), and so does an SMS template"
+            )
+        raise UsageError(f"recipient {to!r} is not an email address")
+    if kind == "sms" and not is_phone_number(to):
+        raise UsageError(
+            f"recipient {to!r} is not a phone number (E.164 like +4790000000, or local digits)"
+        )
 
 
 def check_shape(msg: Mapping[str, Any]) -> None:

@@ -80,3 +80,24 @@ def drop_file_permission_override() -> None:
         for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
             if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def batch_row_ids(*send_args: str, env: Mapping[str, str | None] | None = None) -> dict[int, str]:
+    """Row line -> the id_from_submitter `outkit send ARGS --dry-run` gives each valid row
+    (a batch's rows are identified by their content: this is how a user finds them out)."""
+    import json
+
+    res = run(*send_args, "--dry-run", env=env)
+    assert res.exit_code == 0, res.stderr
+    return {r["row"]: r["id_from_submitter"] for r in map(json.loads, res.stdout.splitlines())}
+
+
+def journal_text(*records: Mapping[str, object], input: str = "rows.csv") -> str:
+    """A batch journal as a run writes it: header, one run record, then `records`."""
+    import json
+
+    head = [
+        {"type": "batch", "version": 2, "input": input},
+        {"type": "run", "pid": 1, "generation": 0, "started": 0},
+    ]
+    return "".join(json.dumps(r) + "\n" for r in [*head, *records])

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from outkit_cli.batch.rows import auto_id, open_input
-from tests.helpers import run, run_subprocess
+from tests.helpers import batch_row_ids, journal_text, run, run_subprocess
 from tests.sandbox_fixture import Sandbox
 
 
@@ -92,7 +91,7 @@ def test_bad_rows_reported_with_line_numbers_and_skipped(sandbox, tmp_path):
     assert res.exit_code == 2
     by_row = {r["row"]: r for r in result_lines(res.stdout)}
     assert by_row[2]["status"] == by_row[7]["status"] == "accepted"
-    assert by_row[3]["status"] == "invalid" and "recipient" in by_row[3]["error"]
+    assert by_row[3]["status"] == "invalid" and "the row's to is empty" in by_row[3]["error"]
     assert by_row[5]["status"] == "invalid" and "maybe" in by_row[5]["error"]
     assert by_row[6]["status"] == "invalid" and "cells" in by_row[6]["error"]
     assert "3 invalid" in res.stderr
@@ -217,8 +216,7 @@ def test_rows_left_in_flight_are_looked_up_not_resent(sandbox, tmp_path):
     """A journal that says rows 2 and 3 were in flight when the process died: row 2 had
     reached the server, row 3 had not. The rerun finds row 2 and sends only row 3."""
     src = write_csv(tmp_path / "doubt.csv", people(2, "doubt"))
-    fingerprint = open_input(str(src), None).fingerprint
-    ifs2 = auto_id(fingerprint, 2)
+    ids = batch_row_ids(*send_batch(src), env=sandbox.env())
     pre = run(
         "send",
         "--project",
@@ -228,17 +226,14 @@ def test_rows_left_in_flight_are_looked_up_not_resent(sandbox, tmp_path):
         "--to",
         "doubt-0@example.com",
         "--id-from-submitter",
-        ifs2,
+        ids[2],
         "-q",
         env=sandbox.env(),
     )
     assert pre.exit_code == 0, pre.stderr
     journal = tmp_path / "doubt.csv.outkit-journal"
     journal.write_text(
-        json.dumps({"type": "batch", "version": 1, "fingerprint": fingerprint, "input": "x"})
-        + "\n"
-        + json.dumps({"type": "pending", "rows": [[2, ifs2], [3, auto_id(fingerprint, 3)]]})
-        + "\n"
+        journal_text({"type": "pending", "rows": [[2, ids[2]], [3, ids[3], ids[3]]]})
         + '{"type": "result", "row": 2'  # torn write: the crash cut this record short
     )
     res = run(*send_batch(src), env=sandbox.env())
@@ -251,14 +246,9 @@ def test_rows_left_in_flight_are_looked_up_not_resent(sandbox, tmp_path):
 
 def test_rows_in_doubt_without_an_id_are_unknown_until_resend_unknown(sandbox, tmp_path):
     src = write_csv(tmp_path / "noid.csv", people(1, "noid"))
-    fingerprint = open_input(str(src), None).fingerprint
+    key = batch_row_ids(*send_batch(src), env=sandbox.env())[2]
     journal = tmp_path / "noid.csv.outkit-journal"
-    journal.write_text(
-        json.dumps({"type": "batch", "version": 1, "fingerprint": fingerprint, "input": "x"})
-        + "\n"
-        + json.dumps({"type": "pending", "rows": [[2, None]]})
-        + "\n"
-    )
+    journal.write_text(journal_text({"type": "pending", "rows": [[2, key, None]]}))
     args = ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
     res = run(*args, "--no-auto-id", env=sandbox.env())
     assert res.exit_code == 8
@@ -268,16 +258,6 @@ def test_rows_in_doubt_without_an_id_are_unknown_until_resend_unknown(sandbox, t
     res = run(*args, "--no-auto-id", "--resend-unknown", env=sandbox.env())
     assert res.exit_code == 0, res.stderr
     assert counts_by_recipient(sandbox, "noid") == Counter({"noid-0@example.com": 1})
-
-
-def test_changed_input_with_old_journal_is_refused(sandbox, tmp_path):
-    src = write_csv(tmp_path / "chg.csv", people(1, "chg"))
-    args = ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
-    assert run(*args, env=sandbox.env()).exit_code == 0
-    write_csv(src, people(2, "chg2"))
-    res = run(*args, env=sandbox.env())
-    assert res.exit_code == 2
-    assert "another version of the input" in res.stderr
 
 
 def _batch_process(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]:

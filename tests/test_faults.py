@@ -338,26 +338,25 @@ def test_a_row_journalled_unknown_is_looked_up_on_the_rerun_not_resent(sandbox, 
     """The run that lost a row's answer could not look it up either (server down), and
     journalled it `unknown`. The message had reached the server: the rerun must find it,
     not send it a second time."""
-    from outkit_cli.batch.rows import auto_id, open_input
+    from tests.helpers import batch_row_ids, journal_text
 
     src = write_people(tmp_path / "lost.csv", 2, "lost")
-    fingerprint = open_input(str(src), None).fingerprint
-    ifs2 = auto_id(fingerprint, 2)
+    args = ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
+    ids = batch_row_ids(*args, env=sandbox.env())
+    ifs2 = ids[2]
     pre = run("send", "--project", "demo", "--template", "welcome", "--to",
               "lost-0@example.com", "--id-from-submitter", ifs2, "-q",
               env=sandbox.env())  # fmt: skip
     assert pre.exit_code == 0, pre.stderr
     records = [
-        {"type": "batch", "version": 1, "fingerprint": fingerprint, "input": str(src)},
-        {"type": "pending", "rows": [[2, ifs2], [3, auto_id(fingerprint, 3)]]},
-        {"type": "result", "row": 2, "status": "unknown", "id": None, "id_from_submitter": ifs2,
+        {"type": "pending", "rows": [[2, ifs2, ifs2], [3, ids[3], ids[3]]]},
+        {"type": "result", "key": ifs2, "row": 2, "status": "unknown", "id": None,
+         "id_from_submitter": ifs2,
          "error": "the answer was lost and the message could not be looked up"},
-        {"type": "result", "row": 3, "status": "failed", "id": None,
-         "id_from_submitter": auto_id(fingerprint, 3), "error": "cannot connect"},
+        {"type": "result", "key": ids[3], "row": 3, "status": "failed", "id": None,
+         "id_from_submitter": ids[3], "error": "cannot connect"},
     ]  # fmt: skip
-    (tmp_path / "lost.csv.outkit-journal").write_text(
-        "".join(json.dumps(r) + "\n" for r in records)
-    )
+    (tmp_path / "lost.csv.outkit-journal").write_text(journal_text(*records))
     res = run("send", "--batch", str(src), "--project", "demo", "--template", "welcome",
               env=sandbox.env())  # fmt: skip
     assert res.exit_code == 0, res.stderr

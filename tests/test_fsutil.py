@@ -219,13 +219,13 @@ def test_a_journal_owned_by_another_user_is_refused(
     src = tmp_path / "rows.csv"
     src.write_text(ROWS)
     journal = tmp_path / "rows.csv.outkit-journal"
-    journal.write_text('{"type":"batch","version":1,"fingerprint":"x","input":"rows.csv"}\n')
+    journal.write_text('{"type":"batch","version":2,"input":"rows.csv"}\n')
     before = journal.read_bytes()
     someone_else(journal)
     result = run("send", "--batch", str(src), *DRY[:-1], env=CREDS)
     assert result.exit_code == 2, result
     assert result.stderr.splitlines() == [
-        f"error: cannot read batch journal {journal}: owned by another user"
+        f"error: cannot write batch journal {journal}: owned by another user"
     ]
     assert journal.read_bytes() == before
 

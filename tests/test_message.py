@@ -141,7 +141,7 @@ def test_double_at_is_a_literal_at() -> None:
         ({"template": None}, "nothing to send"),
         ({"template": None, "html_body": "b", "text_template_body": "t"}, "cannot be used"),
         ({"template_styles": "p{}"}, "--template-styles applies only"),
-        ({"type": "sms", "subject": "Hi"}, "sms message has no subject"),
+        ({"type": "sms", "to": "+4790000000", "subject": "Hi"}, "sms message has no subject"),
         ({"backend": "a", "backend_id": "b"}, "--backend and --backend-id"),
     ],
 )

@@ -56,24 +56,34 @@ def run_batch_command(
     """The batch path of `send`: run it; returns the exit code (0 when every row was
     accepted). The options of the single-message path (--curl, -q) were refused before."""
     from outkit_cli.batch.progress import batch_progress
-    from outkit_cli.batch.rows import open_input
+    from outkit_cli.batch.rows import count_rows, open_input
     from outkit_cli.batch.runner import BatchOptions, run_batch
 
     settings = app.settings(timeout=timeout, retries=retries)
-    build = _row_builder(message, request, settings)
+    defaults, build = _row_builder(message, request, settings)
     opts = BatchOptions(
         concurrency=request.concurrency,
         dry_run=dry_run,
         auto_id=not request.no_auto_id,
         resend_unknown=request.resend_unknown,
+        resend=request.resend,
         wait=wait,
         wait_timeout=wait_timeout,
+        wait_lock=request.wait_lock or 0.0,
         journal=request.journal_path,
+        defaults=defaults,
     )
+    assert request.source is not None
+    batch_input = open_input(
+        request.source, request.format, encoding=request.encoding, delimiter=request.delimiter
+    )
+    total = None
+    if batch_input.path is not None:
+        # read ahead: a bad header or byte stops the batch before anything is sent, and the
+        # progress bar gets a true total
+        total = count_rows(batch_input.path, batch_input)
     results = _open_results(request.results_path)
     opts.results = results
-    assert request.source is not None
-    batch_input = open_input(request.source, request.format)
     client = None
     limiter = None
     try:
@@ -87,12 +97,11 @@ def run_batch_command(
             limiter = RateLimiter(batch_rate(request.rate, settings))
             client = Client(settings, pool_size=opts.concurrency, limiter=limiter)
             api = ClientBatchApi(client)
-        raw = None if batch_input.path is None else batch_input.raw
-        total = _size(batch_input.path)
-        with batch_progress(raw, total) as on_progress:
-            summary = run_batch(batch_input, build, api, opts, on_progress=on_progress)
-        if limiter is not None:
-            summary.traffic = limiter.snapshot().describe()
+        with batch_progress(total) as progress:
+            summary = run_batch(batch_input, build, api, opts, on_progress=progress.update)
+            if limiter is not None:
+                summary.traffic = limiter.snapshot().describe()
+            progress.finish(summary)
     finally:
         batch_input.close()
         if client is not None:
@@ -130,8 +139,9 @@ def batch_rate(rate: float | None, settings: Any) -> float | None:
 
 def _row_builder(
     message: MessageInput, request: BatchRequest, settings: Any
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """Merges a row into the command's defaults and checks it (UsageError)."""
+) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], dict[str, Any]]]:
+    """What every row inherits from the command (before the profile's defaults), and the
+    function that merges a row into it and checks it (UsageError)."""
     from outkit_cli.batch.merge import merge_row
     from outkit_cli.message import Stdin
 
@@ -150,7 +160,7 @@ def _row_builder(
     def build(row: Mapping[str, Any]) -> dict[str, Any]:
         return merge_row(base, row, profile_defaults)
 
-    return build
+    return base, build
 
 
 def _open_results(path: Path | None) -> IO[str] | None:
@@ -162,12 +172,3 @@ def _open_results(path: Path | None) -> IO[str] | None:
     except OSError as exc:
         raise UsageError(f"cannot write --results {path}: {exc.strerror}") from None
     return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def _size(path: Path | None) -> int | None:
-    if path is None:
-        return None
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None

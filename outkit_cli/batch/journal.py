@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +22,22 @@ from typing import IO, Any
 from outkit_cli.errors import UsageError
 from outkit_cli.fsutil import ensure_private_dir, open_private
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
 class JournalState:
-    """What earlier runs recorded: accepted rows, and rows whose fate is unknown."""
+    """What earlier runs recorded, by row identity (batch.identity)."""
 
-    accepted: dict[int, str | None] = field(default_factory=dict)  # line -> message id
-    in_doubt: dict[int, str | None] = field(default_factory=dict)  # line -> id_from_submitter
+    accepted: dict[str, str | None] = field(default_factory=dict)  # identity -> message id
+    # identity -> (line, id_from_submitter sent): rows whose fate is unknown
+    in_doubt: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    lines: dict[int, str] = field(default_factory=dict)  # line -> identity accepted there
+    generation: int = 0  # the latest --resend generation
+    runs: int = 0  # earlier runs recorded: 0 for a new (or lost) journal
+
+    def is_new(self) -> bool:
+        return self.runs == 0
 
 
 def default_journal_path(input_path: Path | None, fingerprint: str) -> Path:
@@ -53,51 +61,75 @@ def _ensure_journal_dir(path: Path) -> None:
         ensure_private_dir(path.parent)
 
 
-def read_journal(path: Path, fingerprint: str) -> JournalState:
-    state = JournalState()
+def peek_journal(path: Path) -> JournalState:
+    """The journal's state without taking its lock or creating it (for --dry-run)."""
     try:
         fh = os.fdopen(open_private(path, write=False), "rb")
     except FileNotFoundError:
-        return state
+        return JournalState()
     except OSError as exc:
         raise UsageError(f"cannot read batch journal {path}: {exc.strerror}") from None
-    pending: dict[int, str | None] = {}
     with fh:
-        for n, raw in enumerate(fh):
-            if not raw.endswith(b"\n"):
-                break  # torn write from a crash: the record never counted
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                rec = None
-            if n == 0 and not _is_header(rec):
+        return read_state(fh, path)
+
+
+def read_state(fh: IO[bytes], path: Path) -> JournalState:
+    """Replay the records of an open journal. Raises UsageError for a file that is not a
+    journal of this version, or is damaged."""
+    state = JournalState()
+    pending: dict[str, tuple[int, str | None]] = {}
+    for n, raw in enumerate(fh):
+        if not raw.endswith(b"\n"):
+            break  # torn write from a crash: the record never counted
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            rec = None
+        if n == 0:
+            if not _is_header(rec):
                 raise _not_a_journal(path)
-            if not isinstance(rec, dict):
-                raise UsageError(f"batch journal {path} is damaged; move it aside") from None
-            kind = rec.get("type")
-            if kind == "batch" and rec.get("fingerprint") != fingerprint:
+            if rec.get("version") != VERSION:
                 raise UsageError(
-                    f"batch journal {path} belongs to another version of the input (its first "
-                    "bytes changed); pass --journal with a new path to send it as a new batch"
+                    f"batch journal {path} was written by an earlier outkit (journal format "
+                    f"{rec.get('version')}): finish that batch with the version that started it"
                 )
-            if kind == "pending":
-                for line, ifs in rec["rows"]:
-                    pending[line] = ifs
-            elif kind == "result":
-                line = rec["row"]
-                if rec["status"] == "unknown":
-                    # the answer was lost and the lookup failed too: the server may hold
-                    # the message, so the row stays in doubt and is looked up, not resent
-                    pending[line] = rec.get("id_from_submitter")
-                    state.accepted.pop(line, None)
-                    continue
-                pending.pop(line, None)
-                if rec["status"] == "accepted":
-                    state.accepted[line] = rec.get("id")
-                else:
-                    state.accepted.pop(line, None)
+            continue
+        if not isinstance(rec, dict):
+            raise UsageError(f"batch journal {path} is damaged; move it aside") from None
+        try:
+            _replay(rec, state, pending)
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"batch journal {path} is damaged; move it aside") from None
     state.in_doubt = {k: v for k, v in pending.items() if k not in state.accepted}
     return state
+
+
+def _replay(
+    rec: dict[str, Any], state: JournalState, pending: dict[str, tuple[int, str | None]]
+) -> None:
+    kind = rec.get("type")
+    if kind == "run":
+        state.runs += 1
+        state.generation = max(state.generation, int(rec.get("generation") or 0))
+    elif kind == "pending":
+        for row in rec["rows"]:
+            # [line, identity] when the row is sent with its identity as id_from_submitter
+            line, key = row[0], str(row[1])
+            pending[key] = (int(line), row[2] if len(row) > 2 else key)
+    elif kind == "result":
+        key = str(rec["key"])
+        if rec["status"] == "unknown":
+            # the answer was lost and the lookup failed too: the server may hold the
+            # message, so the row stays in doubt and is looked up, not resent
+            pending[key] = (int(rec["row"]), rec.get("id_from_submitter"))
+            state.accepted.pop(key, None)
+            return
+        pending.pop(key, None)
+        if rec["status"] in ("accepted", "skipped"):
+            state.accepted[key] = rec.get("id")
+            state.lines[int(rec["row"])] = key
+        else:
+            state.accepted.pop(key, None)
 
 
 def _is_header(record: object) -> bool:
@@ -135,27 +167,45 @@ def _prepare(fd: int, path: Path) -> bool:
 
 
 class Journal:
-    """Appends records durably; safe to call from several threads."""
+    """The journal of one run, held under an exclusive lock (flock) from open to close:
+    a second run on the same journal waits up to `wait_lock` seconds, then fails naming
+    the process that holds it. Appends records durably; safe to call from several threads.
 
-    def __init__(self, path: Path, fingerprint: str, source: str) -> None:
+    Raises UsageError (exit 2) when the file cannot be opened, is not a journal, or is
+    locked by another run."""
+
+    def __init__(self, path: Path, source: str, *, wait_lock: float = 0.0) -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
             _ensure_journal_dir(path)
             fd = open_private(path, write=True)
-            try:
-                new = _prepare(fd, path)
-            except BaseException:
-                os.close(fd)
-                raise
-            # unbuffered: each record goes out in os.write calls we can account for
-            self._fh: IO[bytes] = os.fdopen(fd, "ab", buffering=0)
         except OSError as exc:
             raise UsageError(f"cannot write batch journal {path}: {exc.strerror}") from None
+        try:
+            _take_lock(fd, path, wait_lock)
+            new = _prepare(fd, path)
+            self.state = JournalState()
+            if not new:
+                with os.fdopen(os.dup(fd), "rb") as fh:  # a dup: the lock stays held
+                    fh.seek(0)
+                    self.state = read_state(fh, path)
+        except OSError as exc:
+            os.close(fd)
+            raise UsageError(f"cannot write batch journal {path}: {exc.strerror}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # unbuffered: each record goes out in os.write calls we can account for
+        self._fh: IO[bytes] = os.fdopen(fd, "ab", buffering=0)
         if new:
-            self._append(
-                [{"type": "batch", "version": VERSION, "fingerprint": fingerprint, "input": source}]
-            )
+            self._append([{"type": "batch", "version": VERSION, "input": source}])
+
+    def start_run(self, generation: int) -> None:
+        """Record this run: its process id names it to a second run that finds it locked."""
+        self._append(
+            [{"type": "run", "pid": os.getpid(), "generation": generation, "started": time.time()}]
+        )
 
     def _append(self, records: Iterable[Mapping[str, Any]]) -> None:
         self._write(
@@ -188,21 +238,62 @@ class Journal:
                     "command again to send the rest)"
                 ) from None
 
-    def pending(self, rows: Iterable[tuple[int, str | None]]) -> None:
-        """Record rows about to be sent; returns once that is on disk."""
-        rows = list(rows)
-        if rows:
-            self._append([{"type": "pending", "rows": rows}])
+    def pending(self, rows: Iterable[tuple[int, str, str | None]]) -> None:
+        """Record rows about to be sent (line, identity, id_from_submitter sent); returns
+        once that is on disk."""
+        packed = [[line, key] if ifs == key else [line, key, ifs] for line, key, ifs in rows]
+        if packed:
+            self._append([{"type": "pending", "rows": packed}])
 
     def results(self, outcomes: Iterable[Mapping[str, Any]]) -> None:
         """Record outcomes (`row`, `status`, `id`, `error`, ...) with one fsync."""
         self._append({"type": "result", **o} for o in outcomes)
 
-    def result_lines(self, lines: Iterable[str]) -> None:
+    def result_lines(self, lines: Iterable[tuple[str, str]]) -> None:
         """Record outcomes already serialised as JSON objects (the result lines a batch
-        prints), with one fsync: serialising each outcome once is a batch's hot path."""
-        self._write("".join(f'{{"type":"result",{line[1:]}\n' for line in lines).encode())
+        prints) with their row identities, with one fsync: serialising each outcome once
+        is a batch's hot path."""
+        self._write(
+            "".join(
+                f'{{"type":"result","key":{json.dumps(key)},{line[1:]}\n' for key, line in lines
+            ).encode()
+        )
 
     def close(self) -> None:
         with self._lock:
             self._fh.close()
+
+
+def _take_lock(fd: int, path: Path, wait_lock: float) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        return
+    deadline = time.monotonic() + wait_lock
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(0.05, remaining))
+    waited = f" after waiting {wait_lock:g} s" if wait_lock else ""
+    raise UsageError(
+        f"batch journal {path} is in use by another run ({_holder(fd)}){waited}: it is "
+        "sending this batch; let it finish, or pass --wait-lock SECONDS to wait for it"
+    )
+
+
+def _holder(fd: int) -> str:
+    """The process named by the journal's last run record (written once it holds the lock)."""
+    pid = None
+    with contextlib.suppress(OSError), os.fdopen(os.dup(fd), "rb") as fh:
+        fh.seek(0)
+        for raw in fh:
+            if b'"type":"run"' in raw:
+                with contextlib.suppress(ValueError, AttributeError):
+                    pid = json.loads(raw).get("pid")
+    return f"process {pid}" if isinstance(pid, int) else "a process that is just starting"

@@ -49,6 +49,8 @@ def merge_row(
     msg.setdefault("type", DEFAULT_TYPE)
     apply_defaults(msg, profile_defaults)
     msg = {k: v for k, v in msg.items() if v is not None}
+    if not str(msg.get("to") or "").strip():
+        raise UsageError("the row's to is empty (and no --to gives every row one)")
     check_values(msg)
     problem = _shape_problem(msg.get("type"), frozenset(k for k, v in msg.items() if v != ""))
     if problem is not None:

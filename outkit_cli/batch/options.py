@@ -29,6 +29,10 @@ class BatchRequest:
     journal_path: Path | None
     no_auto_id: bool
     resend_unknown: bool
+    resend: bool
+    wait_lock: float | None
+    delimiter: str | None
+    encoding: str | None
 
     # option name on the command line -> attribute, for "goes with --batch FILE"
     ONLY_WITH_BATCH: ClassVar[dict[str, str]] = {
@@ -38,6 +42,10 @@ class BatchRequest:
         "--journal": "journal_path",
         "--no-auto-id": "no_auto_id",
         "--resend-unknown": "resend_unknown",
+        "--resend": "resend",
+        "--wait-lock": "wait_lock",
+        "--delimiter": "delimiter",
+        "--encoding": "encoding",
     }
 
     @classmethod
@@ -55,7 +63,21 @@ class BatchRequest:
             journal_path=params.pop("journal_path"),
             no_auto_id=params.pop("no_auto_id"),
             resend_unknown=params.pop("resend_unknown"),
+            resend=params.pop("resend"),
+            wait_lock=params.pop("wait_lock"),
+            delimiter=_delimiter(params.pop("delimiter")),
+            encoding=params.pop("encoding"),
         )
+
+
+def _delimiter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(value) != 1 or value in '"\r\n' or value.isalnum():
+        raise UsageError(f"--delimiter {value!r}: give one character such as ',' ';' or 'tab'")
+    return value
 
 
 def batch_options(func: Any) -> Any:
@@ -114,6 +136,29 @@ def batch_options(func: Any) -> Any:
             is_flag=True,
             help="--batch: send again rows whose earlier outcome could not be found out.",
         ),
+        click.option(
+            "--resend",
+            is_flag=True,
+            help="--batch: send every row again, also those already sent, as new messages "
+            "(new ids); a rerun after an interruption continues that resend.",
+        ),
+        click.option(
+            "--wait-lock",
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            help="--batch: when another run holds the journal, wait this long for it "
+            "[default: exit 2 at once].",
+        ),
+        click.option(
+            "--delimiter",
+            metavar="CHAR",
+            help="--batch CSV: the cell separator (',', ';' or 'tab') [default: from the header].",
+        ),
+        click.option(
+            "--encoding",
+            metavar="NAME",
+            help="--batch: the file's text encoding, e.g. latin-1 [default: utf-8].",
+        ),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -121,7 +166,13 @@ def batch_options(func: Any) -> Any:
 
 
 def check_batch_combinations(
-    request: BatchRequest, *, machine: bool, quiet: bool, curl: bool, **_: Any
+    request: BatchRequest,
+    *,
+    machine: bool,
+    quiet: bool,
+    curl: bool,
+    id_from_submitter: str | None = None,
+    **_: Any,
 ) -> None:
     """Options that only make sense with --batch, or never with it."""
     if request.source is None:
@@ -132,5 +183,10 @@ def check_batch_combinations(
     for flag, on in (("--json/--field", machine), ("-q/--quiet", quiet), ("--curl", curl)):
         if on:
             raise UsageError(f"{flag} cannot be used with --batch (it prints a JSON line per row)")
+    if id_from_submitter is not None:
+        raise UsageError(
+            "--id-from-submitter cannot be used with --batch (every row would share it): "
+            "give an id_from_submitter column, or let each row get one from its content"
+        )
     if sys.stdin.isatty() and request.source == "-":
         raise UsageError("--batch -: standard input is a terminal; pipe the rows in")

@@ -3,64 +3,89 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Iterator
+from typing import Any
 
 from outkit_cli.batch.results import Summary
 
+# Redraws at most this often (seconds): drawing costs CPU the batch needs for sending.
+REDRAW_EVERY = 0.1
 
-@contextlib.contextmanager
-def batch_progress(
-    raw: IO[bytes] | None, total_bytes: int | None, enabled: bool | None = None
-) -> Iterator[Callable[[Summary], None] | None]:
-    """Yields a progress callback, or None when there is nothing to draw.
 
-    Progress is the share of the input file read so far (rows are streamed, so their
-    number is unknown until the end); the counts come from the summary.
-    """
-    if enabled is None:
-        from outkit_cli.terminal import current
+class _NoProgress:
+    def update(self, summary: Summary) -> None:
+        pass
 
-        enabled = current().stderr_tty
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    def finish(self, summary: Summary) -> None:
+        pass
 
-    from outkit_cli.output import stderr_console
 
-    started = time.monotonic()
-    columns: list[Any] = [
-        TextColumn("sending"),
-        BarColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TextColumn("{task.fields[rate]}"),
-    ]
-    if total_bytes:
-        columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=stderr_console(), transient=False) as progress:
-        task = progress.add_task("batch", total=total_bytes or None, counts="", rate="")
-        last = [0.0]
+class _Bar:
+    """Rows reported so far out of the rows the file holds (counted before sending), the
+    accepted rate and the time left; the last frame shows the final counts."""
 
-        def update(summary: Summary) -> None:
-            now = time.monotonic()
-            if now - last[0] < 0.1:
-                return
-            last[0] = now
-            c = summary.counts
-            done = c["accepted"] + c["skipped"]
-            failed = c["failed"] + c["invalid"] + c["unknown"]
-            rate = c["accepted"] / (now - started) if now > started else 0.0
-            completed = None
-            if raw is not None and total_bytes:
-                with contextlib.suppress(OSError, ValueError):
-                    completed = raw.tell()
-            progress.update(
-                task,
-                completed=completed,
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress = progress
+        self._task = task
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def update(self, summary: Summary) -> None:
+        now = time.monotonic()
+        if now - self._last < REDRAW_EVERY:
+            return
+        self._last = now
+        self._draw(summary, now)
+
+    def finish(self, summary: Summary) -> None:
+        """The last frame: the same counts as the summary line."""
+        self._draw(summary, time.monotonic())
+
+    def _draw(self, summary: Summary, now: float) -> None:
+        c = summary.counts
+        done = c["accepted"] + c["skipped"] + c["valid"]
+        failed = c["failed"] + c["invalid"] + c["unknown"]
+        elapsed = now - self._started
+        rate = c["accepted"] / elapsed if elapsed > 0 else 0.0
+        with self._lock:
+            self._progress.update(
+                self._task,
+                completed=sum(c.values()),
                 counts=f"{done} done, {failed} failed",
                 rate=f"{rate:.0f}/s",
             )
 
-        yield update
+
+@contextlib.contextmanager
+def batch_progress(total_rows: int | None, enabled: bool | None = None) -> Iterator[Any]:
+    """Yields an object with update(summary) (throttled) and finish(summary).
+
+    `total_rows` is the number of rows counted before sending (None for stdin, which can
+    be read only once: the bar then shows counts without a total or time left).
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield _NoProgress()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from outkit_cli.output import stderr_console
+
+    columns: list[Any] = [TextColumn("sending"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}")]
+    if total_rows:
+        columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=stderr_console(), transient=False) as progress:
+        task = progress.add_task("batch", total=total_rows or None, counts="", rate="")
+        yield _Bar(progress, task)

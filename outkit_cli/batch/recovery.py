@@ -20,34 +20,44 @@ if TYPE_CHECKING:
 
 def resolve_in_doubt(
     state: JournalState, api: BatchApi, journal: Journal, concurrency: int
-) -> dict[int, str | None]:
+) -> dict[str, str | None]:
     """Rows an earlier run left in flight: find each by its id_from_submitter.
 
-    Found rows become accepted; rows the server never saw are sent again as usual; the
-    rest are unknown. Returns the unknown ones."""
-    unknown: dict[int, str | None] = {line: None for line, ifs in state.in_doubt.items() if not ifs}
-    lookups = [(line, ifs) for line, ifs in state.in_doubt.items() if ifs]
-
-    def find(item: tuple[int, str]) -> tuple[int, str, Mapping[str, Any] | None, bool]:
-        line, ifs = item
-        try:
-            return line, ifs, api.find(ifs), True
-        except OutkitError:
-            return line, ifs, None, False
-
-    found: list[dict[str, Any]] = []
+    Found rows become accepted (in `state` and in the journal); rows the server never saw
+    are sent again as usual; the rest (no id to look up by, or the lookup failed) are
+    unknown. Returns the unknown ones: identity -> id_from_submitter."""
+    unknown: dict[str, str | None] = {
+        key: ifs for key, (_, ifs) in state.in_doubt.items() if not ifs
+    }
+    lookups = [(key, line, ifs) for key, (line, ifs) in state.in_doubt.items() if ifs]
     if not lookups:
         return unknown
+
+    def find(item: tuple[str, int, str]) -> tuple[str, int, str, Mapping[str, Any] | None, bool]:
+        key, line, ifs = item
+        try:
+            return key, line, ifs, api.find(ifs), True
+        except OutkitError:
+            return key, line, ifs, None, False
+
     from concurrent.futures import ThreadPoolExecutor
 
+    found: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for line, ifs, message, answered in pool.map(find, lookups):
+        for key, line, ifs, message, answered in pool.map(find, lookups):
             if not answered:
-                unknown[line] = ifs
+                unknown[key] = ifs
             elif message is not None:
-                state.accepted[line] = message.get("id")
+                state.accepted[key] = message.get("id")
                 found.append(
-                    {"row": line, "status": "accepted", "id": message.get("id"), "error": None}
+                    {
+                        "key": key,
+                        "row": line,
+                        "status": "accepted",
+                        "id": message.get("id"),
+                        "error": None,
+                        "id_from_submitter": ifs,
+                    }
                 )
     journal.results(found)
     return unknown
@@ -85,5 +95,6 @@ def settle_in_doubt(
             if outcome["status"] == "in_doubt":
                 outcome = {**outcome, "status": "unknown", "code": ExitCode.NETWORK}
         outcome["id_from_submitter"] = task.ifs
+        outcome["key"] = task.identity
         outcome.pop("task", None)
         record([outcome])

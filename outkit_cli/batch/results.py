@@ -27,21 +27,29 @@ class Summary:
     wait_reported: bool = False
     aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
     traffic: str | None = None  # requests, 429s, retries, pace (http.ratelimit.RateStats)
+    dry_run: bool = False
+    rerun: bool = False  # the journal had earlier runs
+    changed: list[int] = field(default_factory=list)  # lines sent before with other content
 
     def fail(self, code: int) -> None:
         # the highest failure code wins: it is the most severe class in design.md's table
         self.exit_code = max(self.exit_code, int(code))
 
     def line(self) -> str:
+        """The summary printed on stderr at the end (and drawn by the last progress frame)."""
         c = self.counts
         total = sum(c.values())
         parts = [f"{c[k]} {k}" for k in ("accepted", "skipped", "valid") if c[k]]
         parts += [f"{c[k]} {k}" for k in ("invalid", "failed", "unknown") if c[k]]
         rate = c["accepted"] / self.elapsed if self.elapsed > 0 else 0.0
-        text = f"batch: {total} rows: {', '.join(parts) or 'nothing to do'}"
+        text = f"batch: {plural(total, 'row')}: {', '.join(parts) or 'nothing to do'}"
         text += f" in {self.elapsed:.1f}s"
         if c["accepted"]:
             text += f" ({rate:.0f}/s)"
+        if self.rerun or c["skipped"]:
+            text += f"; {c['skipped']} already sent, {c['accepted']} new or changed"
+            if self.changed:
+                text += f" (changed: {_lines(self.changed)})"
         if self.wait_reported:
             text += f"; after waiting: {self.delivered} done, {self.ended_in_error} failed" + (
                 f", {self.still_pending} not done" if self.still_pending else ""
@@ -50,9 +58,22 @@ class Summary:
             text += f"; {self.traffic}"
         if self.interrupted:
             text += "; interrupted: run the same command again to send the rest"
+        if self.dry_run:
+            text += "; dry run: nothing was sent"
         if self.journal is not None:
             text += f"; journal {self.journal}"
         return text
+
+
+def plural(n: int, word: str) -> str:
+    """`1 row`, `2 rows`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _lines(lines: list[int], shown: int = 10) -> str:
+    head = ", ".join(str(n) for n in sorted(lines)[:shown])
+    more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
+    return f"{'line' if len(lines) == 1 else 'lines'} {head}{more}"
 
 
 def result_line(line: int, status: str, id: str | None, error: str | None, ifs: str | None) -> str:
@@ -69,7 +90,7 @@ class ResultSink:
     def __init__(self, out: IO[str], summary: Summary, *, journalled: bool = True) -> None:
         self._out = out
         self._journalled = journalled  # False for a dry run: no journal holds the results
-        self._summary = summary
+        self.summary = summary
         self._lock = threading.Lock()
         self.accepted_ids: list[str] = []
         self.keep_ids = False
@@ -88,9 +109,9 @@ class ResultSink:
 
     def emit_line(self, text: str, status: str, *, id: str | None, code: int | None) -> None:
         with self._lock:
-            self._summary.counts[status] += 1
+            self.summary.counts[status] += 1
             if code:
-                self._summary.fail(code)
+                self.summary.fail(code)
             if self.keep_ids and id and status in ("accepted", "skipped"):
                 self.accepted_ids.append(id)
             try:

@@ -6,9 +6,11 @@ or a `BadRow` naming what is wrong. Nothing here holds more than one row in memo
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from typing import IO, Any
 from outkit_cli.errors import UsageError
 from outkit_cli.message import BOOL_FIELDS, STRING_FIELDS
 
-# How much of the input names it: the auto ids and the journal are keyed on this.
+# How much of stdin names it: the default journal of stdin input is keyed on this.
 FINGERPRINT_BYTES = 64 * 1024
 
 TRUE_WORDS = {"true", "1", "yes", "y", "on"}
@@ -61,21 +63,29 @@ class _PrefixedStream(io.RawIOBase):
 
 @dataclass
 class BatchInput:
-    """An open batch source: its name, format, fingerprint and a text stream."""
+    """An open batch source: its name, format, fingerprint, and its bytes, decoded line by
+    line when rows are read (so that a bad byte is reported on its own line)."""
 
     name: str
     path: Path | None
     format: str
-    fingerprint: str
-    stream: IO[str]
-    raw: IO[bytes]  # the undecoded source, whose position tells the progress
+    fingerprint: str  # of the first bytes: names the journal of stdin input
+    raw: IO[bytes]
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None  # CSV: None = detected from the header
 
     def close(self) -> None:
-        self.stream.close()
+        self.raw.close()
 
 
-def open_input(source: str, fmt: str | None) -> BatchInput:
-    """Open FILE (or `-` for stdin), fingerprint its first bytes and pick the format."""
+def open_input(
+    source: str, fmt: str | None, *, encoding: str | None = None, delimiter: str | None = None
+) -> BatchInput:
+    """Open FILE (or `-` for stdin), fingerprint its first bytes and pick the format.
+
+    Raises UsageError for a missing or unreadable file, an unknown or non-ASCII-compatible
+    encoding, or a format that cannot be told."""
+    codec = check_encoding(encoding)
     if source == "-":
         raw: IO[bytes] = sys.stdin.buffer
         path = None
@@ -93,8 +103,46 @@ def open_input(source: str, fmt: str | None) -> BatchInput:
     fingerprint = hashlib.sha256(prefix).hexdigest()[:16]
     fmt = fmt or _guess_format(path, prefix)
     buffered = io.BufferedReader(_PrefixedStream(prefix, raw))
-    stream = io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
-    return BatchInput(source if path else "<stdin>", path, fmt, fingerprint, stream, raw)
+    name = source if path else "<stdin>"
+    return BatchInput(name, path, fmt, fingerprint, buffered, codec, delimiter)
+
+
+def check_encoding(name: str | None) -> str:
+    """The codec for --encoding NAME (UTF-8, a BOM dropped, when None). Only encodings
+    that keep ASCII as it is are accepted: rows are split at the byte b'\\n'."""
+    if name is None:
+        return "utf-8-sig"
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise UsageError(f"--encoding {name}: unknown encoding") from None
+    if '\n,;\t"{}'.encode(info.name, "replace") != b'\n,;\t"{}':
+        raise UsageError(
+            f"--encoding {name}: not supported (rows are split at ASCII line ends): "
+            "save the file as UTF-8"
+        )
+    return "utf-8-sig" if info.name == "utf-8" else info.name
+
+
+def _decoded_lines(source: BatchInput) -> Iterator[str]:
+    """The input's lines as text, each decoded on its own: a bad byte names its line."""
+    decoder = codecs.getincrementaldecoder(source.encoding)()
+    for number, line in enumerate(source.raw, 1):
+        try:
+            yield decoder.decode(line)
+        except UnicodeDecodeError as exc:
+            raise UsageError(_decode_problem(number, exc, source.encoding)) from None
+
+
+def _decode_problem(line: int, exc: UnicodeDecodeError, encoding: str) -> str:
+    bad = exc.object[exc.start : exc.end]
+    shown = " ".join(f"0x{b:02x}" for b in bad[:4])
+    if encoding == "utf-8-sig":
+        return (
+            f"line {line}: byte {shown} is not UTF-8: save the file as UTF-8, or pass "
+            "--encoding latin-1 (or the encoding it was written in)"
+        )
+    return f"line {line}: byte {shown} is not valid {encoding} (--encoding)"
 
 
 def _guess_format(path: Path | None, prefix: bytes) -> str:
@@ -125,11 +173,34 @@ def parse_bool(value: str) -> bool:
 
 
 def read_rows(source: BatchInput) -> Iterator[Row | BadRow]:
+    """The rows in file order. Raises UsageError (exit 2) for what spoils the whole file: a
+    bad header, a byte the encoding cannot read (naming its line)."""
     if source.format == "csv":
-        return _csv_rows(source.stream)
+        return _csv_rows(_decoded_lines(source), source.delimiter)
     if source.format == "jsonl":
-        return _jsonl_rows(source.stream)
+        return _jsonl_rows(_decoded_lines(source))
     raise UsageError(f"unknown batch format {source.format!r} (choose csv or jsonl)")
+
+
+def count_rows(path: Path, source: BatchInput) -> int:
+    """How many results reading `path` as `source` gives, in a pass of its own (streamed:
+    constant memory). Reading the file ahead also finds a bad header or a byte the
+    encoding cannot read before anything is sent (UsageError)."""
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read batch file {path}: {exc.strerror}") from None
+    copy = BatchInput(
+        source.name,
+        path,
+        source.format,
+        source.fingerprint,
+        raw,
+        source.encoding,
+        source.delimiter,
+    )
+    with raw:
+        return sum(1 for _ in read_rows(copy))
 
 
 def _column_kind(column: str) -> str | None:
@@ -140,23 +211,57 @@ def _column_kind(column: str) -> str | None:
     return None
 
 
-def _csv_rows(stream: IO[str]) -> Iterator[Row | BadRow]:
-    reader = csv.reader(stream, strict=True)
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter under which most of the header's cells are known columns (a comma
+    when none fits better): what Excel writes depends on the locale (';' in most of
+    Europe), and tab-separated exports are common."""
+    best, best_known = ",", -1
+    for delimiter in DELIMITERS:
+        try:
+            cells = next(csv.reader([header_line], delimiter=delimiter))
+        except (csv.Error, StopIteration):
+            continue
+        known = sum(1 for c in cells if _column_kind(c.strip()) is not None)
+        if known > best_known:
+            best, best_known = delimiter, known
+    return best
+
+
+def _other_delimiter(column: str, delimiter: str) -> str:
+    """A hint when an unknown column looks like several joined by another delimiter."""
+    for other, name in DELIMITERS.items():
+        if other != delimiter and other in column:
+            parts = [p.strip() for p in column.split(other)]
+            if sum(1 for p in parts if _column_kind(p) is not None) >= 1:
+                shown = "tab" if other == "\t" else repr(other)
+                return f" (the header looks {name}-separated: pass --delimiter {shown})"
+    return ""
+
+
+def _csv_rows(lines: Iterator[str], delimiter: str | None) -> Iterator[Row | BadRow]:
+    try:
+        first = next(lines)
+    except StopIteration:
+        return
+    if delimiter is None:
+        delimiter = detect_delimiter(first)
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return
-    except UnicodeDecodeError:
-        raise UsageError("line 1: the input is not valid UTF-8") from None
     except csv.Error as exc:
         raise UsageError(f"line 1: the CSV header does not parse: {exc}") from None
     header = [h.strip() for h in header]
     unknown = [h for h in header if _column_kind(h) is None]
     if unknown:
         raise UsageError(
-            f"line 1: unknown column {unknown[0]!r}: columns are message fields "
-            f"({', '.join(STRING_FIELDS + BOOL_FIELDS)}), data.NAME for a template local, "
-            "or data for a JSON object of locals"
+            f"line 1: unknown column {unknown[0]!r}{_other_delimiter(unknown[0], delimiter)}: "
+            f"columns are message fields ({', '.join(STRING_FIELDS + BOOL_FIELDS)}), "
+            "data.NAME for a template local, or data for a JSON object of locals"
         )
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
@@ -168,8 +273,6 @@ def _csv_rows(stream: IO[str]) -> Iterator[Row | BadRow]:
             cells = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError:
-            raise UsageError(f"line {start}: the input is not valid UTF-8") from None
         except csv.Error as exc:
             end = reader.line_num
             yield BadRow(start, f"does not parse as CSV: {exc}")
@@ -213,25 +316,14 @@ def _csv_row(line: int, header: list[str], cells: list[str]) -> Row | BadRow:
     return Row(line, fields)
 
 
-def _jsonl_rows(stream: IO[str]) -> Iterator[Row | BadRow]:
-    line_no = 0
-    while True:
-        line_no += 1
-        try:
-            text = stream.readline()
-        except UnicodeDecodeError:
-            raise UsageError(f"line {line_no}: the input is not valid UTF-8") from None
-        if not text:
-            return
+def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row | BadRow]:
+    for line_no, text in enumerate(lines, 1):
         if not text.strip():
             continue
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             yield BadRow(line_no, f"is not valid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        except RecursionError:
-            yield BadRow(line_no, "is JSON nested too deeply")
             continue
         if not isinstance(obj, dict):
             yield BadRow(line_no, "is not a JSON object")
@@ -253,8 +345,3 @@ def _json_row(line: int, obj: dict[str, Any]) -> Row | BadRow:
         else:
             return BadRow(line, f"unknown field {key!r}")
     return Row(line, {k: v for k, v in obj.items() if v is not None})
-
-
-def auto_id(fingerprint: str, line: int) -> str:
-    """The `id_from_submitter` for a row that has none: same file, same row, same id."""
-    return f"outkit-batch-{fingerprint}-{line}"

@@ -9,20 +9,23 @@ journal (fsynced) before the row counts as done and its result line is printed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from outkit_cli.batch.journal import Journal, JournalState, default_journal_path, read_journal
+from outkit_cli.batch.identity import RowIdentities, sent_id
+from outkit_cli.batch.journal import Journal, JournalState, default_journal_path, peek_journal
 from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
 from outkit_cli.batch.results import ResultSink, Summary, result_line
-from outkit_cli.batch.rows import BadRow, BatchInput, Row, auto_id, read_rows
+from outkit_cli.batch.rows import BadRow, BatchInput, Row, read_rows
 from outkit_cli.batch.wait import wait_all
 from outkit_cli.errors import AuthError, ExitCode, MaybeSentError, OutkitError, UsageError
 
@@ -42,20 +45,93 @@ class BatchOptions:
     dry_run: bool = False
     auto_id: bool = True
     resend_unknown: bool = False
+    resend: bool = False  # send every row again, as new messages (a new generation)
     wait: bool = False
     wait_timeout: float = 60.0
+    wait_lock: float = 0.0
     journal: Path | None = None
     results: IO[str] | None = None
+    # what every row inherits from the command: part of each row's identity
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Task:
     line: int
     message: dict[str, Any]
+    identity: str
+    lookup: bool = False  # ask the server for it before sending (the journal is new)
 
     @property
     def ifs(self) -> str | None:
         return self.message.get("id_from_submitter")
+
+
+class _Rows:
+    """Turns rows into tasks, reporting those that are not sent (invalid, already sent,
+    unknown); remembers what the summary says about a rerun."""
+
+    def __init__(
+        self,
+        build: Callable[[Mapping[str, Any]], dict[str, Any]],
+        opts: BatchOptions,
+        state: JournalState,
+        unknown: Mapping[str, str | None],
+        sink: ResultSink,
+    ) -> None:
+        self.build = build
+        self.opts = opts
+        self.state = state
+        self.unknown = unknown
+        self.sink = sink
+        self.generation = state.generation + (1 if opts.resend else 0)
+        self.identities = RowIdentities(opts.defaults, self.generation)
+        self.changed: list[tuple[int, str]] = []  # (line, identity accepted there before)
+
+    def task(self, item: Row | BadRow) -> Task | None:
+        """The row's task, or None when the row is reported without sending."""
+        if isinstance(item, BadRow):
+            self.sink.emit(item.line, "invalid", error=item.error, code=ExitCode.USAGE)
+            return None
+        try:
+            identity = self.identities.identity(item.line, item.fields)
+        except ValueError as exc:
+            self.sink.emit(item.line, "invalid", error=str(exc), code=ExitCode.USAGE)
+            return None
+        own = bool(item.fields.get("id_from_submitter"))
+        ifs = sent_id(identity) if (own or self.opts.auto_id) else None
+        if identity in self.state.accepted:
+            self.sink.emit(item.line, "skipped", id=self.state.accepted[identity], ifs=ifs)
+            return None
+        try:
+            message = self.build(item.fields)
+        except UsageError as exc:
+            self.sink.emit(item.line, "invalid", error=exc.message, ifs=ifs, code=ExitCode.USAGE)
+            return None
+        message.pop("id_from_submitter", None)
+        if ifs is not None:
+            message["id_from_submitter"] = ifs
+        before = self.state.lines.get(item.line)
+        if before is not None and before != identity:
+            self.changed.append((item.line, before))
+        if identity in self.unknown and not self.opts.resend_unknown:
+            self.sink.emit(
+                item.line,
+                "unknown",
+                error="an earlier run sent this row and its outcome could not be found out; "
+                "check it, then rerun with --resend-unknown to send it again",
+                ifs=ifs,
+                code=ExitCode.NETWORK,
+            )
+            return None
+        # a new journal (first run, or the journal was lost): the server may hold the row
+        # already; a resent row with its own id would find its first copy, so not those
+        lookup = self.state.is_new() and ifs is not None and not (own and self.generation)
+        return Task(item.line, message, identity, lookup)
+
+    def changed_lines(self) -> list[int]:
+        """Lines whose row was sent before with other content that is now gone."""
+        return [line for line, old in self.changed if not self.identities.present(old)]
 
 
 def run_batch(
@@ -66,23 +142,50 @@ def run_batch(
     *,
     on_progress: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Send every row of ``source``. ``build`` merges a row into the command's defaults and
-    validates it (raising UsageError); ``api`` is None only for a dry run."""
+    """Send every row of ``source`` exactly once. ``build`` merges a row into the command's
+    defaults and validates it (raising UsageError); ``api`` is None only for a dry run.
+    Raises UsageError when the journal cannot be used (locked by another run, not a
+    journal, unwritable) before anything is sent."""
     summary = Summary()
     sink = ResultSink(opts.results or sys.stdout, summary, journalled=not opts.dry_run)
     sink.keep_ids = opts.wait
     started = time.monotonic()
+    journal_path = opts.journal or default_journal_path(source.path, source.fingerprint)
     if opts.dry_run:
-        _dry_run(source, build, opts, sink)
+        rows = _Rows(build, opts, peek_journal(journal_path), {}, sink)
+        for item in read_rows(source):
+            task = rows.task(item)
+            if task is not None:
+                sink.emit(task.line, "valid", ifs=task.ifs)
         summary.elapsed = time.monotonic() - started
+        summary.dry_run = True
         sink.flush()
         return summary
     assert api is not None
-    journal_path = opts.journal or default_journal_path(source.path, source.fingerprint)
-    state = read_journal(journal_path, source.fingerprint)
-    journal = Journal(journal_path, source.fingerprint, source.name)
-    summary.journal = journal_path
-    unknown = resolve_in_doubt(state, api, journal, opts.concurrency)
+    journal = Journal(journal_path, source.name, wait_lock=opts.wait_lock)
+    try:
+        return _send_all(source, build, api, opts, journal, sink, on_progress, started)
+    finally:
+        journal.close()
+
+
+def _send_all(
+    source: BatchInput,
+    build: Callable[[Mapping[str, Any]], dict[str, Any]],
+    api: BatchApi,
+    opts: BatchOptions,
+    journal: Journal,
+    sink: ResultSink,
+    on_progress: Callable[[Summary], None] | None,
+    started: float,
+) -> Summary:
+    summary = sink.summary
+    state = journal.state
+    summary.journal = journal.path
+    summary.rerun = not state.is_new()
+    rows = _Rows(build, opts, state, {}, sink)
+    journal.start_run(rows.generation)
+    rows.unknown = resolve_in_doubt(state, api, journal, opts.concurrency)
 
     stop = threading.Event()
     run = _Run(api, journal, sink, summary, opts, on_progress, stop)
@@ -94,7 +197,7 @@ def run_batch(
             for item in read_rows(source):
                 if stop.is_set() or run.aborted.is_set():
                     break
-                task = _prepare(item, source, build, opts, state, unknown, sink)
+                task = rows.task(item)
                 if task is None:
                     continue
                 chunk.append(task)
@@ -110,8 +213,8 @@ def run_batch(
             settle_in_doubt(run.in_doubt, api, run.send, run.record)
     finally:
         _restore_sigint(previous)
-        journal.close()
     summary.interrupted = stop.is_set()
+    summary.changed = rows.changed_lines()
     if run.abort_error is not None:
         summary.aborted = run.abort_error.message
         summary.fail(run.abort_error.exit_code)
@@ -126,70 +229,6 @@ def run_batch(
     summary.elapsed = time.monotonic() - started
     sink.flush()
     return summary
-
-
-def _dry_run(
-    source: BatchInput,
-    build: Callable[[Mapping[str, Any]], dict[str, Any]],
-    opts: BatchOptions,
-    sink: ResultSink,
-) -> None:
-    for item in read_rows(source):
-        if isinstance(item, BadRow):
-            sink.emit(item.line, "invalid", error=item.error, code=ExitCode.USAGE)
-            continue
-        try:
-            message = _build(item, source, build, opts)
-        except UsageError as exc:
-            sink.emit(item.line, "invalid", error=exc.message, code=ExitCode.USAGE)
-            continue
-        sink.emit(item.line, "valid", ifs=message.get("id_from_submitter"))
-
-
-def _build(
-    row: Row,
-    source: BatchInput,
-    build: Callable[[Mapping[str, Any]], dict[str, Any]],
-    opts: BatchOptions,
-) -> dict[str, Any]:
-    message = build(row.fields)
-    if opts.auto_id and not message.get("id_from_submitter"):
-        message["id_from_submitter"] = auto_id(source.fingerprint, row.line)
-    return message
-
-
-def _prepare(
-    item: Row | BadRow,
-    source: BatchInput,
-    build: Callable[[Mapping[str, Any]], dict[str, Any]],
-    opts: BatchOptions,
-    state: JournalState,
-    unknown: dict[int, str | None],
-    sink: ResultSink,
-) -> Task | None:
-    """The row's task, or None when the row is reported without sending."""
-    if isinstance(item, BadRow):
-        sink.emit(item.line, "invalid", error=item.error, code=ExitCode.USAGE)
-        return None
-    if item.line in state.accepted:
-        sink.emit(item.line, "skipped", id=state.accepted[item.line], error=None)
-        return None
-    try:
-        message = _build(item, source, build, opts)
-    except UsageError as exc:
-        sink.emit(item.line, "invalid", error=exc.message, code=ExitCode.USAGE)
-        return None
-    if item.line in unknown and not opts.resend_unknown:
-        sink.emit(
-            item.line,
-            "unknown",
-            error="an earlier run sent this row and its outcome could not be found out; "
-            "check it, then rerun with --resend-unknown to send it again",
-            ifs=message.get("id_from_submitter"),
-            code=ExitCode.NETWORK,
-        )
-        return None
-    return Task(item.line, message)
 
 
 class _Run:
@@ -236,7 +275,7 @@ class _Run:
             if stop.is_set() or self.aborted.is_set():
                 return
             time.sleep(0.002)
-        self.journal.pending((t.line, t.ifs) for t in chunk)
+        self.journal.pending((t.line, t.identity, t.ifs) for t in chunk)
         if stop.is_set() or self.aborted.is_set():
             # recorded as pending but never sent: the rerun's lookup finds nothing and
             # sends them then
@@ -262,8 +301,18 @@ class _Run:
             self.outcomes.put(self.send(task))
 
     def send(self, task: Task) -> dict[str, Any]:
-        base = {"row": task.line, "id_from_submitter": task.ifs}
+        """Send one row (after looking it up, when the journal cannot tell whether an
+        earlier run sent it); returns its outcome."""
+        base = {"row": task.line, "id_from_submitter": task.ifs, "key": task.identity}
         try:
+            if task.lookup and task.ifs:
+                try:
+                    found = self.api.find(task.ifs)
+                except OutkitError as exc:
+                    exc.message = f"not sent: looking for it on the server failed: {exc.message}"
+                    raise
+                if found is not None:  # sent by a run whose journal is gone
+                    return {**base, "status": "skipped", "id": found.get("id")}
             data = self.api.create(task.message)
         except MaybeSentError as exc:
             return {**base, "status": "in_doubt", "error": exc.message, "task": task}
@@ -311,7 +360,7 @@ class _Run:
                 )
                 settled.append((o, text))
         # journalled (fsynced) before the rows count as done
-        self.journal.result_lines(text for _, text in settled)
+        self.journal.result_lines((o["key"], text) for o, text in settled)
         for o, text in settled:
             self.sink.emit_line(text, o["status"], id=o.get("id"), code=o.get("code"))
         if self.on_progress is not None:
@@ -319,18 +368,44 @@ class _Run:
 
 
 def _install_sigint(stop: threading.Event) -> Any:
-    """Ctrl-C stops taking new rows; rows in flight finish and are journalled."""
+    """Ctrl-C stops taking new rows; rows in flight finish and are journalled. A second
+    Ctrl-C quits at once: the journal already holds every row handed out as pending (so
+    the rerun looks those up) and every outcome as soon as it is known; nothing else needs
+    to be saved, and ending the process there (os._exit) cannot hang on a worker thread
+    or print an interpreter traceback."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    tty = sys.stderr.isatty()
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            _quit_now(tty)
         stop.set()
-        sys.stderr.write("\nstopping: finishing the rows in flight (Ctrl-C again to quit)\n")
+        # on a terminal, end the line the progress bar (and the echoed ^C) is on
+        lead = "\n" if tty else ""
+        _say(f"{lead}stopping: finishing the rows in flight (Ctrl-C again to quit)\n")
 
     previous = signal.signal(signal.SIGINT, handler)
     return previous
+
+
+def _quit_now(tty: bool) -> None:
+    show_cursor = "\x1b[?25h" if tty else ""  # the progress bar hides it
+    _say(
+        f"{show_cursor}\ninterrupted again: quitting now; run the same command again to send "
+        "the rest (rows in flight are looked up first)\n"
+        if tty
+        else "interrupted again: quitting now; run the same command again to send the rest "
+        "(rows in flight are looked up first)\n"
+    )
+    os._exit(130)
+
+
+def _say(text: str) -> None:
+    # straight to the file descriptor: sys.stderr's buffer may be held by the thread the
+    # signal interrupted (a reentrant write would raise)
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())
 
 
 def _restore_sigint(previous: Any) -> None:

@@ -151,7 +151,12 @@ def send(app: Any, output: OutputSpec, **params: Any) -> None:
         data_items=params.pop("data_items"),
     )
     request = BatchRequest.from_params(params)  # takes the batch-only options out of params
-    check_batch_combinations(request, machine=output.machine, **params)
+    check_batch_combinations(
+        request,
+        machine=output.machine,
+        id_from_submitter=message.options.get("id_from_submitter"),
+        **params,
+    )
     if request.source is not None:
         from outkit_cli.batch.command import run_batch_command
 
