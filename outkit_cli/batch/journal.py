@@ -1,10 +1,13 @@
 """The batch journal: an append-only JSON Lines file that makes reruns exactly-once.
 
-Before rows are handed to the network they are recorded as *pending* (one fsync for a
-whole chunk); each outcome is appended and fsynced before the row counts as done. On a
-rerun, accepted rows are skipped, and pending rows without an outcome (the process died
-while they were in flight) are looked up by `id_from_submitter` before anything is resent.
-A torn last line from a crash is ignored.
+Records are keyed by row identity (batch.identity), not by line, so a journal stays true
+when the file is edited. A header (`batch`, format version), then per run a `run` record
+(process id, --resend generation); before rows are handed to the network they are
+recorded as `pending` (one fsync for a whole chunk); each outcome (`result`) is appended
+and fsynced before the row counts as done. On a rerun, accepted rows are skipped, and
+pending rows without an outcome (the process died while they were in flight) are looked
+up by `id_from_submitter` before anything is resent. A torn last line from a crash is
+ignored. The file is locked (flock) for the whole run.
 """
 
 from __future__ import annotations

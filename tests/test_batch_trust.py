@@ -1,0 +1,355 @@
+"""Bulk sending a person can trust (issue 14): edits, lost journals, two runs at once,
+Ctrl-C twice, the dry run, files from the real world, output that tells the truth.
+
+Every exactly-once claim is counted on the sandbox, by recipient."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run
+from tests.sandbox_fixture import Sandbox
+
+DEMO = ("--project", "demo", "--template", "welcome")
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def people(n: int, tag: str, start: int = 0) -> list[dict[str, str]]:
+    return [{"to": f"{tag}-{i}@example.com", "data.name": f"P{i}"} for i in range(start, n)]
+
+
+def results(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def held(box: Sandbox, tag: str) -> Counter[str]:
+    return Counter(m["to"] for m in box.messages() if m["to"].startswith(f"{tag}-"))
+
+
+def batch(src: Path | str, *extra: str, env: dict[str, str]) -> tuple[int, list[dict], str]:
+    res = run("send", "--batch", str(src), *DEMO, *extra, env=env)
+    return res.exit_code, results(res.stdout), res.stderr
+
+
+# --- 1. editing the input never resends --------------------------------------------------
+
+
+def test_edited_file_sends_only_new_and_changed_rows(sandbox, tmp_path):
+    src = write_csv(tmp_path / "edit.csv", people(6, "ed"))
+    code, first, _ = batch(src, env=sandbox.env())
+    assert code == 0 and len(first) == 6
+    ids = {r["id_from_submitter"]: r["id"] for r in first}
+    # fix a typo in the last row, add a row at the top, drop row 3, swap two rows
+    rows = people(6, "ed")
+    rows[5]["data.name"] = "P5 fixed"
+    rows = [{"to": "ed-new@example.com", "data.name": "New"}] + rows
+    del rows[3]
+    rows[1], rows[2] = rows[2], rows[1]
+    write_csv(src, rows)
+    code, second, err = batch(src, env=sandbox.env())
+    assert code == 0, err
+    by_to = {rows[r["row"] - 2]["to"]: r for r in second}
+    for to in ("ed-0@example.com", "ed-1@example.com", "ed-3@example.com", "ed-4@example.com"):
+        assert by_to[to]["status"] == "skipped"
+        assert ids[by_to[to]["id_from_submitter"]] == by_to[to]["id"]  # skipped carry both
+    assert by_to["ed-5@example.com"]["status"] == "accepted"  # changed: a new message
+    assert by_to["ed-new@example.com"]["status"] == "accepted"
+    changed_line = by_to["ed-5@example.com"]["row"]
+    assert f"4 already sent, 2 new or changed (changed: line {changed_line})" in err
+    counts = held(sandbox, "ed")
+    assert counts["ed-5@example.com"] == 2  # the old and the fixed version
+    assert counts["ed-new@example.com"] == 1
+    assert {counts[f"ed-{i}@example.com"] for i in (0, 1, 2, 3, 4)} == {1}
+
+
+def test_lost_journal_or_a_new_journal_path_never_resends(sandbox, tmp_path):
+    src = write_csv(tmp_path / "lost.csv", people(5, "lj"))
+    journal = tmp_path / "lost.csv.outkit-journal"
+    assert batch(src, env=sandbox.env())[0] == 0
+    journal.unlink()  # a new machine
+    code, rerun, err = batch(src, env=sandbox.env())
+    assert code == 0, err
+    assert {r["status"] for r in rerun} == {"skipped"}
+    assert all(r["id"] and r["id_from_submitter"] for r in rerun)
+    # what the old error message advised: a new journal path
+    code, again, err = batch(src, "--journal", str(tmp_path / "new.journal"), env=sandbox.env())
+    assert code == 0, err
+    assert {r["status"] for r in again} == {"skipped"}
+    assert set(held(sandbox, "lj").values()) == {1}
+
+
+def test_resend_sends_again_on_purpose_and_only_once(sandbox, tmp_path):
+    src = write_csv(tmp_path / "re.csv", people(3, "rs"))
+    assert batch(src, env=sandbox.env())[0] == 0
+    code, resent, err = batch(src, "--resend", env=sandbox.env())
+    assert code == 0, err
+    assert {r["status"] for r in resent} == {"accepted"}
+    code, after, _ = batch(src, env=sandbox.env())  # continues the resend: nothing new
+    assert code == 0 and {r["status"] for r in after} == {"skipped"}
+    assert set(held(sandbox, "rs").values()) == {2}
+    helped = " ".join(run("send", "--help").stdout.split())
+    assert "--resend --batch: send every row again, also those already sent" in helped
+
+
+def test_identical_rows_are_distinct_messages_with_stable_ids(sandbox, tmp_path):
+    src = write_csv(tmp_path / "twins.csv", [people(1, "tw")[0]] * 3)
+    code, first, _ = batch(src, env=sandbox.env())
+    assert code == 0
+    ifs = [r["id_from_submitter"] for r in sorted(first, key=lambda r: r["row"])]
+    assert ifs[1:] == [ifs[0] + "-2", ifs[0] + "-3"]  # the n-th identical row adds -n
+    write_csv(src, [people(1, "tw")[0]] * 2)  # one of them removed
+    code, second, _ = batch(src, env=sandbox.env())
+    assert code == 0 and {r["status"] for r in second} == {"skipped"}
+    assert held(sandbox, "tw") == Counter({"tw-0@example.com": 3})
+
+
+def test_rows_sharing_their_own_id_are_refused(sandbox, tmp_path):
+    src = tmp_path / "own.jsonl"
+    src.write_text(
+        json.dumps({"to": "own-1@example.com", "id_from_submitter": "order-7"})
+        + "\n"
+        + json.dumps({"to": "own-2@example.com", "id_from_submitter": "order-7"})
+        + "\n"
+    )
+    code, rows, _ = batch(src, env=sandbox.env())
+    assert code == 2
+    by_row = {r["row"]: r for r in rows}
+    assert by_row[1]["status"] == "accepted" and by_row[1]["id_from_submitter"] == "order-7"
+    assert by_row[2]["status"] == "invalid" and "also line 1's" in by_row[2]["error"]
+    res = run("send", "--batch", str(src), *DEMO, "--id-from-submitter", "x")
+    assert res.exit_code == 2 and "every row would share it" in res.stderr
+
+
+# --- 2. two runs at once -----------------------------------------------------------------
+
+
+def _child(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+    env.update(box.env())
+    env["OUTKIT_CONFIG"] = str(src.parent / "config.toml")
+    return subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp_path):
+    src = write_csv(tmp_path / "lock.csv", people(3, "lk"))
+    journal = tmp_path / "lock.csv.outkit-journal"
+    journal.write_text(
+        '{"type":"batch","version":2,"input":"lock.csv"}\n'
+        '{"type":"run","pid":4242,"generation":0,"started":0}\n'
+    )
+    with journal.open("rb") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        started = time.monotonic()
+        res = run("send", "--batch", str(src), *DEMO, env=sandbox.env())
+        assert res.exit_code == 2
+        assert time.monotonic() - started < 10  # at once, not after a wait
+        assert res.stderr.splitlines() == [
+            f"error: batch journal {journal} is in use by another run (process 4242): it is "
+            "sending this batch; let it finish, or pass --wait-lock SECONDS to wait for it"
+        ]
+        res = run("send", "--batch", str(src), *DEMO, "--wait-lock", "0.3", env=sandbox.env())
+        assert res.exit_code == 2 and "after waiting 0.3 s" in res.stderr
+        waiting = _child(src, sandbox, "--wait-lock", "60")
+        time.sleep(1)  # not synchronisation: whatever the child did by now, it cannot be done
+        assert waiting.poll() is None
+    # the holder closed the file: the waiting run goes on
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err.decode()
+    assert held(sandbox, "lk") == Counter(f"lk-{i}@example.com" for i in range(3))
+
+
+def test_two_runs_started_together_send_every_row_once(start_sandbox, tmp_path):
+    box = start_sandbox(latency=20)
+    src = write_csv(tmp_path / "cron.csv", people(40, "cron"))
+    first, second = _child(src, box), _child(src, box)
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    codes = sorted(p.returncode for p in (first, second))
+    assert codes == [0, 2], [o[1].decode() for o in outs]
+    loser = outs[[first.returncode, second.returncode].index(2)][1].decode()
+    assert "is in use by another run (process " in loser
+    assert held(box, "cron") == Counter(f"cron-{i}@example.com" for i in range(40))
+
+
+# --- 3. Ctrl-C, twice ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_second_ctrl_c_quits_at_once_and_the_rerun_is_exact(start_sandbox, tmp_path, attempt):
+    box = start_sandbox(latency=50)
+    tag = f"cc{attempt}"
+    src = write_csv(tmp_path / "cc.csv", people(200, tag))
+    journal = tmp_path / "cc.csv.outkit-journal"
+    proc = _child(src, box, "--concurrency", "8")
+    deadline = time.monotonic() + 60
+    while not (journal.exists() and '"type":"result"' in journal.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "no progress"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.04)  # the scenario: a second Ctrl-C 40 ms after the first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)  # at once: not after the rows in flight
+    text = err.decode()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "Exception ignored" not in text
+    assert "" not in text.splitlines()  # no blank line without a terminal
+    rerun = _child(src, box)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err.decode()
+    statuses = Counter(r["status"] for r in results(out.decode()))
+    assert statuses["accepted"] + statuses["skipped"] == 200
+    assert held(box, tag) == Counter(f"{tag}-{i}@example.com" for i in range(200))
+
+
+# --- 4. the dry run catches what can be known before sending ---------------------------------
+
+
+def test_dry_run_checks_recipients_for_the_type(sandbox, tmp_path):
+    src = tmp_path / "rem.csv"
+    src.write_text("to,data.name\n+4790000001,Ola\nnot-an-email,Kari\nann@example.com,Ann\n")
+    res = run("send", "--batch", str(src), *DEMO, "--dry-run", env=sandbox.env())
+    assert res.exit_code == 2
+    by_row = {r["row"]: r for r in results(res.stdout)}
+    assert by_row[2]["status"] == "invalid" and "--type sms" in by_row[2]["error"]
+    assert by_row[3] == {**by_row[3], "status": "invalid"}
+    assert by_row[3]["error"] == "recipient 'not-an-email' is not an email address"
+    assert by_row[4]["status"] == "valid"
+    sms = tmp_path / "sms.csv"
+    sms.write_text("to,text_body\n+47 900 00 001,Hi\n90000002,Hi\nann@example.com,Hi\n")
+    res = run("send", "--batch", str(sms), "--project", "demo", "--type", "sms", "--dry-run")
+    statuses = [r["status"] for r in sorted(results(res.stdout), key=lambda r: r["row"])]
+    assert statuses == ["valid", "valid", "invalid"]
+    assert "is not a phone number" in results(res.stdout)[-1]["error"]
+    single = run("send", "--to", "not-an-email", *DEMO, "--dry-run", env=sandbox.env())
+    assert single.exit_code == 2
+    assert single.stderr.strip() == "error: recipient 'not-an-email' is not an email address"
+
+
+# --- 5. files from the real world --------------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_separated_files(sandbox, tmp_path, delimiter):
+    tag = "semi" if delimiter == ";" else "tab"
+    src = write_csv(tmp_path / "eu.csv", people(3, tag), delimiter=delimiter)
+    code, rows, err = batch(src, env=sandbox.env())
+    assert code == 0, err
+    assert held(sandbox, tag) == Counter(f"{tag}-{i}@example.com" for i in range(3))
+    names = {m["data"]["name"] for m in sandbox.messages() if m["to"].startswith(f"{tag}-")}
+    assert names == {"P0", "P1", "P2"}
+
+
+def test_a_header_read_with_the_wrong_delimiter_names_the_right_one(tmp_path):
+    src = write_csv(tmp_path / "eu.csv", people(1, "x"), delimiter=";")
+    res = run("send", "--batch", str(src), *DEMO, "--delimiter", ",", "--dry-run")
+    assert res.exit_code == 2
+    assert res.stderr.startswith(
+        "error: line 1: unknown column 'to;data.name' (the header looks semicolon-separated: "
+        "pass --delimiter ';')"
+    )
+
+
+def test_a_bad_byte_is_reported_on_its_line_before_anything_is_sent(sandbox, tmp_path):
+    src = tmp_path / "latin.csv"
+    lines = [b"to,data.name"] + [f"lat-{i}@example.com,P{i}".encode() for i in range(2000)]
+    lines[1499] = b"lat-1498@example.com,Jos\xe9"  # line 1500
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    res = run("send", "--batch", str(src), *DEMO, env=sandbox.env())
+    assert res.exit_code == 2
+    assert res.stdout == ""  # nothing sent, nothing printed valid
+    assert res.stderr.strip() == (
+        "error: line 1500: byte 0xe9 is not UTF-8: save the file as UTF-8, or pass "
+        "--encoding latin-1 (or the encoding it was written in)"
+    )
+    assert held(sandbox, "lat") == Counter()
+    small = tmp_path / "l3.csv"
+    small.write_bytes(b"to,data.name\nl3-0@example.com,A\nl3-1@example.com,Jos\xe9\n")
+    res = run("send", "--batch", "-", *DEMO, "--dry-run", input=small.read_bytes())
+    assert res.exit_code == 2 and "error: line 3: byte 0xe9" in res.stderr  # stdin too
+    code, rows, err = batch(small, "--encoding", "latin-1", env=sandbox.env())
+    assert code == 0, err
+    names = {m["data"]["name"] for m in sandbox.messages() if m["to"].startswith("l3-")}
+    assert names == {"A", "José"}
+
+
+def test_an_empty_to_cell_says_so(tmp_path):
+    src = tmp_path / "empty.csv"
+    src.write_text("to,data.name\n,Ann\n")
+    res = run("send", "--batch", str(src), *DEMO, "--dry-run")
+    (row,) = results(res.stdout)
+    assert row["error"] == "the row's to is empty (and no --to gives every row one)"
+
+
+# --- 6. output that tells the truth ------------------------------------------------------
+
+
+def test_one_row_is_one_row(sandbox, tmp_path):
+    src = write_csv(tmp_path / "one.csv", people(1, "one"))
+    res = run("send", "--batch", str(src), *DEMO, env=sandbox.env())
+    assert res.exit_code == 0
+    assert res.stderr.startswith("batch: 1 row: 1 accepted in ")
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal (stdout a pipe); returns (exit code, screen)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(30), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_the_progress_bar_counts_rows_and_its_last_frame_is_the_summary(start_sandbox, tmp_path):
+    box = start_sandbox(latency=10)
+    src = write_csv(tmp_path / "bar.csv", people(60, "bar"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+    env.update(box.env())
+    env.update({"OUTKIT_CONFIG": str(tmp_path / "config.toml"), "COLUMNS": "160"})
+    args = [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO]
+    code, screen = _on_a_terminal(args, env)
+    assert code == 0, screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    frames = [f for f in re.split(r"[\r\n]", plain) if "sending" in f]
+    assert frames, plain
+    first_totals = {m for f in frames for m in re.findall(r"\d+/(\d+)", f)}
+    assert first_totals == {"60"}  # the total is the row count from the start
+    assert "60/60" in frames[-1] and "60 done, 0 failed" in frames[-1]
+    assert "batch: 60 rows: 60 accepted" in plain
