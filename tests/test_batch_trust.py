@@ -62,7 +62,7 @@ def test_edited_file_sends_only_new_and_changed_rows(sandbox, tmp_path):
     # fix a typo in the last row, add a row at the top, drop row 3, swap two rows
     rows = people(6, "ed")
     rows[5]["data.name"] = "P5 fixed"
-    rows = [{"to": "ed-new@example.com", "data.name": "New"}] + rows
+    rows = [{"to": "ed-new@example.com", "data.name": "New"}, *rows]
     del rows[3]
     rows[1], rows[2] = rows[2], rows[1]
     write_csv(src, rows)
@@ -178,7 +178,7 @@ def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp
         time.sleep(1)  # not synchronisation: whatever the child did by now, it cannot be done
         assert waiting.poll() is None
     # the holder closed the file: the waiting run goes on
-    out, err = waiting.communicate(timeout=60)
+    _, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err.decode()
     assert held(sandbox, "lk") == Counter(f"lk-{i}@example.com" for i in range(3))
 
@@ -256,7 +256,7 @@ def test_dry_run_checks_recipients_for_the_type(sandbox, tmp_path):
 def test_semicolon_and_tab_separated_files(sandbox, tmp_path, delimiter):
     tag = "semi" if delimiter == ";" else "tab"
     src = write_csv(tmp_path / "eu.csv", people(3, tag), delimiter=delimiter)
-    code, rows, err = batch(src, env=sandbox.env())
+    code, _, err = batch(src, env=sandbox.env())
     assert code == 0, err
     assert held(sandbox, tag) == Counter(f"{tag}-{i}@example.com" for i in range(3))
     names = {m["data"]["name"] for m in sandbox.messages() if m["to"].startswith(f"{tag}-")}
@@ -290,7 +290,7 @@ def test_a_bad_byte_is_reported_on_its_line_before_anything_is_sent(sandbox, tmp
     small.write_bytes(b"to,data.name\nl3-0@example.com,A\nl3-1@example.com,Jos\xe9\n")
     res = run("send", "--batch", "-", *DEMO, "--dry-run", input=small.read_bytes())
     assert res.exit_code == 2 and "error: line 3: byte 0xe9" in res.stderr  # stdin too
-    code, rows, err = batch(small, "--encoding", "latin-1", env=sandbox.env())
+    code, _, err = batch(small, "--encoding", "latin-1", env=sandbox.env())
     assert code == 0, err
     names = {m["data"]["name"] for m in sandbox.messages() if m["to"].startswith("l3-")}
     assert names == {"A", "José"}
