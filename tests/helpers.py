@@ -98,6 +98,6 @@ def journal_text(*records: Mapping[str, object], input: str = "rows.csv") -> str
 
     head = [
         {"type": "batch", "version": 2, "input": input},
-        {"type": "run", "pid": 1, "generation": 0, "started": 0},
+        {"type": "run", "pid": 1, "started": 0},
     ]
     return "".join(json.dumps(r) + "\n" for r in [*head, *records])

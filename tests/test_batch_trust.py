@@ -159,8 +159,7 @@ def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp
     src = write_csv(tmp_path / "lock.csv", people(3, "lk"))
     journal = tmp_path / "lock.csv.outkit-journal"
     journal.write_text(
-        '{"type":"batch","version":2,"input":"lock.csv"}\n'
-        '{"type":"run","pid":4242,"generation":0,"started":0}\n'
+        '{"type":"batch","version":2,"input":"lock.csv"}\n{"type":"run","pid":4242,"started":0}\n'
     )
     with journal.open("rb") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)

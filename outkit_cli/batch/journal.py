@@ -2,12 +2,12 @@
 
 Records are keyed by row identity (batch.identity), not by line, so a journal stays true
 when the file is edited. A header (`batch`, format version), then per run a `run` record
-(process id, --resend generation); before rows are handed to the network they are
-recorded as `pending` (one fsync for a whole chunk); each outcome (`result`) is appended
-and fsynced before the row counts as done. On a rerun, accepted rows are skipped, and
-pending rows without an outcome (the process died while they were in flight) are looked
-up by `id_from_submitter` before anything is resent. A torn last line from a crash is
-ignored. The file is locked (flock) for the whole run.
+(process id) and, for --resend, a `resend` record (its generation); before rows are
+handed to the network they are recorded as `pending` (one fsync for a whole chunk); each
+outcome (`result`) is appended and fsynced before the row counts as done. On a rerun,
+accepted rows are skipped, and pending rows without an outcome (the process died while
+they were in flight) are looked up by `id_from_submitter` before anything is resent. A
+torn last line from a crash is ignored. The file is locked (flock) for the whole run.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def _replay(
     kind = rec.get("type")
     if kind == "run":
         state.runs += 1
-        state.generation = max(state.generation, int(rec.get("generation") or 0))
+    elif kind == "resend":
+        state.generation = max(state.generation, int(rec["generation"]))
     elif kind == "pending":
         for row in rec["rows"]:
             # [line, identity] when the row is sent with its identity as id_from_submitter
@@ -201,14 +202,15 @@ class Journal:
             raise
         # unbuffered: each record goes out in os.write calls we can account for
         self._fh: IO[bytes] = os.fdopen(fd, "ab", buffering=0)
-        if new:
-            self._append([{"type": "batch", "version": VERSION, "input": source}])
+        head = [{"type": "batch", "version": VERSION, "input": source}] if new else []
+        # this run, at once: its process id names it to a second run that finds it locked
+        run = {"type": "run", "pid": os.getpid(), "started": time.time()}
+        self._append([*head, run])
 
     def start_run(self, generation: int) -> None:
-        """Record this run: its process id names it to a second run that finds it locked."""
-        self._append(
-            [{"type": "run", "pid": os.getpid(), "generation": generation, "started": time.time()}]
-        )
+        """Record the --resend generation this run sends, when it starts a new one."""
+        if generation > self.state.generation:
+            self._append([{"type": "resend", "generation": generation}])
 
     def _append(self, records: Iterable[Mapping[str, Any]]) -> None:
         self._write(
@@ -285,18 +287,24 @@ def _take_lock(fd: int, path: Path, wait_lock: float) -> None:
         time.sleep(min(0.05, remaining))
     waited = f" after waiting {wait_lock:g} s" if wait_lock else ""
     raise UsageError(
-        f"batch journal {path} is in use by another run ({_holder(fd)}){waited}: it is "
+        f"batch journal {path} is in use by another run ({_holder(fd, path)}){waited}: it is "
         "sending this batch; let it finish, or pass --wait-lock SECONDS to wait for it"
     )
 
 
-def _holder(fd: int) -> str:
-    """The process named by the journal's last run record (written once it holds the lock)."""
-    pid = None
-    with contextlib.suppress(OSError), os.fdopen(os.dup(fd), "rb") as fh:
-        fh.seek(0)
-        for raw in fh:
-            if b'"type":"run"' in raw:
-                with contextlib.suppress(ValueError, AttributeError):
-                    pid = json.loads(raw).get("pid")
+def _holder(fd: int, path: Path) -> str:
+    """The process named by the journal's last run record. The holder writes it just after
+    taking the lock: a run that started at the same moment gives it a second to appear."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        pid = None
+        with contextlib.suppress(OSError), os.fdopen(os.dup(fd), "rb") as fh:
+            fh.seek(0)
+            for raw in fh:
+                if b'"type":"run"' in raw:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        pid = json.loads(raw).get("pid")
+        if isinstance(pid, int) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     return f"process {pid}" if isinstance(pid, int) else "a process that is just starting"
