@@ -54,3 +54,14 @@ def is_loopback(host: str | None) -> bool:
         return True
     ip = parse_ip(host)
     return ip is not None and ip.is_loopback
+
+
+def is_wildcard(host: str | None) -> bool:
+    """Whether ``host`` as a bind address means every interface: "" (empty), ``0.0.0.0``,
+    ``::`` (with or without brackets) or another spelling of them (``0``). Never raises."""
+    if host is None:
+        return False
+    if not host.strip():
+        return True
+    ip = parse_ip(host)
+    return ip is not None and ip.is_unspecified

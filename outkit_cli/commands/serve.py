@@ -138,9 +138,16 @@ def serve(
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
 
+    if init_profile:
+        from outkit_cli.commands.keys.profiles import check_name
+
+        check_name(init_profile)  # before anything starts: the same rule as `keys add`
     if not is_loopback(host):
-        warn(f"binding to {host}: the sandbox will be reachable from other machines; "
-             "it is a test server with test keys")  # fmt: skip
+        warn(
+            f"binding to {host or 'every interface'}: anyone who can reach this port and "
+            "holds a sandbox key can send mail through the configured SMTP server and read "
+            "every stored message; bind to 127.0.0.1 unless you mean that"
+        )
     smtp_addr = None
     if smtp:
         try:

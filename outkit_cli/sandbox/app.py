@@ -42,6 +42,7 @@ from outkit_cli.sandbox.templates import (
     find_template,
     stable_id,
 )
+from outkit_cli.sandbox.worker import Worker
 
 if TYPE_CHECKING:
     from outkit_cli.sandbox.inbox import Inbox
@@ -132,8 +133,6 @@ class SandboxApp:
         log: Any = None,
         render_limits: RenderLimits | None = None,
     ) -> None:
-        from outkit_cli.sandbox.worker import Worker
-
         self.data_dir = data_dir
         self.store = Store(data_dir / "sandbox.sqlite3")
         self.catalog = catalog
@@ -164,7 +163,7 @@ class SandboxApp:
             )
             self.backends["smtp"] = relay
             self.default_backend["email"] = relay
-        self.worker = Worker(self)
+        self.worker = Worker(process=self.process, load=self.store.get)
 
     # -- lifecycle of the app ------------------------------------------------------------
     def start(self) -> None:

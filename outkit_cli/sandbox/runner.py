@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from outkit_cli.netaddr import is_loopback
+from outkit_cli.netaddr import is_loopback, is_wildcard
 from outkit_cli.sandbox.app import SandboxApp
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey, load_or_create_keys
-from outkit_cli.sandbox.server import SandboxServer
+from outkit_cli.sandbox.server import SandboxServer, raise_descriptor_limit
 from outkit_cli.sandbox.templates import Catalog, builtin_dir
 
 
@@ -40,7 +39,12 @@ class Running:
 
     @property
     def url(self) -> str:
+        """The API base URL for clients on this machine: a wildcard bind (0.0.0.0, ::) is
+        reached through the loopback address of its family, which the CLI accepts over
+        plain http."""
         host, port = self.server.server_address[:2]
+        if is_wildcard(str(host)):
+            host = "::1" if ":" in str(host) else "127.0.0.1"
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/v1"
 
@@ -70,9 +74,7 @@ class Running:
 
     def serve_until_stopped(self) -> None:
         """Serve (in a thread) until a stop is requested, then shut down cleanly."""
-        thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
+        thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
         thread.start()
         try:
             while not self.stop_requested:
@@ -109,8 +111,7 @@ def start(
         smtp=smtp,
         log=log,
     )
-    if ":" in host:
-        SandboxServer.address_family = socket.AF_INET6
+    raise_descriptor_limit()
     try:
         server = SandboxServer((host, port), app)
     except BaseException:

@@ -1,28 +1,34 @@
-"""The background worker: takes submitted message ids and runs the lifecycle on each."""
+"""The background worker: takes submitted message ids and runs the lifecycle on each.
+
+It knows nothing of the app: it is given the function that loads a message and the one
+that moves it through the lifecycle (`SandboxApp.process`), so the two modules do not
+import each other.
+"""
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from outkit_cli.sandbox.app import SandboxApp
-
-_STOP = object()
+Doc = dict[str, Any]
 
 
 class Worker:
-    def __init__(self, app: SandboxApp) -> None:
-        self.app = app
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+    def __init__(self, *, process: Callable[[Doc], Any], load: Callable[[str], Doc | None]) -> None:
+        """`process(doc)` runs a message's lifecycle; `load(id)` reads a stored message
+        (None when there is none)."""
+        self._process = process
+        self._load = load
+        self._queue: queue.SimpleQueue[tuple[str, Doc | None] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, message_id: str, doc: dict[str, Any] | None = None) -> None:
+    def submit(self, message_id: str, doc: Doc | None = None) -> None:
         """Queue a message; with its `doc` as just stored, the worker need not read it back."""
         self._queue.put((message_id, doc))
 
@@ -30,16 +36,16 @@ class Worker:
         """Finish the message in hand; the rest stays pending and resumes on next start."""
         if self._thread.is_alive():
             self._stopping.set()
-            self._queue.put(_STOP)
+            self._queue.put(None)
             self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP or self._stopping.is_set():
+            if item is None or self._stopping.is_set():
                 return
-            message_id, doc = item  # type: ignore[misc]
+            message_id, doc = item
             if doc is None:
-                doc = self.app.store.get(message_id)
+                doc = self._load(message_id)
             if doc is not None and not doc["done"]:
-                self.app.process(doc)
+                self._process(doc)
