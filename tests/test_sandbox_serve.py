@@ -223,3 +223,41 @@ def test_parse_hostport() -> None:
     from outkit_cli.sandbox.runner import parse_hostport
 
     assert parse_hostport("[::1]:2525") == ("::1", 2525)
+
+
+@pytest.mark.parametrize(
+    ("bound", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8025/v1"),
+        ("::", "http://[::1]:8025/v1"),
+        ("127.0.0.1", "http://127.0.0.1:8025/v1"),
+        ("::1", "http://[::1]:8025/v1"),
+    ],
+)
+def test_a_wildcard_bind_gets_a_loopback_url_the_cli_accepts(bound: str, url: str) -> None:
+    # (tests bind loopback only: the URL rule is checked on the address a bind reports)
+    from outkit_cli.client import check_api_url
+    from outkit_cli.sandbox.runner import api_url
+
+    assert api_url(bound, 8025) == url
+    assert check_api_url(url) == url
+
+
+@pytest.mark.parametrize("name", ["bad name", ".x", "a/b", "x\u202e", ""])
+def test_init_profile_name_is_checked_like_keys_add(tmp_path: Path, name: str) -> None:
+    config = tmp_path / "config.toml"
+    result = run(
+        "serve", "--port", "0", "--data-dir", str(tmp_path / "d"), "--init-profile", name,
+        env={"OUTKIT_CONFIG": str(config)},
+    )  # fmt: skip
+    added = run("keys", "add", name, "--key", "k", env={"OUTKIT_CONFIG": str(config)})
+    assert result.exit_code == added.exit_code == 2
+    assert result.stderr.splitlines()[-1] == added.stderr.splitlines()[-1]
+    assert "profile name" in result.stderr
+    assert not config.exists() and not (tmp_path / "d").exists()  # nothing was started
+
+
+def test_loopback_spellings_draw_no_warning(start_sandbox: Start) -> None:
+    sb = start_sandbox(extra_args=("--host", "127.1"))
+    assert sb.url.startswith("http://127.0.0.1:")
+    assert "warning" not in sb.log()

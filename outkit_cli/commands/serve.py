@@ -138,7 +138,7 @@ def serve(
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
 
-    if init_profile:
+    if init_profile is not None:
         from outkit_cli.commands.keys.profiles import check_name
 
         check_name(init_profile)  # before anything starts: the same rule as `keys add`
@@ -178,7 +178,7 @@ def serve(
     except ValueError as exc:  # e.g. a keys.json that does not parse
         raise UsageError(str(exc)) from None
     running.install_stop_handlers()
-    if init_profile:
+    if init_profile is not None:
         from outkit_cli.config import save_profile
 
         key = running.signed_key()

@@ -30,6 +30,16 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def api_url(host: str, port: int) -> str:
+    """The API base URL for clients on this machine, from the bound address: a wildcard
+    (0.0.0.0, ::) is reached through the loopback address of its family, which the CLI
+    accepts over plain http (netaddr.is_loopback)."""
+    if is_wildcard(host):
+        host = "::1" if ":" in host else "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
 @dataclass
 class Running:
     app: SandboxApp
@@ -39,14 +49,8 @@ class Running:
 
     @property
     def url(self) -> str:
-        """The API base URL for clients on this machine: a wildcard bind (0.0.0.0, ::) is
-        reached through the loopback address of its family, which the CLI accepts over
-        plain http."""
         host, port = self.server.server_address[:2]
-        if is_wildcard(str(host)):
-            host = "::1" if ":" in str(host) else "127.0.0.1"
-        shown = f"[{host}]" if ":" in str(host) else host
-        return f"http://{shown}:{port}/v1"
+        return api_url(str(host), int(port))
 
     @property
     def inbox_url(self) -> str:

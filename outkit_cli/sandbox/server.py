@@ -260,6 +260,9 @@ class SandboxServer:
                 self._arm(conn, self.idle_timeout)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass  # the client went away, or a deadline dropped it: nothing to answer
+        except Exception as exc:  # a bug here: logged in one line, the connection dropped
+            self.app.log(escape_controls(f"connection error: {type(exc).__name__}: {exc}"))
+            writer.transport.abort()
         finally:
             self._disarm(conn)
             self._conns.pop(key, None)
@@ -476,6 +479,8 @@ class SandboxServer:
         finally:
             for task in tasks:
                 task.cancel()
+            # both must have finished before anyone reads the connection again
+            await asyncio.gather(*tasks, return_exceptions=True)
             closer = getattr(iterator, "aclose", None)
             if closer is not None:
                 with contextlib.suppress(Exception):
