@@ -85,6 +85,7 @@ class Running:
                 time.sleep(0.05)
         finally:
             self.server.shutdown()
+            thread.join(15)  # the socket and the pool are closed only once it has stopped
             self.close()
 
     def close(self) -> None:

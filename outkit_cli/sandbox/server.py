@@ -175,19 +175,24 @@ class SandboxServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._done = threading.Event()
+        self._stop_requested = threading.Event()
         # connections in order of their last change to idle/head-reading: the eviction order
         self._conns: collections.OrderedDict[int, _Conn] = collections.OrderedDict()
         self._date = (0, b"")
 
     # -- running -----------------------------------------------------------------------------
     def serve_forever(self) -> None:
-        asyncio.run(self._serve())
+        if not self._stop_requested.is_set():
+            asyncio.run(self._serve())
+        self._done.set()
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop serving (thread-safe); waits until `serve_forever` has returned."""
+        """Stop serving (thread-safe, also before `serve_forever` has got going); waits up
+        to `timeout` seconds for a running `serve_forever` to return."""
+        self._stop_requested.set()
         loop, stop = self._loop, self._stop
         if loop is None or stop is None:
-            return  # never served
+            return  # not serving yet: serve_forever will see the request and return
         if not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop has just finished
                 loop.call_soon_threadsafe(stop.set)
@@ -198,8 +203,10 @@ class SandboxServer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stop_requested.is_set():  # shutdown() came before the loop was known
+            return
         server = await asyncio.start_server(self._connection, sock=self.socket,
                                             limit=READ_SIZE)  # fmt: skip
         try:
@@ -210,7 +217,6 @@ class SandboxServer:
                 conn.writer.transport.abort()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)
-            self._done.set()
 
     # -- limits ------------------------------------------------------------------------------
     def _arm(self, conn: _Conn, seconds: float) -> None:
