@@ -19,7 +19,9 @@ def test_short_soak_every_row_exactly_once(tmp_path: Path) -> None:
     work, output = tmp_path / "work", tmp_path / "soak.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", "3", "--clients", "3",
-         "--rate-limit", "40", "--fail-rate", "0.05", "--work", str(work),
+         # a limit below what 3 clients reach even on a loaded machine: the batch's rate
+         # adaptation keeps 429s rare, and the check wants to see some
+         "--rate-limit", "10", "--fail-rate", "0.05", "--work", str(work),
          "--output", str(output)],
         capture_output=True,
         timeout=180,
