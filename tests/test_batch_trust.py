@@ -352,3 +352,17 @@ def test_the_progress_bar_counts_rows_and_its_last_frame_is_the_summary(start_sa
     assert first_totals == {"60"}  # the total is the row count from the start
     assert "60/60" in frames[-1] and "60 done, 0 failed" in frames[-1]
     assert "batch: 60 rows: 60 accepted" in plain
+
+
+def test_hostile_encodings_and_nesting_are_usage_errors(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("to,data.name\na@example.com,A\n")
+    for name, says in (("rot13", "not a text encoding"), ("utf-16", "not supported"),
+                       ("no-such", "unknown encoding")):  # fmt: skip
+        res = run("send", "--batch", str(src), *DEMO, "--dry-run", "--encoding", name)
+        assert res.exit_code == 2 and says in res.stderr, res.stderr
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"to": "a@example.com", "data": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    res = run("send", "--batch", str(deep), *DEMO, "--dry-run")
+    assert res.exit_code == 2
+    assert results(res.stdout)[0]["error"] == "is nested too deeply"

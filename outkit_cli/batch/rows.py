@@ -116,7 +116,11 @@ def check_encoding(name: str | None) -> str:
         info = codecs.lookup(name)
     except LookupError:
         raise UsageError(f"--encoding {name}: unknown encoding") from None
-    if '\n,;\t"{}'.encode(info.name, "replace") != b'\n,;\t"{}':
+    try:
+        ascii_kept = '\n,;\t"{}'.encode(info.name, "replace") == b'\n,;\t"{}'
+    except LookupError:  # rot13, hex, base64: codecs, but not of text
+        raise UsageError(f"--encoding {name}: not a text encoding") from None
+    if not ascii_kept:
         raise UsageError(
             f"--encoding {name}: not supported (rows are split at ASCII line ends): "
             "save the file as UTF-8"
@@ -324,6 +328,9 @@ def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row | BadRow]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             yield BadRow(line_no, f"is not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except RecursionError:
+            yield BadRow(line_no, "is nested too deeply")
             continue
         if not isinstance(obj, dict):
             yield BadRow(line_no, "is not a JSON object")
