@@ -366,3 +366,18 @@ def test_hostile_encodings_and_nesting_are_usage_errors(tmp_path):
     res = run("send", "--batch", str(deep), *DEMO, "--dry-run")
     assert res.exit_code == 2
     assert results(res.stdout)[0]["error"] == "is nested too deeply"
+
+
+def test_excel_files_bom_sep_line_and_old_mac_line_ends(tmp_path):
+    """What Excel writes: a BOM, a `sep=;` line naming the delimiter, CRLF; and the old
+    Mac CR-only line ends, which are named rather than misread."""
+    src = tmp_path / "excel.csv"
+    src.write_bytes(b"\xef\xbb\xbfsep=;\r\nto;data.name\r\na@example.com;A\r\n;B\r\n")
+    res = run("send", "--batch", str(src), *DEMO, "--dry-run")
+    by_row = {r["row"]: r["status"] for r in results(res.stdout)}
+    assert by_row == {3: "valid", 4: "invalid"}  # true lines: the sep line counts
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"to,data.name\ra@example.com,A\r")
+    res = run("send", "--batch", str(mac), *DEMO, "--dry-run")
+    assert res.exit_code == 2
+    assert "lines end in a lone carriage return" in res.stderr

@@ -12,6 +12,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -216,6 +217,7 @@ def _column_kind(column: str) -> str | None:
 
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+_SEP_LINE = re.compile(r"sep=(.)")
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -250,27 +252,42 @@ def _csv_rows(lines: Iterator[str], delimiter: str | None) -> Iterator[Row | Bad
         first = next(lines)
     except StopIteration:
         return
+    skipped = 0  # lines before the header
+    hint = _SEP_LINE.fullmatch(first.rstrip("\r\n"))
+    if hint:  # Excel's `sep=;` line names the delimiter
+        delimiter = delimiter or hint.group(1)
+        skipped = 1
+        try:
+            first = next(lines)
+        except StopIteration:
+            return
     if delimiter is None:
         delimiter = detect_delimiter(first)
+    at = f"line {1 + skipped}"
     reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return
     except csv.Error as exc:
-        raise UsageError(f"line 1: the CSV header does not parse: {exc}") from None
+        if "\r" in first.rstrip("\r\n"):
+            raise UsageError(
+                f"{at}: lines end in a lone carriage return (an old Mac format): save the "
+                "file as CSV UTF-8"
+            ) from None
+        raise UsageError(f"{at}: the CSV header does not parse: {exc}") from None
     header = [h.strip() for h in header]
     unknown = [h for h in header if _column_kind(h) is None]
     if unknown:
         raise UsageError(
-            f"line 1: unknown column {unknown[0]!r}{_other_delimiter(unknown[0], delimiter)}: "
+            f"{at}: unknown column {unknown[0]!r}{_other_delimiter(unknown[0], delimiter)}: "
             f"columns are message fields ({', '.join(STRING_FIELDS + BOOL_FIELDS)}), "
             "data.NAME for a template local, or data for a JSON object of locals"
         )
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
-        raise UsageError(f"line 1: column {dup!r} appears twice")
-    end = reader.line_num
+        raise UsageError(f"{at}: column {dup!r} appears twice")
+    end = reader.line_num + skipped
     while True:
         start = end + 1
         try:
@@ -278,10 +295,10 @@ def _csv_rows(lines: Iterator[str], delimiter: str | None) -> Iterator[Row | Bad
         except StopIteration:
             return
         except csv.Error as exc:
-            end = reader.line_num
+            end = reader.line_num + skipped
             yield BadRow(start, f"does not parse as CSV: {exc}")
             continue
-        end = reader.line_num
+        end = reader.line_num + skipped
         if not cells or all(not c.strip() for c in cells):
             continue
         if len(cells) != len(header):
