@@ -9,11 +9,13 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from outkit_cli.config import save_profile
 from outkit_cli.waiting import CLEAR_LINE, spinner
-from tests.helpers import run
+from tests.helpers import run, run_subprocess
 
 
 def test_spinner_clears_its_line_before_anything_else_is_printed() -> None:
@@ -72,3 +74,32 @@ def test_a_relative_xdg_config_home_is_ignored(
     assert result.exit_code == 0, result.stderr
     assert not (tmp_path / "relative-dir").exists()
     assert (Path(os.environ["HOME"]) / ".config" / "outkit" / "config.toml").exists()
+
+
+def test_a_second_serve_on_one_data_dir_refuses_and_names_the_holder(
+    start_sandbox: Any, config_file: Path
+) -> None:
+    first = start_sandbox()
+    save_profile(config_file, "sandbox", {"key": "k", "passphrase": "p", "secret": "s",
+                                          "api_url": first.url})  # fmt: skip
+    before = config_file.read_bytes()
+    second = run_subprocess(
+        "serve", "--port", "0", "--data-dir", str(first.data_dir), "--init-profile",
+        env={"OUTKIT_CONFIG": str(config_file)}, timeout=120,
+    )  # fmt: skip
+    assert second.exit_code == 2
+    assert second.stdout == ""
+    assert second.stderr == (
+        f"error: data dir {first.data_dir} is in use by another outkit serve "
+        f"(process {first.process.pid}); stop that one, or give this one another --data-dir\n"
+    )
+    assert config_file.read_bytes() == before  # the profile still points at the first
+    assert first.request("GET", "/messages")[0] == 200  # and the first runs on
+
+
+def test_the_data_dir_lock_goes_with_its_holder(start_sandbox: Any, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = start_sandbox(data_dir=data)
+    first.kill()  # SIGKILL: no chance to clean up, the kernel drops the lock
+    again = start_sandbox(data_dir=data)
+    assert again.request("GET", "/messages")[0] == 200

@@ -155,6 +155,7 @@ def serve(
         except ValueError as exc:
             raise UsageError(f"--smtp: {exc}") from None
     directory = data_dir or runner.default_data_dir()
+    _take_data_dir(directory)  # an fd left open: the lock is held until the process exits
     try:
         running = runner.start(
             host=host,
@@ -206,3 +207,17 @@ def serve(
     click.echo(f"inbox: {running.inbox_url}", err=True)
     click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
     running.serve_until_stopped()
+
+
+def _take_data_dir(directory: Path) -> int | None:
+    """The data dir's lock, before anything in it is touched or a profile is written."""
+    from outkit_cli.fsutil import ensure_private_dir
+    from outkit_cli.sandbox.datalock import DataDirInUse, lock_data_dir
+
+    try:
+        ensure_private_dir(directory)
+        return lock_data_dir(directory)
+    except DataDirInUse as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot use data dir {directory}: {exc.strerror or exc}") from None
