@@ -20,7 +20,6 @@ from outkit_cli.output import (
     plain_rows,
     print_record,
     shown,
-    stdout_console,
 )
 from outkit_cli.terminal import current as current_terminal
 
@@ -57,15 +56,23 @@ ALWAYS = {"id", "status"}
 GOOD_ENDS = frozenset({"delivered", "rendered"})
 
 
-def _status(value: Any) -> str:
-    """A status in rich markup: red for the error statuses, green for the good ends."""
-    from rich.markup import escape
-
+def status_style(value: Any) -> str | None:
+    """A status's colour: red for the error statuses, green for the good ends, yellow for
+    the steps between."""
     from outkit_cli.message import ERROR_STATUSES
 
     if not isinstance(value, str) or not value:
+        return None
+    return "red" if value in ERROR_STATUSES else "green" if value in GOOD_ENDS else "yellow"
+
+
+def _status(value: Any) -> str:
+    """A status in rich markup (status_style's colour), for the record view."""
+    from rich.markup import escape
+
+    style = status_style(value)
+    if style is None:
         return ""
-    style = "red" if value in ERROR_STATUSES else "green" if value in GOOD_ENDS else "yellow"
     # server text: no terminal controls, and no rich markup either ("[link=...]")
     return f"[{style}]{escape(shown(value))}[/{style}]"
 
@@ -120,47 +127,18 @@ def _short_time(value: Any) -> str:
 
 
 def print_message_table(messages: Sequence[Mapping[str, Any]]) -> None:
-    """A row per message; ids and statuses never wrap (people copy ids from here).
+    """A row per message; ids and statuses never wrap or shorten (people copy ids from
+    here): the recipient and subject give way first, then the time column is left out
+    (with a note on stderr)."""
+    from outkit_cli.output import KEEP, OPTIONAL, print_table
 
-    The widths are worked out here: rich would otherwise squeeze a short column (the
-    status) to nothing before cutting a long subject.
-    """
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = stdout_console()
-    columns = list(TABLE_COLUMNS)
-    if console.width < 110:  # a narrow terminal keeps the recipient and subject readable
-        columns = [c for c in columns if c[0] != "received_at"]
-
-    def longest(name: str, heading: str) -> int:
-        return max(len(heading), *(len(shown(m.get(name))) for m in messages))
-
-    fixed = {"id": 36, "status": longest("status", "STATUS"), "received_at": 19}
-    overhead = 3 * len(columns) - 1  # one space either side of a cell, one rule between
-    room = console.width - overhead - sum(fixed[n] for n, _ in columns if n in fixed)
-    to_width = max(10, min(longest("to", "TO"), room * 2 // 5))
-    widths = {**fixed, "to": to_width, "subject": max(10, room - to_width)}
-
-    table = Table(show_edge=False, header_style="bold")
-    for name, heading in columns:
-        table.add_column(
-            heading,
-            no_wrap=True,
-            overflow="ellipsis",
-            min_width=fixed.get(name),
-            max_width=widths[name],
-        )
-    cells = {
-        "id": lambda m: escape(shown(m.get("id"))),
-        "status": lambda m: _status(m.get("status")),
-        "to": lambda m: escape(shown(m.get("to"))),
-        "subject": lambda m: escape(shown(m.get("subject"))),
-        "received_at": lambda m: _short_time(m.get("received_at")),
-    }
-    for msg in messages:
-        table.add_row(*(cells[name](msg) for name, _ in columns))
-    console.print(table)
+    print_table(
+        messages,
+        TABLE_COLUMNS,
+        rules={"id": KEEP, "status": KEEP, "received_at": OPTIONAL},
+        formatters={"received_at": _short_time},
+        styles={"status": status_style},
+    )
 
 
 def print_prepared(call: Any, headers: Mapping[str, str]) -> None:

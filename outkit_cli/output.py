@@ -107,28 +107,107 @@ def plain_rows(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+# Column rules for print_table: KEEP is never shortened (ids, keys, URLs: people copy
+# them), SHRINK gives way first (cut with "…"), OPTIONAL is left out, with a note, when
+# shortening is not enough.
+KEEP, SHRINK, OPTIONAL = "keep", "shrink", "optional"
+MIN_SHRUNK = 10  # narrower than this a shortened column says too little to be worth it
+
+
+def fit_columns(
+    headings: Sequence[str], cells: Sequence[Sequence[str]], rules: Sequence[str], width: int
+) -> tuple[list[int], list[int]]:
+    """Column widths for a table that fits ``width`` terminal columns.
+
+    Args:
+        headings: one per column.
+        cells: rows of cell texts as shown (one line each).
+        rules: one of KEEP, SHRINK, OPTIONAL per column.
+        width: the terminal's width in columns.
+
+    Returns:
+        (widths, dropped): a width per column (0 for one left out), and the indexes of
+        the columns left out. SHRINK columns lose width first, down to MIN_SHRUNK; then
+        OPTIONAL columns are left out, last one first. A table of KEEP columns alone may
+        still be wider than ``width``: it is never cut.
+    """
+    natural = [
+        max(len(h), *(len(row[i]) for row in cells)) if cells else len(h)
+        for i, h in enumerate(headings)
+    ]
+    dropped: list[int] = []
+    while True:
+        active = [i for i in range(len(headings)) if i not in dropped]
+        widths = [natural[i] if i in active else 0 for i in range(len(headings))]
+        # a table without edges: one space either side of a cell, a rule between cells
+        over = sum(widths) + 3 * len(active) - 1 - width
+        optional = [i for i in active if rules[i] == OPTIONAL]
+        # down to MIN_SHRUNK while a column can still be left out; past that, to the
+        # heading's width: a cut recipient is better than a wrapped id
+        least = MIN_SHRUNK if optional else 3
+        while over > 0:
+            floor = {i: min(natural[i], max(least, len(headings[i]))) for i in active}
+            give = [i for i in active if rules[i] == SHRINK and widths[i] > floor[i]]
+            if not give:
+                break
+            widest = max(give, key=lambda i: widths[i])
+            widths[widest] -= 1
+            over -= 1
+        if over <= 0 or not optional:
+            return widths, dropped
+        dropped.append(optional[-1])
+
+
 def print_table(
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[tuple[str, str]],
     *,
-    title: str | None = None,
+    rules: Mapping[str, str] | None = None,
     formatters: Mapping[str, Callable[[Any], str]] | None = None,
+    styles: Mapping[str, Callable[[Any], str | None]] | None = None,
 ) -> None:
-    """A rich table; ``columns`` are (field, heading) pairs."""
-    from rich.markup import escape
-    from rich.table import Table
+    """A table for a terminal that never wraps a cell: ``columns`` are (field, heading)
+    pairs, ``rules`` a rule per field (default SHRINK), ``formatters`` the text of a
+    field's cells (default `shown`), ``styles`` a rich style per cell (or None).
 
+    Columns left out to fit the terminal are named on stderr, so a missing column is
+    never a silent one.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    rules = rules or {}
     formatters = formatters or {}
-    table = Table(title=title, show_edge=False, header_style="bold")
-    for _, heading in columns:
-        table.add_column(heading, overflow="fold")
-    for row in rows:
-        cells = []
-        for name, _ in columns:
-            fmt = formatters.get(name)
-            cells.append(fmt(row.get(name)) if fmt else escape(shown(row.get(name))))
-        table.add_row(*cells)
-    stdout_console().print(table)
+    styles = styles or {}
+    names = [name for name, _ in columns]
+    headings = [heading for _, heading in columns]
+    texts = [[formatters.get(n, shown)(row.get(n)) for n in names] for row in rows]
+    console = stdout_console()
+    widths, dropped = fit_columns(
+        headings, texts, [rules.get(n, SHRINK) for n in names], console.width
+    )
+    table = Table(show_edge=False, header_style="bold")
+    kept = [i for i in range(len(names)) if i not in dropped]
+    for i in kept:
+        table.add_column(headings[i], no_wrap=True, overflow="ellipsis", width=widths[i])
+    for row, cells in zip(rows, texts, strict=True):
+        table.add_row(
+            *(Text(cells[i], style=(styles[names[i]](row.get(names[i])) or "")
+                   if names[i] in styles else "") for i in kept)
+        )  # fmt: skip
+    total = sum(widths) + 3 * len(kept) - 1
+    if total > console.width:  # only KEEP columns left: the terminal may wrap, never cut
+        console.width = total
+    console.print(table)
+    if dropped:
+        left_out = ", ".join(headings[i] for i in sorted(dropped))
+        it = "it" if len(dropped) == 1 else "them"
+        stderr_console().print(
+            f"note: {left_out} left out to fit {console.width} columns; a wider terminal or "
+            f"--json shows {it}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def print_record(

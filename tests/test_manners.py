@@ -17,6 +17,8 @@ from outkit_cli.config import save_profile
 from outkit_cli.waiting import CLEAR_LINE, spinner
 from tests.helpers import run, run_subprocess
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 
 def test_spinner_clears_its_line_before_anything_else_is_printed() -> None:
     out = io.StringIO()
@@ -103,3 +105,65 @@ def test_the_data_dir_lock_goes_with_its_holder(start_sandbox: Any, tmp_path: Pa
     first.kill()  # SIGKILL: no chance to clean up, the kernel drops the lock
     again = start_sandbox(data_dir=data)
     assert again.request("GET", "/messages")[0] == 200
+
+
+def test_keys_list_at_80_columns_never_cuts_keys_or_urls(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from outkit_cli.terminal import Terminal, use
+
+    long_key = "AKIA" + "7" * 20
+    long_url = "https://eu.outkit.example/v1"
+    save_profile(config_file, "production-eu", {"key": long_key, "passphrase": "p",
+                                                "secret": "s", "api_url": long_url})  # fmt: skip
+    save_profile(config_file, "b", {"key": "k", "passphrase": "p", "secret": "s"})
+    with use(Terminal(stdout_tty=True, stderr_tty=True, color=False, width=80)):
+        result = run("keys", "list")
+    assert result.exit_code == 0, result.stderr
+    lines = [ANSI.sub("", line) for line in result.stdout.splitlines()]
+    assert all(len(line) <= 80 for line in lines), lines
+    row = next(line for line in lines if "production-eu" in line)
+    assert long_key in row and long_url in row  # whole, on one line
+    # the columns that gave way are named, not silently gone
+    assert "left out to fit 80 columns" in result.stderr
+    for heading in ("signed", "default"):
+        assert (heading in lines[0]) != (heading in result.stderr), heading
+
+
+def test_get_list_at_80_columns_names_the_column_it_leaves_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from outkit_cli.message_view import print_message_table
+    from outkit_cli.terminal import Terminal, use
+
+    rows = [{"id": f"6dc5b9a6-863a-4be2-bd58-8540f2d9120{n}", "status": "queued_for_delivery",
+             "to": "someone.with.a.long.address@example.com", "subject": "Hello " * 10,
+             "received_at": "2026-11-26T07:10:14.124334Z"} for n in range(3)]  # fmt: skip
+    with use(Terminal(stdout_tty=True, stderr_tty=True, color=False, width=80)):
+        print_message_table(rows)
+    captured = capsys.readouterr()
+    lines = [ANSI.sub("", line) for line in captured.out.splitlines()]
+    assert all(len(line) <= 80 for line in lines)
+    for row in rows:
+        assert any(row["id"] in line and "queued_for_delivery" in line for line in lines)
+    assert "RECEIVED (UTC) left out to fit 80 columns" in captured.err
+    with use(Terminal(stdout_tty=True, stderr_tty=True, color=False, width=160)):
+        print_message_table(rows)
+    wide = capsys.readouterr()
+    assert "2026-11-26 07:10:14" in wide.out and wide.err == ""
+
+
+def test_fit_columns_shrinks_first_then_leaves_out_last_first() -> None:
+    from outkit_cli.output import KEEP, OPTIONAL, SHRINK, fit_columns
+
+    headings = ["ID", "TEXT", "A", "B"]
+    cells = [["x" * 20, "y" * 40, "aaaa", "bbbb"]]
+    rules = [KEEP, SHRINK, OPTIONAL, OPTIONAL]
+    # natural width 20+40+4+4 and 3 per column less 1: 79
+    assert fit_columns(headings, cells, rules, 79) == ([20, 40, 4, 4], [])
+    assert fit_columns(headings, cells, rules, 60) == ([20, 21, 4, 4], [])
+    assert fit_columns(headings, cells, rules, 38) == ([20, 13, 0, 0], [3, 2])
+    # nothing left to leave out: the shrinkable column goes down to its heading's width
+    assert fit_columns(headings, cells, rules, 30) == ([20, 5, 0, 0], [3, 2])
+    # KEEP columns alone wider than the terminal: never cut
+    assert fit_columns(["ID"], [["x" * 50]], [KEEP], 20) == ([50], [])

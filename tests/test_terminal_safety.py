@@ -132,7 +132,7 @@ def test_no_terminal_control_from_api_data(api: FakeApi, case: str, mode: str) -
     else:
         assert_clean(result.stdout, "stdout")
     for line in result.stderr.splitlines():
-        assert line.startswith(("error: ", "warning: ", "debug: ", "dry run")), line
+        assert line.startswith(("error: ", "warning: ", "debug: ", "note: ", "dry run")), line
     if "--json" in CASES[case]:
         value = json.loads(result.stdout)  # still JSON, and the same value
         first = value[0] if isinstance(value, list) else value

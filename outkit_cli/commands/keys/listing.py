@@ -37,9 +37,17 @@ def list_(app: Any, output: OutputSpec) -> None:
             click.echo("no profiles yet: add one with `outkit keys add NAME`", err=True)
             return
         if stdout_is_tty():
-            from outkit_cli.output import print_table
+            from outkit_cli.output import KEEP, OPTIONAL, print_table
 
-            print_table(records, LIST_COLUMNS, formatters={"default": default_marker})
+            print_table(
+                records,
+                LIST_COLUMNS,
+                # names, keys and URLs are copied from here: never cut; the yes/no
+                # columns give way on a narrow terminal, with a note
+                rules={"name": KEEP, "key": KEEP, "api_url": KEEP,
+                       "signed": OPTIONAL, "default": OPTIONAL},
+                formatters={"default": default_marker},
+            )  # fmt: skip
             return
         # not a terminal: plain text, and rich is never imported
         rows = [[heading for _, heading in LIST_COLUMNS]]
