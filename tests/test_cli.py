@@ -337,3 +337,14 @@ def test_root_help_and_command_help_share_one_summary() -> None:
     for name, (_, _, summary) in COMMANDS.items():
         assert summary in root
         assert summary in " ".join(run(name, "--help").stdout.split())
+
+
+def test_commands_never_import_the_root() -> None:
+    """commands/ depend on options.py and the core modules, never on cli.py (issue 10)."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "outkit_cli" / "commands").rglob("*.py")
+        if re.search(r"^\s*(from outkit_cli\.cli import|from outkit_cli import cli\b|"
+                     r"import outkit_cli\.cli)", path.read_text(), re.M)
+    ]  # fmt: skip
+    assert offenders == []

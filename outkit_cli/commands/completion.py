@@ -12,12 +12,12 @@ SHELLS = ("bash", "zsh", "fish")
 def completion_script(shell: str) -> str:
     from click.shell_completion import get_completion_class
 
-    from outkit_cli.cli import cli
-
     cls = get_completion_class(shell)
     if cls is None:  # pragma: no cover - SHELLS only lists supported shells
         raise click.BadParameter(shell)
-    return cls(cli, {}, "outkit", "_OUTKIT_COMPLETE").source()
+    # The script only names the program and its environment variable; it calls `outkit`
+    # back to complete, so the command tree is not needed here (nor the root imported).
+    return cls(click.Group("outkit"), {}, "outkit", "_OUTKIT_COMPLETE").source()
 
 
 @command(
