@@ -128,6 +128,10 @@ def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]
         # (toml.io v1.0.0, "Spec") does not allow but which carries no meaning in UTF-8
         data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
+        if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # PowerShell's `>` and Notepad's "Unicode"
+            raise ConfigError(
+                f"config file {path} is UTF-16; save it as UTF-8 (TOML is UTF-8 only)"
+            ) from None
         raise ConfigError(
             f"config file {path} is not valid UTF-8 (byte {exc.start}); fix or remove it"
         ) from None

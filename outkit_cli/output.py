@@ -115,7 +115,11 @@ MIN_SHRUNK = 10  # narrower than this a shortened column says too little to be w
 
 
 def fit_columns(
-    headings: Sequence[str], cells: Sequence[Sequence[str]], rules: Sequence[str], width: int
+    headings: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    rules: Sequence[str],
+    width: int,
+    measure: Callable[[str], int] = len,
 ) -> tuple[list[int], list[int]]:
     """Column widths for a table that fits ``width`` terminal columns.
 
@@ -124,6 +128,8 @@ def fit_columns(
         cells: rows of cell texts as shown (one line each).
         rules: one of KEEP, SHRINK, OPTIONAL per column.
         width: the terminal's width in columns.
+        measure: a text's width in terminal cells (rich's cell_len: CJK and emoji take
+            two).
 
     Returns:
         (widths, dropped): a width per column (0 for one left out), and the indexes of
@@ -132,7 +138,7 @@ def fit_columns(
         still be wider than ``width``: it is never cut.
     """
     natural = [
-        max(len(h), *(len(row[i]) for row in cells)) if cells else len(h)
+        max(measure(h), *(measure(row[i]) for row in cells)) if cells else measure(h)
         for i, h in enumerate(headings)
     ]
     dropped: list[int] = []
@@ -173,6 +179,7 @@ def print_table(
     Columns left out to fit the terminal are named on stderr, so a missing column is
     never a silent one.
     """
+    from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
 
@@ -184,7 +191,7 @@ def print_table(
     texts = [[formatters.get(n, shown)(row.get(n)) for n in names] for row in rows]
     console = stdout_console()
     widths, dropped = fit_columns(
-        headings, texts, [rules.get(n, SHRINK) for n in names], console.width
+        headings, texts, [rules.get(n, SHRINK) for n in names], console.width, cell_len
     )
     table = Table(show_edge=False, header_style="bold")
     kept = [i for i in range(len(names)) if i not in dropped]

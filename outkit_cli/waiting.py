@@ -65,8 +65,13 @@ def spinner(
 
     def draw(frame: int) -> None:
         with lock:
-            out.write(f"{CLEAR_LINE}{_FRAMES[frame % len(_FRAMES)]} {text[0]}\r")
-            out.flush()
+            if stop.is_set() and frame:
+                return
+            try:
+                out.write(f"{CLEAR_LINE}{_FRAMES[frame % len(_FRAMES)]} {text[0]}\r")
+                out.flush()
+            except (OSError, ValueError):  # the terminal went away (closed, hung up)
+                stop.set()
 
     def spin() -> None:
         frame = 0
@@ -85,7 +90,7 @@ def spinner(
     finally:
         stop.set()
         thread.join()
-        with lock:
+        with lock, contextlib.suppress(OSError, ValueError):
             out.write(CLEAR_LINE)
             out.flush()
 

@@ -165,5 +165,42 @@ def test_fit_columns_shrinks_first_then_leaves_out_last_first() -> None:
     assert fit_columns(headings, cells, rules, 38) == ([20, 13, 0, 0], [3, 2])
     # nothing left to leave out: the shrinkable column goes down to its heading's width
     assert fit_columns(headings, cells, rules, 30) == ([20, 5, 0, 0], [3, 2])
+    # widths in terminal cells: a wide (CJK) id keeps all its cells
+    assert fit_columns(["ID"], [["日本語"]], [KEEP], 80, measure=lambda t: 2 * len(t)) == (
+        [6],
+        [],
+    )
     # KEEP columns alone wider than the terminal: never cut
     assert fit_columns(["ID"], [["x" * 50]], [KEEP], 20) == ([50], [])
+
+
+def test_spinner_on_a_closed_terminal_ends_quietly() -> None:
+    out = io.StringIO()
+    out.close()  # the terminal went away (hung up): no thread traceback, no error
+    with spinner("waiting", enabled=True, stream=out) as update:
+        update("queued")
+
+
+def test_a_utf16_config_file_is_named_as_such(config_file: Path) -> None:
+    config_file.parent.mkdir(parents=True)
+    config_file.write_bytes('[profiles.n]\nkey = "k"\n'.encode("utf-16"))
+    config_file.chmod(0o600)
+    result = run("keys", "list")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: config file {config_file} is UTF-16; save it as UTF-8 (TOML is UTF-8 only)\n"
+    )
+
+
+def test_an_option_the_command_has_itself_keeps_its_meaning_after_the_name(
+    config_file: Path,
+) -> None:
+    from outkit_cli.config import load_config
+
+    base = ("keys", "add", "n", "--key", "k", "--passphrase", "p", "--secret", "s")
+    # before the name, --api-url is the global one: this command does not use it
+    assert run("--api-url", "http://127.0.0.1:1/v1", *base).exit_code == 0
+    assert "api_url" not in load_config(config_file)["profiles"]["n"]
+    # after `keys add` it is the profile's own API URL
+    assert run(*base, "--api-url", "http://127.0.0.1:2/v1", "--force").exit_code == 0
+    assert load_config(config_file)["profiles"]["n"]["api_url"] == "http://127.0.0.1:2/v1"
