@@ -570,8 +570,8 @@ WRONG_VALUES: list[Any] = [1, -1.5, True, None, [], ["x"], {}, {"a": 1}, "x", 10
 def _wrong_for(field: str) -> list[Any]:
     if field in BOOL_FIELDS:
         return [v for v in WRONG_VALUES if not isinstance(v, bool) and v is not None]
-    if field == "data":
-        return [v for v in WRONG_VALUES if not isinstance(v, dict) and v is not None]
+    if field == "data":  # [] is PHP's empty map: accepted as no locals
+        return [v for v in WRONG_VALUES if not isinstance(v, dict) and v not in (None, [])]
     return [v for v in WRONG_VALUES if not isinstance(v, str) and v is not None]
 
 

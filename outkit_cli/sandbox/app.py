@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from outkit_cli.sandbox.attachments import Attachment, is_multipart, parse_create
 from outkit_cli.sandbox.auth import Authenticator
 from outkit_cli.sandbox.delivery import Outbox, Smtp
 from outkit_cli.sandbox.errors import (
@@ -69,6 +70,7 @@ STRING_FIELDS = (
     "text_template_body", "template_styles", "id_from_submitter",
 )  # fmt: skip
 BOOL_FIELDS = ("render_only", "sync", "test")
+INPUT_BOOL_FIELDS = (*BOOL_FIELDS, "no_send")
 TYPES = ("email", "sms")
 STATUSES = (
     "received", "queued_for_rendering", "rendered", "queued_for_delivery", "delivered",
@@ -83,6 +85,9 @@ MESSAGE_FIELDS = (
     "template", "template_id", "template_styles", "test", "text_body", "text_template_body",
     "to", "type",
 )  # fmt: skip
+# Added to every message object: `public_id` (= id; the Elixir and C# clients read the id
+# from it) and, as an addition of this server, `attachments` (see attachments.py).
+EXTRA_FIELDS = ("public_id", "attachments")
 
 
 def now_iso() -> str:
@@ -206,7 +211,15 @@ class SandboxApp:
             if self.faults.should_fail():
                 raise ApiError(503, "unavailable", "the sandbox was asked to fail this request "
                                "(--fail-rate); nothing was done, try again")  # fmt: skip
-            key = self.auth.authenticate(headers, method, target, body)
+            upload, upload_error = None, None
+            content_type = headers.get("Content-Type")
+            if name == "create" and is_multipart(content_type):
+                try:
+                    upload = parse_create(content_type or "", body)
+                except ApiError as exc:  # reported once the request is authenticated
+                    upload_error = exc
+            also = upload.signed_payloads() if upload is not None else ()
+            key = self.auth.authenticate(headers, method, target, body, also)
             wait = self.faults.retry_after(key.key)
             if wait is not None:
                 raise ApiError(
@@ -223,22 +236,23 @@ class SandboxApp:
             if name == "list":
                 texts = self.store.list_texts(**self._list_filters(query))
                 return Response(200, '{"data":[' + ",".join(texts) + "]}", {})
-            return Response(200, '{"data":' + self.create(body) + "}", {})
+            if upload_error is not None:
+                raise upload_error
+            if upload is not None and upload.error is not None:
+                raise upload.error
+            if upload is not None:
+                text = self.create(upload.message_body(), upload.attachments)
+            else:
+                text = self.create(body)
+            return Response(200, '{"data":' + text + "}", {})
         except ApiError as exc:
             return Response(exc.status, error_body(exc.code, exc.message), exc.headers)
 
     @staticmethod
     def _list_filters(query: str) -> dict[str, Any]:
-        try:
-            params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-        except ValueError:
-            raise bad_data(f"malformed query string: {query}") from None
-        unknown = sorted(set(params) - {"limit", "status", "id_from_submitter"})
-        if unknown:
-            raise bad_data(
-                f"unknown query parameter {unknown[0]} "
-                "(this server knows limit, status, id_from_submitter)"
-            )
+        params = parse_qs(query, keep_blank_values=True)
+        # other parameters (page, cursors of other API versions...) are ignored, as on
+        # every endpoint: a client's extra parameter never makes a request fail
         out: dict[str, Any] = {"limit": DEFAULT_LIST_LIMIT}
         if "limit" in params:
             raw = params["limit"][-1]
@@ -256,7 +270,8 @@ class SandboxApp:
         return out
 
     # -- creating a message ----------------------------------------------------------------
-    def create(self, body: bytes) -> str:
+    def create(self, body: bytes, attachments: list[Attachment] | None = None) -> str:
+        """Validate and store a new message (and its files); its JSON text."""
         msg = parse_message(body)
         project = self.catalog.find_project(msg.get("project"), msg.get("project_id"))
         if project is None:
@@ -278,8 +293,13 @@ class SandboxApp:
                     f"the message type is {msg['type']}"
                 )
         check_content(msg, template)
+        if attachments and msg["type"] != "email":
+            raise bad_data("attachments: only email messages carry attachments")
         backend = self._backend(msg)
         doc = self._new_doc(msg, project, template, backend)
+        if attachments:
+            doc["attachments"] = [a.describe() for a in attachments]
+            self.store.add_attachments(doc["id"], attachments)
         text = self.store.insert(doc)  # committed before anything is answered
         if doc["sync"]:
             return dumps(self.process(doc))
@@ -311,10 +331,12 @@ class SandboxApp:
         doc.update({k: v for k, v in msg.items() if k in MESSAGE_FIELDS})
         for flag in BOOL_FIELDS:
             doc[flag] = bool(msg.get(flag, False))
-        doc["data"] = msg.get("data") or {}
+        doc["data"] = msg.get("data") or {}  # PHP's json_encode sends an empty map as []
+        doc["backend_response"] = {}  # the reference's example shows {} before delivery
         # a random UUID4 without os.urandom: that syscall gives up the GIL, and getting it
         # back under load costs more than the rest of this function (ids are not secrets)
-        doc["id"] = str(uuid.UUID(int=random.getrandbits(128), version=4))
+        doc["id"] = doc["public_id"] = str(uuid.UUID(int=random.getrandbits(128), version=4))
+        doc["attachments"] = []
         doc["project"], doc["project_id"] = project.name, project.id
         if template is not None:
             doc["template"], doc["template_id"] = template.name, template.id
@@ -444,7 +466,8 @@ class SandboxApp:
         backend = self.backends.get(doc["backend"])
         if backend is None:
             raise BackendError(f"backend {doc['backend']} is not configured in this sandbox")
-        id_from_backend, response = backend.impl.deliver(doc)
+        files = self.store.attachments(doc["id"]) if doc.get("attachments") else []
+        id_from_backend, response = backend.impl.deliver(doc, files)
         doc["id_from_backend"], doc["backend_response"] = id_from_backend, response
 
 
@@ -519,11 +542,17 @@ def parse_message(body: bytes) -> dict[str, Any]:
     for name in STRING_FIELDS:
         if name in msg and not isinstance(msg[name], str):
             raise bad_data(f"message.{name} must be a string")
-    for name in BOOL_FIELDS:
+    for name in INPUT_BOOL_FIELDS:
         if name in msg and not isinstance(msg[name], bool):
             raise bad_data(f"message.{name} must be true or false")
+    if msg.get("data") == []:  # PHP's json_encode writes an empty array (no locals) as []
+        del msg["data"]
     if "data" in msg and not isinstance(msg["data"], dict):
         raise bad_data("message.data must be an object")
+    if msg.pop("no_send", False) is True:
+        # the Elixir client's no_send: this server renders such a message and never
+        # delivers it, exactly as render_only (documented in docs/sandbox.md)
+        msg["render_only"] = True
     if not msg.get("type"):
         raise bad_data("message.type is required (email or sms)")
     if msg["type"] not in TYPES:

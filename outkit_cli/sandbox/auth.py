@@ -33,8 +33,16 @@ class Authenticator:
         self._clock = clock  # the sandbox's (possibly skewed, see --clock-skew) time
 
     def authenticate(
-        self, headers: Mapping[str, str], method: str, target: str, body: bytes
+        self,
+        headers: Mapping[str, str],
+        method: str,
+        target: str,
+        body: bytes,
+        also: tuple[bytes, ...] = (),
     ) -> ApiKey:
+        """The request's key, or 401 `unauthorized` saying why. ``also``: other payloads
+        a signature may cover instead of the body (a multipart create's message part,
+        see attachments.py)."""
         key_id = headers.get(signing.KEY_HEADER)
         if not key_id:
             raise unauthorized(f"missing header {signing.KEY_HEADER}")
@@ -79,10 +87,14 @@ class Authenticator:
                 f"stale timestamp: {signing.TIMESTAMP_HEADER} is {timestamp}, server time is "
                 f"{int(now)} (allowed difference {MAX_SKEW} s)"
             )
-        if not signing.verify(key.secret, timestamp, method, target, body, sig):
+        if not any(
+            signing.verify(key.secret, timestamp, method, target, payload, sig)
+            for payload in (body, *also)
+        ):
+            what = "body (or the message part's text)" if also else "body"
             raise unauthorized(
                 f"bad signature: {signing.SIGNATURE_HEADER} must be "
-                "base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + body)) "
+                f"base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + {what})) "
                 f"for {method} {signing.request_target(target)} with {len(body)} body bytes"
             )
         return key

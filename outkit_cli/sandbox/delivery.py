@@ -9,31 +9,99 @@ from __future__ import annotations
 
 import json
 import quopri
+import re
 import threading
 import uuid
+from collections.abc import Sequence
+from email import policy
 from email.header import Header
-from email.utils import formataddr, formatdate, getaddresses, make_msgid, parseaddr
+from email.utils import formataddr, formatdate, getaddresses, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outkit_cli.sandbox.errors import BackendError
 
+if TYPE_CHECKING:
+    from outkit_cli.sandbox.attachments import Attachment
+
 MSGID_DOMAIN = "sandbox.outkit.invalid"
+# a plain ASCII address, alone or after a name of atext words: valid as written
+_PLAIN = re.compile(
+    r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)* )?"
+    r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+>"
+    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+"
+)
+# body parts in 7 bits (quoted-printable or base64): any SMTP server carries them
+_BODY_POLICY = policy.default.clone(linesep="\n", cte_type="7bit")
 
 
 def _header(value: str) -> str:
-    if value.isascii() and len(value) < 900:
+    if value.isascii() and len(value) < 900 and value.isprintable():
         return value
-    return Header(value, "utf-8").encode()
+    return Header(_printable(value), "utf-8").encode()
+
+
+def idna_domain(domain: str) -> str:
+    """A domain as it goes out in headers and the SMTP envelope: ASCII, IDN labels as
+    A-labels (IDNA 2008 with UTS #46 mapping, `bücher.example` -> `xn--bcher-kva.example`).
+    Raises BackendError for a domain IDNA cannot encode."""
+    if domain.isascii():
+        return domain
+    import idna
+
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise BackendError(
+            f"the domain {domain!r} is not a valid internationalised domain name ({exc})"
+        ) from None
+
+
+def mailboxes(value: str) -> list[tuple[str, str, str]]:
+    """(display name, local part, ASCII domain) for each address in a From or To value."""
+    out = []
+    for name, addr in getaddresses([value]):
+        if not addr:
+            continue
+        local, _, domain = addr.rpartition("@")
+        out.append((_printable(name), local or addr, idna_domain(domain) if local else ""))
+    return out
+
+
+def _printable(text: str) -> str:
+    # a control character has no place in a header (the email package flags it as a
+    # defect): a display name or subject keeps a space in its place
+    return (
+        text
+        if text.isprintable()
+        else "".join(c if c.isprintable() or c == " " else " " for c in text)
+    )
+
+
+def needs_smtputf8(doc: dict[str, Any]) -> str | None:
+    """The first address whose local part is not ASCII (RFC 6531 needs SMTPUTF8 for it)."""
+    for field in ("from", "to"):
+        for _, local, domain in mailboxes(doc.get(field) or ""):
+            if not local.isascii():
+                return f"{local}@{domain}"
+    return None
 
 
 def _addresses(value: str) -> str:
-    if value.isascii() and "," not in value and '"' not in value:
+    if _PLAIN.fullmatch(value):
         return value  # one plain address, or `Name <a@b.c>`: already valid as it is
     out = []
-    for name, addr in getaddresses([value]):
-        out.append(formataddr((name, addr), "utf-8") if name else addr)
-    return ", ".join(out)
+    for name, local, domain in mailboxes(value):
+        addr = f"{local}@{domain}" if domain else local
+        if not local.isascii():
+            # goes out as UTF-8 (RFC 6532), which only SMTPUTF8 carries (formataddr
+            # refuses a non-ASCII address)
+            from email.headerregistry import Address
+
+            out.append(str(Address(name, local, domain)))
+        else:
+            out.append(formataddr((name, addr), "utf-8") if name else addr)
+    return ",\n ".join(out)  # folded: a long list stays under the line limit
 
 
 def _part(text: str, subtype: str) -> bytes:
@@ -44,14 +112,48 @@ def _part(text: str, subtype: str) -> bytes:
     ).encode("ascii") + body
 
 
-def build_email(doc: dict[str, Any]) -> tuple[str, bytes]:
+def _mime_body(text: str | None, html: str | None, files: Sequence[Attachment]) -> bytes:
+    """The MIME body of an email with files, built by the stdlib `email` package:
+    multipart/mixed around the text (and HTML, as multipart/related with its inline
+    files, each with a Content-ID its `cid:` URLs name). Filenames go out as RFC 2231
+    parameters when they are not ASCII."""
+    from email.message import MIMEPart
+
+    root = MIMEPart(policy=_BODY_POLICY)
+    text = text.replace("\r\n", "\n") if text is not None else None
+    html = html.replace("\r\n", "\n") if html is not None else None
+    if text is not None and html is not None:
+        root.set_content(text)
+        root.add_alternative(html, subtype="html")
+    elif html is not None:
+        root.set_content(html, subtype="html")
+    else:
+        root.set_content(text or "")
+    html_part = root.get_body(("html",)) if html is not None else None
+    for f in files:
+        maintype, _, subtype = f.content_type.partition("/")
+        if maintype in ("multipart", "message") or not subtype:
+            maintype, subtype = "application", "octet-stream"  # never a MIME structure
+        options: dict[str, Any] = {"filename": f.filename, "disposition": f.disposition}
+        if f.content_id:
+            options["cid"] = f"<{f.content_id}>"
+        if f.disposition == "inline" and html_part is not None:
+            html_part.add_related(f.data, maintype, subtype, **options)
+        else:
+            root.add_attachment(f.data, maintype, subtype, **options)
+    return root.as_bytes()
+
+
+def build_email(doc: dict[str, Any], files: Sequence[Attachment] = ()) -> tuple[str, bytes]:
     """(Message-ID, the RFC 5322 message as bytes, LF line ends as in a Maildir; the SMTP
     backend turns them into CRLF).
 
-    Assembled directly: the `email` package's generator takes milliseconds per message,
-    which would take the server's time from answering requests. Non-ASCII headers are
-    RFC 2047 encoded, bodies quoted-printable UTF-8; tests parse the result with the
-    `email` package.
+    Assembled directly when there are no files: the `email` package's generator takes
+    milliseconds per message, which would take the server's time from answering
+    requests. Non-ASCII headers are RFC 2047 encoded, domains IDNA encoded, bodies
+    quoted-printable UTF-8; a non-ASCII local part is written as UTF-8 (RFC 6532), which
+    only an SMTPUTF8 transport may carry. Raises BackendError for an address that
+    cannot be encoded. Tests parse the result with the `email` package.
     """
     message_id = make_msgid(domain=MSGID_DOMAIN)
     headers = [
@@ -68,6 +170,8 @@ def build_email(doc: dict[str, Any]) -> tuple[str, bytes]:
     ]
     text, html = doc.get("text_body"), doc.get("html_body")
     head = ("\n".join(headers) + "\n").encode("utf-8")
+    if files:
+        return message_id, head + _mime_body(text, html, files)
     if text is not None and html is not None:
         boundary = f"=_outkit_{uuid.uuid4().hex}"
         body = (
@@ -98,11 +202,14 @@ class Outbox:
         self._maildir = mailbox.Maildir(directory, create=True)
         self._lock = threading.Lock()
 
-    def deliver(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def deliver(
+        self, doc: dict[str, Any], files: Sequence[Attachment] = ()
+    ) -> tuple[str, dict[str, Any]]:
+        """Write the message; the outbox takes UTF-8 addresses, as an SMTPUTF8 server."""
         try:
             if doc["type"] == "sms":
                 return self._sms(doc)
-            message_id, raw = build_email(doc)
+            message_id, raw = build_email(doc, files)
             with self._lock:
                 key = self._maildir.add(raw)
         except (OSError, ValueError) as exc:
@@ -132,41 +239,69 @@ class Smtp:
     def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
 
-    def deliver(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def deliver(
+        self, doc: dict[str, Any], files: Sequence[Attachment] = ()
+    ) -> tuple[str, dict[str, Any]]:
+        """Hand the message over: EHLO, MAIL FROM, RCPT TO each recipient, DATA. A
+        non-ASCII local part needs the server's SMTPUTF8 (RFC 6531); every refusal is a
+        BackendError that reads as the server's reply (`421 4.3.2 ...`)."""
         import smtplib
 
         where = f"smtp {self.host}:{self.port}"
         if doc["type"] != "email":
             raise BackendError(f"{where}: cannot deliver {doc['type']} messages")
-        message_id, raw = build_email(doc)
-        sender = parseaddr(doc["from"])[1]
-        recipients = [addr for _, addr in getaddresses([doc["to"]]) if addr]
+        message_id, raw = build_email(doc, files)
+        utf8_address = needs_smtputf8(doc)
+        senders = mailboxes(doc["from"])
+        sender = f"{senders[0][1]}@{senders[0][2]}" if senders else ""
+        recipients = [f"{local}@{domain}" for _, local, domain in mailboxes(doc["to"])]
+        step = "connect"
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                step = "EHLO"
                 smtp.ehlo_or_helo_if_needed()
-                code, resp = smtp.mail(sender)
+                options: list[str] = []
+                if utf8_address is not None:
+                    if not smtp.has_extn("smtputf8"):
+                        raise BackendError(
+                            f"{where}: the address {utf8_address} has a non-ASCII local part, "
+                            "which needs SMTPUTF8 (RFC 6531), and this server does not offer it"
+                        )
+                    options.append("SMTPUTF8")
+                    smtp.command_encoding = "utf-8"  # as smtplib's sendmail does for it
+                step = "MAIL FROM"
+                code, resp = smtp.mail(sender, options)
                 if code != 250:
-                    raise BackendError(f"{where}: MAIL FROM refused: {code} {resp.decode()}")
+                    raise BackendError(f"{where}: MAIL FROM refused: {_reply(code, resp)}")
                 for rcpt in recipients:
+                    step = f"RCPT TO {rcpt}"
                     code, resp = smtp.rcpt(rcpt)
                     if code not in (250, 251):
-                        raise BackendError(
-                            f"{where}: RCPT TO {rcpt} refused: {code} "
-                            f"{resp.decode(errors='replace')}"
-                        )
+                        raise BackendError(f"{where}: RCPT TO {rcpt} refused: {_reply(code, resp)}")
+                step = "DATA"
                 code, resp = smtp.data(raw.replace(b"\n", b"\r\n"))  # bytes are sent as they are
                 if code != 250:
-                    raise BackendError(
-                        f"{where}: DATA refused: {code} {resp.decode(errors='replace')}"
-                    )
+                    raise BackendError(f"{where}: DATA refused: {_reply(code, resp)}")
         except BackendError:
             raise
+        except smtplib.SMTPResponseException as exc:  # str() of these is a Python tuple
+            raise BackendError(
+                f"{where}: {step} refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise BackendError(f"{where}: {reason or type(exc).__name__}") from None
+            raise BackendError(f"{where}: {step}: {reason or type(exc).__name__}") from None
         return message_id, {
             "backend": "smtp",
             "server": f"{self.host}:{self.port}",
             "code": code,
             "response": resp.decode("utf-8", "replace"),
         }
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    """An SMTP reply as a sentence: `421 4.3.2 Service not available, closing`."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = " ".join(text.split())  # a multi-line reply on one line, no control characters
+    return f"{code} {text}".strip()

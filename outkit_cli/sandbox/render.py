@@ -14,6 +14,7 @@ The sandbox calls this module only inside a render process with resource limits
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -199,12 +200,30 @@ def render_parts(job: dict[str, Any], *, max_output: int) -> dict[str, str]:
 
 
 def inline_css(html: str, css: str | None) -> str:
-    """Move CSS (the template's, and any <style> in the HTML) onto style attributes."""
+    """Move CSS (the template's, and any <style> in the HTML) onto style attributes.
+
+    Rules that cannot be inlined (`@media`, `:hover`, `::before`...) stay in a <style>
+    element in the head, where email clients read them; remote stylesheets are never
+    fetched (templates are untrusted).
+    """
     if not css and "<style" not in html:
         return html
     import css_inline
 
+    if css:
+        # as a <style> element rather than css-inline's extra_css, whose rules that
+        # cannot be inlined would be dropped; "</" cannot close the element in CSS
+        doctype = _DOCTYPE.match(html)
+        at = doctype.end() if doctype else 0  # before the doctype, it would be dropped
+        html = html[:at] + "<style>" + css.replace("</", "<\\/") + "</style>" + html[at:]
     try:
-        return css_inline.CSSInliner(extra_css=css or None).inline(html)
+        out = css_inline.CSSInliner(
+            keep_style_tags=True, remove_inlined_selectors=True, load_remote_stylesheets=False
+        ).inline(html)
     except (ValueError, css_inline.InlineError) as exc:
         raise RenderError(f"template_styles: {exc}") from None
+    return _EMPTY_STYLE.sub("", out)
+
+
+_EMPTY_STYLE = re.compile(r"<style>\s*</style>")
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)

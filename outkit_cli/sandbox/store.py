@@ -14,7 +14,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from outkit_cli.sandbox.attachments import Attachment
 
 # seq (the rowid) orders messages newest first. Only the indexes lookups need: every
 # extra index is paid on each insert. Listing by status scans newest first until `limit`.
@@ -28,6 +31,16 @@ CREATE TABLE IF NOT EXISTS messages (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_submitter ON messages (id_from_submitter);
+CREATE TABLE IF NOT EXISTS attachments (
+    message_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    content_id TEXT,
+    data BLOB NOT NULL,
+    PRIMARY KEY (message_id, position)
+);
 """
 
 
@@ -159,6 +172,34 @@ class Store:
             for p in batch:
                 p.settled = True
             self.changes += 1
+
+    def add_attachments(self, message_id: str, files: list[Attachment]) -> None:
+        """Store a message's files; called before the message itself is inserted, so a
+        stored message never lacks its files (a crash in between leaves unused rows)."""
+        rows = [
+            (message_id, n, f.filename, f.content_type, f.disposition, f.content_id, f.data)
+            for n, f in enumerate(files)
+        ]
+        with self._write_lock, self.connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                conn.executemany("INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def attachments(self, message_id: str) -> list[Attachment]:
+        """A message's files in the order they were sent."""
+        from outkit_cli.sandbox.attachments import Attachment
+
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT filename, content_type, disposition, content_id, data FROM attachments "
+                "WHERE message_id = ? ORDER BY position",
+                (message_id,),
+            ).fetchall()
+        return [Attachment(r[0], r[1], r[2], bytes(r[4]), r[3]) for r in rows]
 
     def update(self, doc: dict[str, Any]) -> str:
         text = dumps(doc)
