@@ -46,6 +46,7 @@ from outkit_cli.terminal import one_line
 
 if TYPE_CHECKING:
     from outkit_cli.http.ratelimit import RateLimiter
+    from outkit_cli.multipart import Form
 
 USER_AGENT = f"outkit-cli/{__version__}"
 # Statuses worth another attempt: the request had no effect (429, 503 answered before any
@@ -244,13 +245,18 @@ def prepare_call(
     body: bytes = b"",
     params: Mapping[str, Any] | None = None,
     timestamp: int | None = None,
+    form: Form | None = None,
 ) -> PreparedCall:
     """The exact request for ``method path``: URL, headers (signed over ``body``), body.
+    With ``form`` (a create with attachments) its multipart body is sent and its
+    `message` part is what gets signed (multipart.py).
 
     Without credentials the auth headers are left out (dry runs still show the request).
     """
     url = join_url(check_api_url(settings.api_url), path, params)
-    headers = base_headers(bool(body))
+    headers = base_headers(bool(body) or form is not None)
+    if form is not None:
+        headers["Content-Type"] = form.content_type
     has_creds = bool(settings.key and settings.passphrase and settings.secret)
     if has_creds:
         headers.update(
@@ -260,12 +266,14 @@ def prepare_call(
                 secret=settings.secret,
                 method=method,
                 path=signing.request_target(url),
-                body=body,
+                body=form.signed if form is not None else body,
                 signed=settings.signed,
                 timestamp=timestamp,
             )
         )
-    return PreparedCall(method.upper(), url, headers, body, has_creds)
+    return PreparedCall(
+        method.upper(), url, headers, form.body if form is not None else body, has_creds
+    )
 
 
 class Client:
@@ -313,12 +321,17 @@ class Client:
 
     # -- the API -------------------------------------------------------------------------
 
-    def create_message(self, body: bytes, *, id_from_submitter: str | None = None) -> Any:
-        """POST /messages with ``body`` (the exact bytes to send and sign).
+    def create_message(
+        self, body: bytes, *, id_from_submitter: str | None = None, form: Form | None = None
+    ) -> Any:
+        """POST /messages with ``body`` (the exact bytes to send and sign), or with
+        ``form``, a multipart body with attachments.
 
         Raises ServerError (exit 7) when a 2xx answer's ``data`` is not a message object;
         the message may still have been created, and the error says how to find it."""
-        resp = self.request("POST", "messages", body=body, id_from_submitter=id_from_submitter)
+        resp = self.request(
+            "POST", "messages", body=body, id_from_submitter=id_from_submitter, form=form
+        )
         if not _is_message(resp.data):
             raise ServerError(
                 self._lost_post(_odd_answer(self._host(), resp, "a message"), id_from_submitter)
@@ -359,6 +372,7 @@ class Client:
         accept: Iterable[int] = (),
         deadline: float | None = None,
         id_from_submitter: str | None = None,
+        form: Form | None = None,
     ) -> ApiResponse:
         """Send with retries; 2xx (and statuses in ``accept``) return, the rest raise.
 
@@ -373,7 +387,7 @@ class Client:
             sent_at = self.limiter.acquire(deadline) if self.limiter else 0.0
             wait: float | None = None
             try:
-                resp, elapsed = self._send_once(method, path, body, params, deadline)
+                resp, elapsed = self._send_once(method, path, body, params, deadline, form)
             except Unsent as exc:
                 error: OutkitError = NetworkError(str(exc))
             except AnswerTooLarge as exc:
@@ -421,6 +435,7 @@ class Client:
         body: bytes,
         params: Mapping[str, Any] | None,
         deadline: float | None,
+        form: Form | None = None,
     ) -> tuple[Any, float]:
         timeout = self.timeout
         if deadline is not None:
@@ -428,16 +443,20 @@ class Client:
             if timeout <= 0:
                 raise DeadlineReached("the time ran out")
         # a fresh timestamp and signature for every attempt
-        call = prepare_call(self.settings, method, path, body=body, params=params)
+        call = prepare_call(self.settings, method, path, body=body, params=params, form=form)
         if is_verbose():
             debug(f"> {method} {call.url}")
             for name, value in mask_headers(call.headers).items():
                 debug(f"> {name}: {value}")
-            if body:
+            if form is not None:
+                debug(f"> ({len(call.body)} bytes of multipart/form-data)")
+            elif body:
                 debug(f"> ({len(body)} bytes of JSON)")
         started = time.monotonic()
         try:
-            resp = self.transport.send(call.method, call.url, call.headers, body, timeout=timeout)
+            resp = self.transport.send(
+                call.method, call.url, call.headers, call.body, timeout=timeout
+            )
         except ReadTimedOut:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineReached("the time ran out waiting for an answer") from None

@@ -10,6 +10,7 @@ from typing import IO, Any
 import click
 
 from outkit_cli.batch.options import BatchRequest
+from outkit_cli.batch.rows import ATTACHMENTS
 from outkit_cli.errors import UsageError
 from outkit_cli.fsutil import open_private
 from outkit_cli.message import MessageInput
@@ -22,15 +23,27 @@ BATCH_DEFAULT_RETRIES = 10
 class ClientBatchApi:
     """The three calls a batch makes, over one shared client (one pool, one backoff)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, files_base: Path | None = None, inline: bool = False) -> None:
+        files_base = files_base or Path.cwd()
         self.client = client
+        self.files_base = files_base  # where a row's relative attachment paths start
+        self.disposition = "inline" if inline else "attachment"
 
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The created message; MaybeSentError when the answer was lost after sending."""
+        """The created message; MaybeSentError when the answer was lost after sending.
+        A row's `attachments` (paths, `;`-separated) go as a multipart create."""
         from outkit_cli.message import request_body
 
+        form = None
+        paths = message.get(ATTACHMENTS)
+        if paths is not None:
+            from outkit_cli import multipart
+
+            message = {k: v for k, v in message.items() if k != ATTACHMENTS}
+            specs = attachment_specs(paths, self.files_base)
+            form = multipart.encode(message, multipart.read_files(specs), self.disposition)
         return self.client.create_message(
-            request_body(message), id_from_submitter=message.get("id_from_submitter")
+            request_body(message), id_from_submitter=message.get("id_from_submitter"), form=form
         ).data
 
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None:
@@ -51,6 +64,7 @@ def run_batch_command(
     wait_timeout: float,
     timeout: float | None,
     retries: int | None,
+    inline: bool = False,
     **_: Any,
 ) -> int:
     """The batch path of `send`: run it; returns the exit code (0 when every row was
@@ -96,7 +110,7 @@ def run_batch_command(
                 settings.retries = BATCH_DEFAULT_RETRIES
             limiter = RateLimiter(batch_rate(request.rate, settings))
             client = Client(settings, pool_size=opts.concurrency, limiter=limiter)
-            api = ClientBatchApi(client)
+            api = ClientBatchApi(client, _files_base(request.source), inline)
         with batch_progress(total) as progress:
             summary = run_batch(batch_input, build, api, opts, on_progress=progress.update)
             if limiter is not None:
@@ -157,10 +171,48 @@ def _row_builder(
         "backend": settings.backend,
     }
 
+    files_base = _files_base(request.source)
+
     def build(row: Mapping[str, Any]) -> dict[str, Any]:
-        return merge_row(base, row, profile_defaults)
+        msg = merge_row(base, row, profile_defaults)
+        if ATTACHMENTS in msg:
+            # found before anything is sent: the row is reported, not half sent
+            if msg.get("type") != "email":
+                raise UsageError("column attachments: only emails carry attachments")
+            for spec in attachment_specs(msg[ATTACHMENTS], files_base):
+                if not spec.path.is_file():
+                    raise UsageError(f"column attachments: {spec.path} is not a readable file")
+        return msg
 
     return base, build
+
+
+def attachment_specs(paths: str, base: Path) -> list[Any]:
+    """The files of an `attachments` cell: paths separated by `;`, relative to the input
+    file's directory (the working directory for stdin); types are guessed from the names.
+
+    Rows are untrusted: a path that leaves that directory (absolute, `..`, or a symlink
+    pointing out) is refused with UsageError, so a batch file cannot mail other files.
+    """
+    from outkit_cli import multipart
+
+    root = base.resolve()
+    specs = []
+    for raw in paths.split(";"):
+        name = raw.strip()
+        if not name:
+            continue
+        path = (root / name).resolve()
+        if Path(name).is_absolute() or not path.is_relative_to(root):
+            raise UsageError(
+                f"column attachments: {name} is outside the input file's directory {root}"
+            )
+        specs.append(multipart.FileSpec(path, path.name, multipart.guess_type(path.name)))
+    return specs
+
+
+def _files_base(source: str | None) -> Path:
+    return Path.cwd() if source in (None, "-") else Path(str(source)).resolve().parent
 
 
 def _open_results(path: Path | None) -> IO[str] | None:

@@ -208,8 +208,12 @@ def count_rows(path: Path, source: BatchInput) -> int:
         return sum(1 for _ in read_rows(copy))
 
 
+# files to attach, `;`-separated paths relative to the input file (a list in JSONL)
+ATTACHMENTS = "attachments"
+
+
 def _column_kind(column: str) -> str | None:
-    if column in STRING_FIELDS or column in BOOL_FIELDS or column == "data":
+    if column in STRING_FIELDS or column in BOOL_FIELDS or column in ("data", ATTACHMENTS):
         return column
     if column.startswith("data.") and len(column) > 5:
         return "local"
@@ -282,7 +286,7 @@ def _csv_rows(lines: Iterator[str], delimiter: str | None) -> Iterator[Row | Bad
         raise UsageError(
             f"{at}: unknown column {unknown[0]!r}{_other_delimiter(unknown[0], delimiter)}: "
             f"columns are message fields ({', '.join(STRING_FIELDS + BOOL_FIELDS)}), "
-            "data.NAME for a template local, or data for a JSON object of locals"
+            "data.NAME for a template local, data for a JSON object of locals, or attachments"
         )
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
@@ -366,6 +370,11 @@ def _json_row(line: int, obj: dict[str, Any]) -> Row | BadRow:
         elif key in STRING_FIELDS:
             if value is not None and not isinstance(value, str):
                 return BadRow(line, f"field {key} must be a string")
+        elif key == ATTACHMENTS:
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                obj = {**obj, key: ";".join(value)}  # the CSV column's form
+            elif value is not None and not isinstance(value, str):
+                return BadRow(line, f"field {key} must be a list of paths or a string")
         else:
             return BadRow(line, f"unknown field {key!r}")
     return Row(line, {k: v for k, v in obj.items() if v is not None})

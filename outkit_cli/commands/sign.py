@@ -244,8 +244,12 @@ def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[st
     return lines
 
 
-def curl_command(record: dict[str, Any], url: str, body: bytes, body_file: str | None) -> str:
-    """A runnable curl command with the real headers; every argument shell-quoted."""
+def curl_command(
+    record: dict[str, Any], url: str, body: bytes, body_file: str | None, multipart: bool = False
+) -> str:
+    """A runnable curl command with the real headers; every argument shell-quoted. With
+    ``multipart`` the body goes as the `message` part of a multipart/form-data create
+    (files can be added with -F 'attachments[]=@FILE': the signature does not cover them)."""
     import shlex
 
     from outkit_cli.errors import UsageError
@@ -253,7 +257,14 @@ def curl_command(record: dict[str, Any], url: str, body: bytes, body_file: str |
     args = ["curl", "-sS", "-X", record["method"], shlex.quote(url)]
     for name, value in record["headers"].items():
         args += ["-H", shlex.quote(f"{name}: {value}")]
-    if body:
+    if multipart and body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("--multipart: the message part must be UTF-8 JSON text") from None
+        # --form-string: taken as it is (-F would read a leading @ or < as a file)
+        args += ["--form-string", shlex.quote("message=" + text)]
+    elif body:
         args += ["-H", shlex.quote("Content-Type: application/json")]
         try:
             text = body.decode("utf-8")
@@ -328,6 +339,7 @@ NO_SECRET = (
         'outkit sign POST /v1/messages --body \'{"message":{"type":"email"}}\'',
         "outkit sign GET /v1/messages/42 --timestamp 1496837645 --verify 'WcgN...='",
         "outkit sign POST /v1/messages --body-file message.json --curl | sh",
+        'outkit sign POST /v1/messages --multipart --body \'{"type":"email"}\'',
     ],
 )
 @click.argument("method")
@@ -356,6 +368,11 @@ NO_SECRET = (
     help="Check SIGNATURE: exit 0 when it matches, 3 when it does not.",
 )
 @click.option("--curl", is_flag=True, help="Print a ready-to-run curl command instead.")
+@click.option(
+    "--multipart",
+    is_flag=True,
+    help="The body is the `message` part of a create with attachments (what gets signed).",
+)
 @output_options
 @click.pass_obj
 def sign(
@@ -370,6 +387,7 @@ def sign(
     secret: str | None,
     given: str | None,
     curl: bool,
+    multipart: bool,
     output: OutputSpec,
 ) -> None:
     """Shows the pre-signature with its parts, the signature and the headers. PATH is the
@@ -406,7 +424,7 @@ def sign(
     )
     if curl:
         url = request_url(settings.api_url, path)
-        click.echo(curl_command(record, url, data, body_file))
+        click.echo(curl_command(record, url, data, body_file, multipart))
         return
     if output.machine:
         from outkit_cli.output import emit
@@ -422,3 +440,10 @@ def sign(
         return
     if not output.machine:
         click.echo("\n".join(human_lines(record, data, signed=settings.signed)))
+        if multipart:
+            click.echo(
+                "\nA create with attachments (multipart/form-data) signs the text of its "
+                "`message` part, given here as the body, as the JavaScript client does; the "
+                "files are not covered. `outkit send --attach FILE --dry-run` shows the whole "
+                "request."
+            )

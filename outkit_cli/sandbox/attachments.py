@@ -175,6 +175,8 @@ def _text_param(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
+    # browsers and urllib3 write a quote in a filename as %22 (WHATWG HTML form encoding)
+    text = text.replace("%22", '"')
     if _ENCODED_WORD.fullmatch(text.strip()):
         with contextlib.suppress(ValueError, LookupError, UnicodeDecodeError):
             text = str(make_header(decode_header(text.strip())))  # else kept as written
