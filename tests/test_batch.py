@@ -11,9 +11,11 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from re import compile as re_compile
 
 import pytest
 
+from outkit_cli.config import save_profile
 from tests.helpers import batch_row_ids, journal_text, run, run_subprocess
 from tests.sandbox_fixture import Sandbox
 
@@ -60,6 +62,46 @@ def test_every_row_accepted_once_under_rate_limit_and_failures(start_sandbox, tm
     # the sandbox really pushed back: both faults were served during the run
     log = box.log()
     assert " 429 " in log and " 503 " in log
+
+
+TRAFFIC = re_compile(r"(\d+) requests, (\d+) answered 429 \([^)]*\), (\d+) retries")
+
+
+def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_path):
+    """No --rate: the first 429s cut the pace, so most requests pass (issue 11)."""
+    box = start_sandbox(rate_limit=50)
+    src = write_csv(tmp_path / "rows.csv", people(200, "adapt"))
+    res = run(*send_batch(src), env=box.env())
+    assert res.exit_code == 0, res.stderr
+    assert {r["status"] for r in result_lines(res.stdout)} == {"accepted"}
+    found = TRAFFIC.search(res.stderr)
+    assert found, res.stderr
+    requests, throttled, retries = (int(g) for g in found.groups())
+    assert requests >= 200 + throttled and retries == throttled
+    # hammering would be ~150 429s (150 rows over the burst of 50, each retried after 1 s)
+    assert throttled <= 30, res.stderr
+    assert "adapted to" in res.stderr
+
+
+def test_batch_rate_paces_below_the_limit(start_sandbox, tmp_path, config_file):
+    """--rate N (and the profile's rate) spread the sends: under the limit, no 429 at all."""
+    box = start_sandbox(rate_limit=50)
+    src = write_csv(tmp_path / "rows.csv", people(80, "paced"))
+    started = time.monotonic()
+    res = run(*send_batch(src), "--rate", "40", env=box.env())
+    elapsed = time.monotonic() - started
+    assert res.exit_code == 0, res.stderr
+    found = TRAFFIC.search(res.stderr)
+    assert found and "0 answered 429 (0.0%), 0 retries, paced at 40/s" in res.stderr
+    requests = int(found.group(1))  # the creates, and lookups the first run makes
+    assert requests >= 80
+    assert elapsed >= requests / 40 - 4 * (1 / 40) - 0.2  # paced, not sent at once
+    profile = {"key": box.key, "passphrase": box.passphrase, "secret": box.secret,
+               "api_url": box.url, "rate": 0.0}  # fmt: skip
+    save_profile(config_file, "paced", profile)
+    bad = run(*send_batch(src), "--journal", str(tmp_path / "j2"))
+    assert bad.exit_code == 2
+    assert "rate from profile paced must be a number of messages per second" in bad.stderr
 
 
 def test_rerun_skips_accepted_rows_and_sends_new_ones(sandbox, tmp_path):
