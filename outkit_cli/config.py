@@ -350,8 +350,26 @@ def resolve_settings(
     for attr, value in (overrides or {}).items():
         put(attr, value, "command line")
     s.api_url = s.api_url.rstrip("/")
+    _warn_stale_api_url(s, prof, env)
     _check_header_values(s)
     return s
+
+
+def _warn_stale_api_url(s: Settings, prof: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """OUTKIT_API_URL overriding the API URL of the profile whose key is used: often a
+    stale export from the sandbox recipe, which would send that profile's (production)
+    credentials to whatever listens there. Allowed, but said, naming both."""
+    # click may have mapped the variable onto --api-url: compare values, not sources
+    from_env = (env.get("OUTKIT_API_URL") or "").rstrip("/")
+    if not from_env or from_env != s.api_url or s.sources.get("key") != f"profile {s.profile}":
+        return
+    own = str(prof.get("api_url") or DEFAULT_API_URL).rstrip("/")
+    if own != s.api_url:
+        warn(
+            f"OUTKIT_API_URL={s.api_url} overrides the API URL {own} of profile "
+            f"{s.profile!r}, whose credentials are used; unset OUTKIT_API_URL if that is "
+            "not meant"
+        )
 
 
 def header_problem(value: str) -> str | None:

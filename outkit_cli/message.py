@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from outkit_cli.errors import UsageError
+from outkit_cli.signing import is_utf8_text
 
 TYPES = ("email", "sms")
 DEFAULT_TYPE = "email"
@@ -126,19 +127,6 @@ def text_arg(value: str, who: str, stdin: Stdin) -> str:
 def _reject_constant(name: str) -> Any:
     # Python's json takes NaN and Infinity; they are not JSON and the API refuses them
     raise ValueError(f"{name} is not valid JSON")
-
-
-def is_utf8_text(value: Any) -> bool:
-    """False for text holding lone surrogates: a '\\ud800' JSON escape, or argv bytes that
-    were not UTF-8. Such text cannot be encoded into the request body."""
-    try:
-        if isinstance(value, str):  # the common case, and 100 times cheaper than dumps
-            value.encode("utf-8")
-        elif isinstance(value, (dict, list)):
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse_json(text: str, who: str) -> Any:

@@ -156,13 +156,68 @@ def print_prepared(call: Any, headers: Mapping[str, str]) -> None:
 _CURL_SKIP = {"content-length", "connection", "accept-encoding"}
 
 
-def curl_command(call: Any) -> str:
-    """A runnable curl command for the prepared call, every value shell-quoted."""
-    parts = [f"curl -sS -X {call.method} {shlex.quote(call.url)}"]
-    for name, value in call.headers.items():
+def curl_command(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes = b"",
+    body_file: str | None = None,
+    *,
+    multipart: bool = False,
+) -> str:
+    """A runnable curl command (`sign --curl`, `send --curl`): every argument shell-quoted
+    (shlex.quote, POSIX sh), one option and its value per line.
+
+    The body goes as ``--data-raw`` (not ``--data``/``--data-binary``: a body starting with
+    ``@`` must not be read as a file name); a body that is not UTF-8 text or holds NUL
+    bytes cannot be on a command line, so it is referred to as ``--data-binary @FILE``
+    when it came from `body_file`. With `multipart` the body goes as the `message` part of
+    a multipart/form-data create (``--form-string``: -F would read a leading @ or < as a
+    file; files can be added with -F 'attachments[]=@FILE', the signature does not cover
+    them).
+
+    Raises:
+        UsageError: such a body came from stdin or an argument.
+    """
+    from outkit_cli.errors import UsageError
+
+    args = ["curl", "-sS", "-X", method, shlex.quote(url)]
+    for name, value in headers.items():
         if name.lower() not in _CURL_SKIP:
-            parts.append(f"-H {shlex.quote(f'{name}: {value}')}")
-    if call.body:
-        # --data-binary sends the bytes unchanged (the signature covers them exactly)
-        parts.append(f"--data-binary {shlex.quote(call.body.decode('utf-8'))}")
-    return " \\\n  ".join(parts)
+            args += ["-H", shlex.quote(f"{name}: {value}")]
+    if multipart and body:
+        try:
+            form_text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("--multipart: the message part must be UTF-8 JSON text") from None
+        args += ["--form-string", shlex.quote("message=" + form_text)]
+    elif body:
+        if not any(name.lower() == "content-type" for name in headers):
+            args += ["-H", shlex.quote("Content-Type: application/json")]
+        try:
+            text: str | None = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and "\x00" not in text:
+            args += ["--data-raw", shlex.quote(text)]
+        elif body_file and body_file != "-":
+            args += ["--data-binary", shlex.quote("@" + body_file)]
+        else:
+            raise UsageError(
+                "this body is not UTF-8 text (or holds NUL bytes), so it cannot be put on a "
+                "command line; give it with --body-file PATH instead of stdin"
+            )
+    lines = [" ".join(args[:5])]
+    lines += [f"{args[i]} {args[i + 1]}" for i in range(5, len(args), 2)]
+    return " \\\n  ".join(lines)
+
+
+def secret_warning(*, signed: bool) -> str:
+    """The stderr warning of `--curl`: the command carries credentials (shell history,
+    logs, screen shares)."""
+    if not signed:
+        return "this command contains the key's secret (the key does not sign requests)"
+    return (
+        "this command contains the passphrase; the signature is tied to its timestamp: "
+        "run it within a few minutes"
+    )

@@ -20,6 +20,24 @@ SIGNATURE_HEADER = "Outkit-Access-Signature"
 SECRET_HEADER = "Outkit-Access-Secret"
 
 
+def is_utf8_text(value: object) -> bool:
+    """Whether `value` (a str, or a JSON structure of them) can be encoded as UTF-8: False
+    for text holding lone surrogates (a ``\\ud800`` JSON escape, or argv bytes that were
+    not UTF-8, which Python keeps as surrogate escapes, PEP 383). Such text can be neither
+    signed, sent in a request body (RFC 8259 section 8.1), nor stored in a TOML file. The
+    one such check of the CLI (`send` data, `sign` arguments, `keys add` values)."""
+    try:
+        if isinstance(value, str):  # the common case, and 100 times cheaper than dumps
+            value.encode("utf-8")
+        elif isinstance(value, (dict, list)):
+            import json
+
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
 

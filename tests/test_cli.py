@@ -131,19 +131,40 @@ def test_unexpected_errors_are_one_line_and_verbose_adds_the_traceback(
 
 def test_api_url_from_option_and_environment(config_file: Path) -> None:
     save_profile(config_file, "p", {"key": "k", "passphrase": "p", "secret": "s",
-                                    "api_url": "http://profile.example/v1"})  # fmt: skip
+                                    "api_url": "https://profile.example/v1"})  # fmt: skip
 
     def curl_url(*args: str, env: dict[str, str] | None = None) -> str:
         result = run(*args, "sign", "GET", "/v1/messages", "--curl", env=env)
         assert result.exit_code == 0, result.stderr
         return result.stdout.split()[4]
 
-    assert curl_url() == "http://profile.example/v1/messages"
-    env = {"OUTKIT_API_URL": "http://env.example/v1"}
-    assert curl_url(env=env) == "http://env.example/v1/messages"
-    assert curl_url("--api-url", "http://flag.example/v1", env=env) == (
-        "http://flag.example/v1/messages"
+    assert curl_url() == "https://profile.example/v1/messages"
+    env = {"OUTKIT_API_URL": "https://env.example/v1"}
+    assert curl_url(env=env) == "https://env.example/v1/messages"
+    assert curl_url("--api-url", "https://flag.example/v1", env=env) == (
+        "https://flag.example/v1/messages"
     )
+
+
+def test_an_api_url_from_the_environment_overriding_the_profile_is_named(
+    config_file: Path,
+) -> None:
+    # a stale `export OUTKIT_API_URL=http://127.0.0.1:8025/v1` must not silently carry the
+    # production profile's credentials there
+    save_profile(config_file, "prod", {"key": "k", "passphrase": "p", "secret": "s"})
+    env = {"OUTKIT_API_URL": "http://127.0.0.1:8025/v1"}
+    result = run("-p", "prod", "sign", "GET", "/v1/messages", "--json", env=env)
+    assert result.exit_code == 0, result
+    assert result.stderr == (
+        "warning: OUTKIT_API_URL=http://127.0.0.1:8025/v1 overrides the API URL "
+        "https://api.outkit.io/v1 of profile 'prod', whose credentials are used; unset "
+        "OUTKIT_API_URL if that is not meant\n"
+    )
+    same = {"OUTKIT_API_URL": "https://api.outkit.io/v1/"}
+    assert run("-p", "prod", "sign", "GET", "/v1/messages", env=same).stderr == ""
+    # credentials from the environment too: nothing of the profile's goes anywhere
+    creds = {**env, "OUTKIT_ACCESS_KEY": "ek"}
+    assert run("-p", "prod", "sign", "GET", "/v1/messages", env=creds).stderr == ""
 
 
 def test_profile_option_and_environment_select_the_profile(config_file: Path) -> None:

@@ -103,7 +103,7 @@ def test_secret_from_stdin_stays_off_the_command_line(config_file: Path) -> None
         (("--key", "k\udcff", "--passphrase", "p", "--secret", "s"), None,
          "--key must be UTF-8 text"),
         (("--key", "k", "--passphrase", "p", "--secret", "s", "--api-url", "api.io"), None,
-         "--api-url must be an http(s) URL"),
+         "is not an https:// URL"),
     ],
 )  # fmt: skip
 def test_add_without_a_tty_never_prompts(
@@ -442,3 +442,51 @@ def test_add_refuses_credentials_a_header_cannot_carry(flag: str, config_file: P
     assert f"the {flag[2:]} cannot be sent in an HTTP header" in result.stderr
     assert "padded" not in result.stderr
     assert not config_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://api.example.com/v1", False),  # plain http to another host: refused later too
+        ("http://127.0.0.1:8025/v1", True),
+        ("http://localhost:8025/v1", True),
+        ("http://[::1]:8025/v1", True),
+        ("https://api.example.com/v1", True),
+        ("ftp://api.example.com/v1", False),
+    ],
+)
+def test_keys_add_applies_the_api_url_rule_of_every_command(
+    config_file: Path, url: str, accepted: bool
+) -> None:
+    # one rule (client.check_api_url): keys add refuses what send/get/sign --curl refuse
+    args = ("keys", "add", "a", "--key", "k", "--passphrase", "p", "--secret", "s")
+    added = run(*args, "--api-url", url)
+    sent = run("-p", "a", "send", "--curl", "--project", "p", "--to", "x@y.co", "--text-body", "x")
+    if accepted:
+        assert added.exit_code == 0, added
+        assert sent.exit_code == 0, sent
+    else:
+        assert added.exit_code == 2 and len(added.stderr.splitlines()) == 1, added
+        assert not config_file.exists() or "api_url" not in config_file.read_text()
+
+
+def test_the_passphrase_can_stay_off_the_command_line(config_file: Path) -> None:
+    from outkit_cli.config import load_config
+
+    def stored(name: str) -> dict:
+        return load_config(config_file)["profiles"][name]
+
+    assert run("keys", "add", "a", "--key", "k", "--secret", "s", "--passphrase-stdin",
+               input="pass-a\n").exit_code == 0  # fmt: skip
+    assert stored("a")["passphrase"] == "pass-a"
+    both = run("keys", "add", "b", "--key", "k", "--passphrase-stdin", "--secret-stdin",
+               input="pass-b\nsecret-b\n")  # fmt: skip
+    assert both.exit_code == 0, both
+    assert (stored("b")["passphrase"], stored("b")["secret"]) == ("pass-b", "secret-b")
+    env = run("keys", "add", "c", "--key", "k", "--secret-stdin", input="secret-c\n",
+              env={"OUTKIT_ACCESS_PASSPHRASE": "pass-c"})  # fmt: skip
+    assert env.exit_code == 0, env
+    assert stored("c")["passphrase"] == "pass-c"
+    empty = run("keys", "add", "d", "--key", "k", "--secret", "s", "--passphrase-stdin", input="")
+    assert empty.exit_code == 2
+    assert empty.stderr == "error: --passphrase-stdin: stdin held no passphrase\n"

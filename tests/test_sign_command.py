@@ -543,3 +543,31 @@ def test_curl_for_an_unsigned_key_is_accepted_by_the_sandbox(sandbox: Any) -> No
     curl = run("sign", "GET", "/v1/messages", "--curl")
     assert "Outkit-Access-Secret" in curl.stdout and "Signature" not in curl.stdout
     assert isinstance(_curl_json(curl.stdout)["data"], list)
+
+
+def test_curl_refuses_a_plain_http_api_url_to_another_host() -> None:
+    # the credentials would cross the network in clear: the rule of every other command
+    env = {"OUTKIT_ACCESS_KEY": "k", "OUTKIT_ACCESS_PASSPHRASE": "p", "OUTKIT_ACCESS_SECRET": "s"}
+    for args in (
+        ("--api-url", "http://api.example.com/v1", "sign", "GET", "/v1/messages", "--curl"),
+        ("sign", "GET", "http://api.example.com/v1/messages", "--curl"),
+    ):
+        result = run(*args, env=env)
+        assert result.exit_code == 2, result
+        assert result.stdout == ""
+        assert "refusing plain http:// API URL" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("signed", "needle"), [(True, "passphrase"), (False, "secret")])
+def test_curl_warns_that_its_output_carries_credentials(
+    config_file: Path, signed: bool, needle: str
+) -> None:
+    args = ["keys", "add", "a", "--key", "k", "--passphrase", "pp", "--secret", "ss"]
+    assert run(*args, *([] if signed else ["--unsigned"])).exit_code == 0
+    result = run("sign", "GET", "/v1/messages", "--curl")
+    assert result.exit_code == 0, result
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+    assert f"contains the {needle}" in warnings[0] or f"the key's {needle}" in warnings[0]
+    assert "Outkit-Access-Passphrase: pp" in result.stdout

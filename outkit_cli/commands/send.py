@@ -266,7 +266,7 @@ def _show_request(
 ) -> None:
     from outkit_cli.client import exact_headers, mask_headers, prepare_call
     from outkit_cli.diagnostics import warn
-    from outkit_cli.message_view import curl_command, print_prepared
+    from outkit_cli.message_view import curl_command, print_prepared, secret_warning
     from outkit_cli.output import print_json
 
     call = prepare_call(settings, "POST", "messages", body=body, form=form)
@@ -278,16 +278,14 @@ def _show_request(
     if not call.has_credentials:
         warn("no credentials configured: the authentication headers are left out")
     if curl:
-        if call.has_credentials and not settings.signed:
-            warn("this command contains the key's secret (the key does not sign requests)")
-        elif call.has_credentials:
-            warn("the signature is tied to its timestamp: run the command within a few minutes")
+        if call.has_credentials:
+            warn(secret_warning(signed=settings.signed))
         if form is not None:
             from outkit_cli.multipart import curl_command as form_curl
 
             click.echo(form_curl(call.method, call.url, call.headers, form))
         else:
-            click.echo(curl_command(call))
+            click.echo(curl_command(call.method, call.url, call.headers, call.body))
         return
     headers = mask_headers(exact_headers(call))
     if output.json:

@@ -15,6 +15,7 @@ import click
 
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, output_options
+from outkit_cli.signing import is_utf8_text
 
 _METHOD = re.compile(r"[A-Za-z]+")
 # integer seconds; decimals too, since the official JavaScript client sends them
@@ -43,20 +44,12 @@ def is_url(path: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # surrogate escapes: argv bytes that were not UTF-8
-        return False
-    return True
-
-
 def check_credentials(**values: str | None) -> None:
     """Header values must be text: a flag holding invalid UTF-8 is refused, not crashed on."""
     from outkit_cli.errors import UsageError
 
     for name, value in values.items():
-        if value is not None and not _is_utf8(value):
+        if value is not None and not is_utf8_text(value):
             raise UsageError(f"--{name} must be UTF-8 text")
 
 
@@ -65,7 +58,7 @@ def check_inputs(method: str, path: str, timestamp: str) -> None:
 
     if not _METHOD.fullmatch(method):
         raise UsageError(f"METHOD must be an HTTP method such as GET or POST, not {method!r}")
-    if not _is_utf8(path):
+    if not is_utf8_text(path):
         raise UsageError("PATH must be UTF-8 text")
     if not (path.startswith("/") or is_url(path)):
         raise UsageError(
@@ -244,52 +237,6 @@ def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[st
     return lines
 
 
-def curl_command(
-    record: dict[str, Any], url: str, body: bytes, body_file: str | None, multipart: bool = False
-) -> str:
-    """A runnable curl command with the real headers; every argument shell-quoted. With
-    ``multipart`` the body goes as the `message` part of a multipart/form-data create
-    (files can be added with -F 'attachments[]=@FILE': the signature does not cover them)."""
-    import shlex
-
-    from outkit_cli.errors import UsageError
-
-    args = ["curl", "-sS", "-X", record["method"], shlex.quote(url)]
-    for name, value in record["headers"].items():
-        args += ["-H", shlex.quote(f"{name}: {value}")]
-    if multipart and body:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UsageError("--multipart: the message part must be UTF-8 JSON text") from None
-        # --form-string: taken as it is (-F would read a leading @ or < as a file)
-        args += ["--form-string", shlex.quote("message=" + text)]
-    elif body:
-        args += ["-H", shlex.quote("Content-Type: application/json")]
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and "\x00" not in text:
-            # --data-raw, not --data-binary: a body starting with @ is not a file name here
-            args += ["--data-raw", shlex.quote(text)]
-        elif body_file and body_file != "-":
-            args += ["--data-binary", shlex.quote("@" + body_file)]
-        else:
-            raise UsageError(
-                "this body is not UTF-8 text (or holds NUL bytes), so it cannot be put on a "
-                "command line; give it with --body-file PATH instead of stdin"
-            )
-    return " \\\n  ".join(_pairs(args))
-
-
-def _pairs(args: list[str]) -> list[str]:
-    # one option and its value per line, as people write long curl commands
-    out = [" ".join(args[:5])]
-    out += [f"{args[i]} {args[i + 1]}" for i in range(5, len(args), 2)]
-    return out
-
-
 def read_body(body: str | None, body_file: str | None) -> bytes:
     from outkit_cli.errors import UsageError
 
@@ -423,8 +370,20 @@ def sign(
         signed=settings.signed,
     )
     if curl:
-        url = request_url(settings.api_url, path)
-        click.echo(curl_command(record, url, data, body_file, multipart))
+        from outkit_cli.client import check_api_url
+        from outkit_cli.message_view import curl_command, secret_warning
+
+        # the API-URL rule of every command: no credentials over plain http to another host
+        url = request_url(check_api_url(settings.api_url), path)
+        if is_url(path):
+            check_api_url(path)
+        if settings.passphrase or not settings.signed:
+            warn(secret_warning(signed=settings.signed))
+        click.echo(
+            curl_command(
+                record["method"], url, record["headers"], data, body_file, multipart=multipart
+            )
+        )
         return
     if output.machine:
         from outkit_cli.output import emit

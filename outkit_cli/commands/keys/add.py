@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
 from outkit_cli.commands import command
-from outkit_cli.commands.keys.profiles import check_api_url, check_name, is_utf8, stdin_is_tty
+from outkit_cli.commands.keys.profiles import check_name, stdin_is_tty
+from outkit_cli.signing import is_utf8_text
 
 
 @command(
@@ -18,14 +20,25 @@ from outkit_cli.commands.keys.profiles import check_api_url, check_name, is_utf8
                 "(without --force), or a config file that does not parse"},
     examples=[
         "outkit keys add production --key AKIA123      # prompts for the rest on a terminal",
-        'outkit keys add ci --key "$KEY" --passphrase "$PASS" --secret-stdin < secret.txt',
+        'outkit keys add ci --key "$KEY" --secret-stdin < secret.txt   # passphrase from',
+        "    # OUTKIT_ACCESS_PASSPHRASE; or --passphrase-stdin --secret-stdin < two-lines.txt",
         "outkit keys add local --key k --passphrase p --secret s --force \\",
         "    --api-url http://127.0.0.1:8025/v1",
     ],
 )  # fmt: skip
 @click.argument("name")
 @click.option("--key", metavar="KEY", help="Access key (Outkit-Access-Key).")
-@click.option("--passphrase", metavar="PASSPHRASE", help="Passphrase (prompted, hidden, on a TTY).")
+@click.option(
+    "--passphrase",
+    metavar="PASSPHRASE",
+    help="Passphrase (prompted, hidden, on a TTY; else OUTKIT_ACCESS_PASSPHRASE or "
+    "--passphrase-stdin keep it off the command line).",
+)
+@click.option(
+    "--passphrase-stdin",
+    is_flag=True,
+    help="Read the passphrase from stdin (with --secret-stdin: the first line).",
+)
 @click.option("--secret", metavar="SECRET", help="Secret (prompted, hidden, on a TTY).")
 @click.option(
     "--secret-stdin",
@@ -53,6 +66,7 @@ def add(
     passphrase: str | None,
     secret: str | None,
     secret_stdin: bool,
+    passphrase_stdin: bool,
     api_url: str | None,
     unsigned: bool,
     project: str | None,
@@ -72,20 +86,27 @@ def add(
     given = {"key": key, "passphrase": passphrase, "secret": secret, "api-url": api_url,
              "project": project, "from": from_, "backend": backend}  # fmt: skip
     for option, value in given.items():
-        if value is not None and not is_utf8(value):
+        if value is not None and not is_utf8_text(value):
             # argv bytes that were not UTF-8 cannot be stored in a TOML file
             raise UsageError(f"--{option} must be UTF-8 text")
     if api_url is not None:
+        from outkit_cli.client import check_api_url
+
+        # the rule every later command applies: refused now, not on every use
         api_url = check_api_url(api_url)
+    if passphrase_stdin:
+        if passphrase is not None:
+            raise UsageError(
+                "give the passphrase with --passphrase or --passphrase-stdin, not both"
+            )
+        passphrase = _stdin_line("--passphrase-stdin", "passphrase")
+    elif passphrase is None and os.environ.get("OUTKIT_ACCESS_PASSPHRASE"):
+        passphrase = os.environ["OUTKIT_ACCESS_PASSPHRASE"]  # kept out of ps and history
     if secret_stdin:
         if secret is not None:
             raise UsageError("give the secret with --secret or --secret-stdin, not both")
-        try:
-            secret = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise UsageError("--secret-stdin: the secret must be UTF-8 text") from None
-        if not secret:
-            raise UsageError("--secret-stdin: stdin held no secret")
+        secret = _stdin_line("--secret-stdin", "secret")
+    from_stdin = secret_stdin or passphrase_stdin
     values = {"key": key, "passphrase": passphrase, "secret": secret}
     empty = [f"--{f}" for f, v in values.items() if v == ""]
     if empty:
@@ -93,15 +114,17 @@ def add(
     # refuse a broken file, or a profile that would be replaced, before prompting
     existed = name in profiles(load_config(app.config_path))
     if existed and not force:
-        if not stdin_is_tty() or secret_stdin:
+        if not stdin_is_tty() or from_stdin:
             raise UsageError(f"profile {name!r} exists: pass --force to replace it")
         if not click.confirm(f"Replace profile {name!r} in {app.config_path}?"):
             click.echo("nothing changed", err=True)
             return
     missing = [f for f, v in values.items() if not v]
-    if missing and (secret_stdin or not stdin_is_tty()):
+    if missing and (from_stdin or not stdin_is_tty()):
         options = ", ".join(f"--{f}" for f in missing)
         hint = " (or --secret-stdin)" if "secret" in missing else ""
+        if "passphrase" in missing:
+            hint += " (or --passphrase-stdin, or OUTKIT_ACCESS_PASSPHRASE)"
         raise UsageError(f"missing {options}{hint}: there is no terminal to prompt on")
     for f in missing:
         # click.prompt asks again on empty input, so every value ends up non-empty
@@ -121,3 +144,16 @@ def add(
     verb = "replaced" if existed else "added"
     note = " (the default profile)" if became_default else ""
     click.echo(f"{verb} profile {name!r} in {app.config_path}{note}")
+
+
+def _stdin_line(option: str, what: str) -> str:
+    """One line of stdin (without its line end): a secret kept out of argv and history."""
+    from outkit_cli.errors import UsageError
+
+    try:
+        value = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UsageError(f"{option}: the {what} must be UTF-8 text") from None
+    if not value:
+        raise UsageError(f"{option}: stdin held no {what}")
+    return value

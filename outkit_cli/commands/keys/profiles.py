@@ -37,14 +37,6 @@ def stdin_is_tty() -> bool:
     return current().stdin_tty
 
 
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def check_name(name: str) -> None:
     from outkit_cli.errors import UsageError
 
@@ -53,24 +45,6 @@ def check_name(name: str) -> None:
             f"profile name {name!r} must start with a letter or digit and hold only letters, "
             "digits, '.', '_' and '-'"
         )
-
-
-def check_api_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    from outkit_cli.errors import UsageError
-
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.netloc)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
-    except ValueError:  # also 'http://[x': an unbalanced IPv6 bracket
-        valid = False
-    if not valid:
-        raise UsageError(
-            f"--api-url must be an http(s) URL such as https://api.outkit.io/v1, not {url!r}"
-        )
-    return url.rstrip("/")
 
 
 def profile_record(name: str, prof: Mapping[str, Any], default: str | None) -> dict[str, Any]:
