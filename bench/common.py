@@ -16,6 +16,15 @@ from pathlib import Path
 from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from outkit_cli.sandbox.process import (  # noqa: E402 - after the path is set
+    START_TIMEOUT,
+    StartError,
+    start_url_process,
+    stop_process,
+)
+
 OUTKIT = [sys.executable, "-m", "outkit_cli"]
 
 
@@ -99,32 +108,18 @@ def start_server(
     *,
     stderr: IO[bytes] | int = subprocess.DEVNULL,
     env: Mapping[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a server whose first stdout line is its base URL (`outkit serve` does that)."""
-    proc = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        stdin=subprocess.DEVNULL,
-        env=clean_env(env),
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
-    if not line.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"server did not start ({' '.join(args)}): first line {line!r}")
-    return proc, line
+    """Start a server whose first stdout line is its base URL (`outkit serve` does that),
+    waiting at most `timeout` seconds for it (the one helper, sandbox/process.py)."""
+    try:
+        return start_url_process(args, stderr=stderr, env=clean_env(env), timeout=timeout)
+    except StartError as exc:
+        raise SystemExit(f"server did not start: {exc}") from None
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    stop_process(proc)
 
 
 def write_report(path: Path, name: str, data: Mapping[str, Any]) -> None:

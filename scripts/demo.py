@@ -14,7 +14,6 @@ import argparse
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,41 +55,28 @@ def step(title: str, args: list[str], env: dict[str, str], *, capture: bool = Fa
     return ""
 
 
-def start_sandbox(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+def start_sandbox(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     heading("Starting the sandbox (a local Outkit-compatible server)")
     args = ["serve", "--port", "0", "--data-dir", str(data_dir), "--init-profile"]
     print("$ outkit " + " ".join(shlex.quote(a) for a in args), flush=True)
-    log = open(data_dir.parent / "serve.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [*outkit_argv(), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    log.close()
-    if not url.startswith("http://"):
-        proc.kill()
-        proc.wait()
-        detail = (data_dir.parent / "serve.log").read_text(errors="replace").strip()
-        raise StepFailed(f"the sandbox did not start: {detail or 'no output'}")
+    from outkit_cli.sandbox.process import StartError, start_url_process
+
+    with open(data_dir.parent / "serve.log", "wb") as log:
+        try:
+            proc, url = start_url_process([*outkit_argv(), *args], env=env, stderr=log)
+        except StartError as exc:
+            detail = (data_dir.parent / "serve.log").read_text(errors="replace").strip()
+            raise StepFailed(
+                f"the sandbox did not start ({exc}): {detail or 'no output'}"
+            ) from None
     print(f"listening on {url}; profile 'sandbox' written to {env['OUTKIT_CONFIG']}")
     return proc, url
 
 
-def stop_sandbox(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+def stop_sandbox(proc: subprocess.Popen[bytes]) -> None:
+    from outkit_cli.sandbox.process import stop_process
+
+    stop_process(proc)
 
 
 def keys_test_available() -> bool:

@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-START_TIMEOUT = 20.0
+from outkit_cli.sandbox.process import StartError, start_url_process, stop_process
+
+START_TIMEOUT = 30.0
 
 
 @dataclass
@@ -119,13 +121,7 @@ class Sandbox:
 
     def stop(self) -> None:
         """SIGTERM, then wait for a clean exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self._close()
 
     def kill(self) -> None:
@@ -150,6 +146,13 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _limited(nofile: int) -> None:
+    import resource
+
+    _interruptible()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -166,8 +169,10 @@ def launch(
     templates: Path | None = None,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    nofile: int | None = None,
 ) -> Sandbox:
-    """Start `outkit serve` on a free loopback port and wait for its URL line."""
+    """Start `outkit serve` on a free loopback port and wait for its URL line. `nofile`:
+    the child's descriptor limit (soft and hard, as `ulimit -n` sets it)."""
     args = [sys.executable, "-m", "outkit_cli", "serve", "--port", "0"]
     args += ["--data-dir", str(data_dir)]
     for flag, value in (
@@ -184,29 +189,18 @@ def launch(
     log = (data_dir / "serve.log").open("ab")
     child_env = _child_env()
     child_env.update(env or {})
-    proc = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env=child_env,
-        preexec_fn=_interruptible,
-    )
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), True)
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    ready = sel.select(START_TIMEOUT)
-    sel.close()
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.startswith("http://"):
-        proc.kill()
-        proc.wait(5)
+    try:
+        proc, line = start_url_process(
+            args,
+            env=child_env,
+            stderr=log,
+            timeout=START_TIMEOUT,
+            preexec_fn=_interruptible if nofile is None else lambda: _limited(nofile),
+        )
+    except StartError as exc:
         log.close()
         err = (data_dir / "serve.log").read_text("utf-8", "replace")
-        raise RuntimeError(f"sandbox did not start (got {line!r}); its stderr:\n{err}")
+        raise RuntimeError(f"sandbox did not start ({exc}); its stderr:\n{err}") from None
     keys = json.loads((data_dir / "keys.json").read_text())["keys"]
     signed = next(k for k in keys if k["signed"])
     unsigned = next(k for k in keys if not k["signed"])
