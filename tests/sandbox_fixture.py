@@ -68,6 +68,14 @@ class Sandbox:
     ) -> tuple[int, dict[str, Any]]:
         """A signed request with the standard library; path is relative to the base URL
         (e.g. "/messages"). Returns (status, parsed JSON)."""
+        status, _, doc = self.exchange(method, path, body)
+        return status, doc
+
+    def exchange(
+        self, method: str, path: str, body: bytes | str | dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """As `request`, with the answer's headers: (status, headers by lower-case name,
+        parsed JSON)."""
         import http.client
         from urllib.parse import urlsplit
 
@@ -92,21 +100,29 @@ class Sandbox:
         try:
             conn.request(method, target, body=raw or None, headers=headers)
             resp = conn.getresponse()
-            return resp.status, json.loads(resp.read())
+            headers = {k.lower(): v for k, v in resp.getheaders()}
+            return resp.status, headers, json.loads(resp.read())
         finally:
             conn.close()
 
     def messages(self) -> list[dict[str, Any]]:
         """Every stored message, newest first, through the API (riding out the 429s and
         503s a sandbox started with --rate-limit or --fail-rate answers to anyone)."""
-        for _ in range(50):
-            status, doc = self.request("GET", "/messages?limit=10000")
-            if status not in (429, 503):
-                break
-            time.sleep(0.2)
-        if status != 200:
-            raise AssertionError(f"listing messages failed: {status} {doc}")
-        return doc["data"]
+        out: list[dict[str, Any]] = []
+        path = "/messages?limit=10000"
+        while True:  # pages: a list answer stops at about 8 MiB (Link: rel="next")
+            for _ in range(50):
+                status, headers, doc = self.exchange("GET", path)
+                if status not in (429, 503):
+                    break
+                time.sleep(0.2)
+            if status != 200:
+                raise AssertionError(f"listing messages failed: {status} {doc}")
+            out += doc["data"]
+            link = headers.get("link")
+            if not link:
+                return out
+            path = "/" + link[1 : link.index(">")].split("/", 2)[2]
 
     def wait_done(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Poll GET /messages/{id} until `done`; returns the message."""
@@ -146,11 +162,14 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _limited(nofile: int) -> None:
+def _limited(nofile: int | None, fsize: int | None) -> None:
     import resource
 
     _interruptible()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    if nofile is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    if fsize is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
 
 def _child_env() -> dict[str, str]:
@@ -170,9 +189,11 @@ def launch(
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     nofile: int | None = None,
+    fsize: int | None = None,
 ) -> Sandbox:
     """Start `outkit serve` on a free loopback port and wait for its URL line. `nofile`:
-    the child's descriptor limit (soft and hard, as `ulimit -n` sets it)."""
+    the child's descriptor limit (soft and hard, as `ulimit -n` sets it); `fsize`: the
+    largest file it may write, in bytes (`ulimit -f`; a stand-in for a full disk)."""
     args = [sys.executable, "-m", "outkit_cli", "serve", "--port", "0"]
     args += ["--data-dir", str(data_dir)]
     for flag, value in (
@@ -195,7 +216,7 @@ def launch(
             env=child_env,
             stderr=log,
             timeout=START_TIMEOUT,
-            preexec_fn=_interruptible if nofile is None else lambda: _limited(nofile),
+            preexec_fn=lambda: _limited(nofile, fsize),
         )
     except StartError as exc:
         log.close()

@@ -27,12 +27,12 @@ def test_concurrent_inserts_all_land_newest_first(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    texts = store.list_texts(limit=10000, id_from_submitter="t")
+    texts, _ = store.list_texts(limit=10000, id_from_submitter="t")
     assert len(texts) == 400
     assert len(store.pending_ids()) == 400
     store.close()
     again = Store(tmp_path / "db.sqlite3")  # everything committed is there after reopening
-    assert len(again.list_texts(limit=10000)) == 400
+    assert len(again.list_texts(limit=10000)[0]) == 400
     again.close()
 
 
@@ -71,7 +71,7 @@ def test_update_and_filters(tmp_path: Path) -> None:
     doc.update(status="delivered", done=True)
     store.update(doc)
     assert store.get("a-1") == doc
-    assert [t for t in store.list_texts(limit=5, status="delivered")] == [store.get_text("a-1")]
+    assert store.list_texts(limit=5, status="delivered")[0] == [store.get_text("a-1")]
     assert store.pending_ids() == ["b-2"]
     assert store.get("nope") is None
     with pytest.raises(KeyError):

@@ -15,6 +15,15 @@ from outkit_cli.errors import UsageError
 MAX_CLOCK_SKEW = 10 * 365 * 86400
 
 
+def _check_size(value: str) -> int:
+    from outkit_cli.sandbox.storage import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _check_skew(value: float) -> float:
     # click's float type takes 'nan' and 'inf', which no clock can be off by
     if not math.isfinite(value) or abs(value) > MAX_CLOCK_SKEW:
@@ -108,6 +117,15 @@ def _check_skew(value: float) -> float:
     "email) instead of the outbox.",
 )
 @click.option(
+    "--max-storage",
+    metavar="SIZE",
+    default="1G",
+    show_default=True,
+    callback=lambda ctx, param, value: _check_size(value),
+    help="Refuse new messages (507 insufficient_storage) once the data dir (database and "
+    "outbox) holds this much: 500M, 2G, ... (K, M, G, T are powers of 1024; 0: no limit).",
+)
+@click.option(
     "--inbox-token/--no-inbox-token",
     default=None,
     help="Require a token (printed at start) for the browser inbox [default: only when "
@@ -126,6 +144,7 @@ def serve(
     latency: float,
     clock_skew: float,
     smtp: str | None,
+    max_storage: int,
     inbox_token: bool | None,
 ) -> None:
     """The first line on stdout is the base URL (http://127.0.0.1:PORT/v1); the browser
@@ -170,6 +189,7 @@ def serve(
             ),
             smtp=smtp_addr,
             inbox_token=inbox_token,
+            max_storage=max_storage,
         )
     except OSError as exc:
         raise UsageError(
@@ -179,6 +199,11 @@ def serve(
     except ValueError as exc:  # e.g. a keys.json that does not parse
         raise UsageError(str(exc)) from None
     running.install_stop_handlers()
+    from outkit_cli.sandbox.storage import exposure_warning
+
+    exposed = exposure_warning(directory)
+    if exposed:
+        warn(exposed)
     if init_profile is not None:
         from outkit_cli.config import save_profile
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sqlite3
 import sys
 import threading
 import uuid
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from email.utils import getaddresses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from outkit_cli.sandbox.attachments import Attachment, is_multipart, parse_create
 from outkit_cli.sandbox.auth import Authenticator
@@ -34,6 +35,7 @@ from outkit_cli.sandbox.errors import (
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey
 from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopped
+from outkit_cli.sandbox.storage import DB_NAME, DEFAULT_MAX_STORAGE, Quota, storage_error
 from outkit_cli.sandbox.store import Store, dumps
 from outkit_cli.sandbox.templates import (
     MAX_TEMPLATE,
@@ -63,6 +65,9 @@ MAX_SUBJECT = 4096  # characters, of the subject as given and as rendered
 TEMPLATE_FIELDS = ("html_template_body", "text_template_body", "template_styles")
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 10000
+# A list answer stops before its JSON passes this (one message always fits): 30 bodies of
+# 9.5 MB once made a 285 MB answer and took the server to 1 GB.
+MAX_LIST_BYTES = 8 * 1024 * 1024
 
 STRING_FIELDS = (
     "type", "to", "from", "subject", "template", "template_id", "project", "project_id",
@@ -137,9 +142,11 @@ class SandboxApp:
         smtp: tuple[str, int] | None = None,
         log: Any = None,
         render_limits: RenderLimits | None = None,
+        max_storage: int | None = DEFAULT_MAX_STORAGE,
     ) -> None:
         self.data_dir = data_dir
-        self.store = Store(data_dir / "sandbox.sqlite3")
+        self.store = Store(data_dir / DB_NAME)
+        self.quota = Quota(data_dir, max_storage)
         self.catalog = catalog
         self.faults = faults or Faults()
         # the browser inbox (paths outside /v1), set up by runner.start once the address
@@ -168,7 +175,7 @@ class SandboxApp:
             )
             self.backends["smtp"] = relay
             self.default_backend["email"] = relay
-        self.worker = Worker(process=self.process, load=self.store.get)
+        self.worker = Worker(process=self.process, load=self.store.get, log=self.log)
 
     # -- lifecycle of the app ------------------------------------------------------------
     def start(self) -> None:
@@ -234,12 +241,12 @@ class SandboxApp:
                     raise ApiError(404, "not_found", f"no message with id {message_id}")
                 return Response(200, '{"data":' + text + "}", {})
             if name == "list":
-                texts = self.store.list_texts(**self._list_filters(query))
-                return Response(200, '{"data":[' + ",".join(texts) + "]}", {})
+                return self._list(query)
             if upload_error is not None:
                 raise upload_error
             if upload is not None and upload.error is not None:
                 raise upload.error
+            self.quota.check(len(body))
             if upload is not None:
                 text = self.create(upload.message_body(), upload.attachments)
             else:
@@ -247,12 +254,41 @@ class SandboxApp:
             return Response(200, '{"data":' + text + "}", {})
         except ApiError as exc:
             return Response(exc.status, error_body(exc.code, exc.message), exc.headers)
+        except (OSError, sqlite3.Error) as exc:
+            err = storage_error(exc, self.data_dir)
+            assert err is not None
+            self.log(f"storage error: {type(exc).__name__}: {exc}")
+            return Response(err.status, error_body(err.code, err.message), {})
+
+    def _list(self, query: str) -> Response:
+        """GET /v1/messages: at most `limit` messages and about MAX_LIST_BYTES of JSON.
+        When the size cap cut the list short, a `Link: <...>; rel="next"` header (RFC 8288)
+        gives the URL of the next page (`before=` the last id listed)."""
+        filters = self._list_filters(query)
+        try:
+            texts, more = self.store.list_texts(**filters, max_bytes=MAX_LIST_BYTES)
+        except KeyError:
+            raise bad_data(f"before: no message with id {filters['before']}") from None
+        headers = {}
+        if more is not None:
+            params = {k: v for k, v in filters.items() if v is not None}
+            params["before"] = more
+            headers["Link"] = f'<{PREFIX}?{urlencode(params)}>; rel="next"'
+        return Response(200, '{"data":[' + ",".join(texts) + "]}", headers)
 
     @staticmethod
     def _list_filters(query: str) -> dict[str, Any]:
-        params = parse_qs(query, keep_blank_values=True)
-        # other parameters (page, cursors of other API versions...) are ignored, as on
-        # every endpoint: a client's extra parameter never makes a request fail
+                return self._list(query)
+            if upload_error is not None:
+                raise upload_error
+            if upload is not None and upload.error is not None:
+                raise upload.error
+            self.quota.check(len(body))
+            if upload is not None:
+                text = self.create(upload.message_body(), upload.attachments)
+            else:
+                text = self.create(body)
+            return Response(200, '{"data":' + text + "}", {})
         out: dict[str, Any] = {"limit": DEFAULT_LIST_LIMIT}
         if "limit" in params:
             raw = params["limit"][-1]
@@ -267,6 +303,8 @@ class SandboxApp:
             out["status"] = status
         if "id_from_submitter" in params:
             out["id_from_submitter"] = params["id_from_submitter"][-1]
+        if "before" in params:
+            out["before"] = params["before"][-1]
         return out
 
     # -- creating a message ----------------------------------------------------------------
@@ -388,6 +426,8 @@ class SandboxApp:
                 except BackendError as exc:
                     return self._fail(doc, "backend_error", str(exc))
                 self._step(doc, "delivered", "delivered_at", done=True)
+        except (OSError, sqlite3.Error):
+            raise  # a full or failing disk: pending, the worker tries again (worker.py)
         except Exception as exc:  # a sandbox bug must not leave the message pending forever
             self.log(f"internal error on message {doc.get('id')}: {type(exc).__name__}: {exc}")
             self._fail(doc, "internal_error", f"internal error: {type(exc).__name__}")

@@ -14,6 +14,7 @@ from outkit_cli.sandbox.app import SandboxApp
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey, load_or_create_keys
 from outkit_cli.sandbox.server import SandboxServer, raise_descriptor_limit
+from outkit_cli.sandbox.storage import DEFAULT_MAX_STORAGE
 from outkit_cli.sandbox.templates import Catalog, builtin_dir
 
 
@@ -103,6 +104,7 @@ def start(
     smtp: tuple[str, int] | None,
     log: Any = None,
     inbox_token: bool | None = None,
+    max_storage: int | None = DEFAULT_MAX_STORAGE,
 ) -> Running:
     """Bind and start a sandbox. `inbox_token`: require a token for the browser inbox
     (None: only when `host` is not loopback)."""
@@ -115,6 +117,7 @@ def start(
         faults=faults,
         smtp=smtp,
         log=log,
+        max_storage=max_storage,
     )
     raise_descriptor_limit()
     try:

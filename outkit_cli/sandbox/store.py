@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from outkit_cli.sandbox.attachments import Attachment
 
+from outkit_cli.sandbox.storage import make_private
+
 # seq (the rowid) orders messages newest first. Only the indexes lookups need: every
 # extra index is paid on each insert. Listing by status scans newest first until `limit`.
 SCHEMA = """
@@ -86,6 +88,7 @@ class Store:
         self._queue: list[_Pending] = []
         # bumped on every write: the inbox's live views poll it (an int read, no query)
         self.changes = 0
+        make_private(path)  # 0600, also in a data dir that already existed
         with self.connection() as conn:
             conn.executescript(SCHEMA)
         # Checkpoints (copying the WAL into the database, with an fsync) run in this
@@ -226,21 +229,44 @@ class Store:
         limit: int,
         status: str | None = None,
         id_from_submitter: str | None = None,
-    ) -> list[str]:
-        """Newest first."""
+        before: str | None = None,
+        max_bytes: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """Newest first: (the messages' JSON texts, the id to page on from, or None).
+
+        `before` is a message id: only older messages are listed. Rows are read one at a
+        time and the list stops before its text passes `max_bytes` (it always holds at
+        least one message); the id of the last message listed is then returned, for the
+        next page's `before`. Raises KeyError when `before` names no message."""
         where, args = [], []
+        if before is not None:
+            with self.connection() as conn:
+                row = conn.execute("SELECT seq FROM messages WHERE id = ?", (before,)).fetchone()
+            if row is None:
+                raise KeyError(before)
+            where.append("seq < ?")
+            args.append(row[0])
         if status is not None:
             where.append("status = ?")
             args.append(status)
         if id_from_submitter is not None:
             where.append("id_from_submitter = ?")
             args.append(id_from_submitter)
-        sql = "SELECT doc FROM messages"
+        sql = "SELECT id, doc FROM messages"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
+        texts: list[str] = []
+        total = 0
+        last_id: str | None = None
         with self.connection() as conn:
-            return [r[0] for r in conn.execute(sql, (*args, limit))]
+            for message_id, text in conn.execute(sql, (*args, limit)):
+                if max_bytes is not None and texts and total + len(text) > max_bytes:
+                    return texts, last_id
+                texts.append(text)
+                total += len(text) + 1
+                last_id = message_id
+        return texts, None
 
     def page(
         self,

@@ -8,19 +8,28 @@ import each other.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
 
 Doc = dict[str, Any]
+RETRY_SECONDS = 1.0
 
 
 class Worker:
-    def __init__(self, *, process: Callable[[Doc], Any], load: Callable[[str], Doc | None]) -> None:
+    def __init__(
+        self,
+        *,
+        process: Callable[[Doc], Any],
+        load: Callable[[str], Doc | None],
+        log: Callable[[str], Any] = lambda line: None,
+    ) -> None:
         """`process(doc)` runs a message's lifecycle; `load(id)` reads a stored message
-        (None when there is none)."""
+        (None when there is none); `log` takes one line about a failure."""
         self._process = process
         self._load = load
+        self._log = log
         self._queue: queue.SimpleQueue[tuple[str, Doc | None] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-worker", daemon=True)
@@ -45,7 +54,14 @@ class Worker:
             if item is None or self._stopping.is_set():
                 return
             message_id, doc = item
-            if doc is None:
-                doc = self._load(message_id)
-            if doc is not None and not doc["done"]:
-                self._process(doc)
+            try:
+                if doc is None:
+                    doc = self._load(message_id)
+                if doc is not None and not doc["done"]:
+                    self._process(doc)
+            except (OSError, sqlite3.Error) as exc:
+                # a full or failing disk: the message stays pending and is tried again,
+                # so the worker goes on by itself once space is freed
+                self._log(f"storage error on message {message_id}: {type(exc).__name__}: {exc}")
+                if not self._stopping.wait(RETRY_SECONDS):
+                    self._queue.put((message_id, None))
