@@ -68,8 +68,11 @@ def test_max_storage_refuses_with_507_and_recovers_when_space_is_freed(
     assert "Traceback" not in box.log()
 
 
-@pytest.mark.parametrize(("text", "size"), [("500M", 500 * 1024**2), ("2G", 2 * 1024**3),
-                                              ("1.5KiB", 1536), ("1048576", 1048576), ("0", 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("500M", 500 * 1024**2), ("2G", 2 * 1024**3), ("1.5KiB", 1536), ("1048576", 1048576),
+     ("0", 0)],
+)  # fmt: skip
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
