@@ -278,17 +278,9 @@ class SandboxApp:
 
     @staticmethod
     def _list_filters(query: str) -> dict[str, Any]:
-                return self._list(query)
-            if upload_error is not None:
-                raise upload_error
-            if upload is not None and upload.error is not None:
-                raise upload.error
-            self.quota.check(len(body))
-            if upload is not None:
-                text = self.create(upload.message_body(), upload.attachments)
-            else:
-                text = self.create(body)
-            return Response(200, '{"data":' + text + "}", {})
+        params = parse_qs(query, keep_blank_values=True)
+        # other parameters (page, cursors of other API versions...) are ignored, as on
+        # every endpoint: a client's extra parameter never makes a request fail
         out: dict[str, Any] = {"limit": DEFAULT_LIST_LIMIT}
         if "limit" in params:
             raw = params["limit"][-1]
@@ -303,7 +295,7 @@ class SandboxApp:
             out["status"] = status
         if "id_from_submitter" in params:
             out["id_from_submitter"] = params["id_from_submitter"][-1]
-        if "before" in params:
+        if "before" in params:  # the sandbox's paging (a Link rel="next" points at it)
             out["before"] = params["before"][-1]
         return out
 
