@@ -10,9 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +20,9 @@ from outkit_cli.commands.options import add_global_options, root_options
 from outkit_cli.errors import ExitCode, OutkitError, exit_code_table
 from outkit_cli.terminal import Terminal, escape_controls, one_line
 from outkit_cli.terminal import current as current_terminal
+
+if TYPE_CHECKING:  # pathlib and dataclasses cost `outkit --help` a few milliseconds
+    from pathlib import Path
 
 
 class LazyGroup(click.Group):
@@ -50,6 +51,12 @@ class LazyGroup(click.Group):
             from outkit_cli.diagnostics import set_verbose
 
             set_verbose(False)  # a second run in one process (tests) starts quiet again
+            # the width click's help formatter would get from shutil, whose import (zlib,
+            # bz2, lzma) costs `outkit --help` milliseconds; inherited by every subcommand
+            width = extra.get("max_content_width") or self.context_settings.get(
+                "max_content_width", 80
+            )
+            extra.setdefault("terminal_width", max(min(current_terminal().width, width) - 2, 50))
         extra.setdefault("obj", AppContext())
         return super().make_context(info_name, args, parent, **extra)
 
@@ -59,24 +66,26 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@dataclass
 class AppContext:
     """Global options, handed to every subcommand as ``ctx.obj``."""
 
-    profile: str | None = None
-    config: Path | None = None
-    api_url: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    verbose: bool = False
-    no_color: bool = False
-    terminal: Terminal = field(default_factory=current_terminal)
+    def __init__(self) -> None:
+        self.profile: str | None = None
+        self.config: str | None = None  # --config PATH as given
+        self.api_url: str | None = None
+        self.timeout: float | None = None
+        self.retries: int | None = None
+        self.verbose = False
+        self.no_color = False
+        self.terminal: Terminal = current_terminal()
 
     @property
     def config_path(self) -> Path:
+        from pathlib import Path
+
         from outkit_cli.config import config_path
 
-        return config_path(self.config)
+        return config_path(None if self.config is None else Path(self.config))
 
     def settings(self, **overrides: Any) -> Any:
         """Resolved settings: flag > environment > profile > default."""

@@ -143,12 +143,19 @@ class Terminal:
 
     @property
     def width(self) -> int:
-        """Columns of the terminal (COLUMNS wins, as in shutil.get_terminal_size)."""
+        """Columns of the terminal: shutil.get_terminal_size's rule (a positive COLUMNS wins,
+        then the size of stdout's terminal, else 80), without importing shutil, which loads
+        zlib, bz2 and lzma on the path of `outkit --help`."""
         if self._width is not None:
             return self._width
-        import shutil
-
-        return shutil.get_terminal_size().columns
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        try:
+            size = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            size = 0
+        return size or 80
 
     def raw(self, text: str, *, multiline: bool = False) -> str:
         """Text the user asked for raw (--field, --body): unchanged for a pipe or a file,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -89,7 +88,7 @@ _GLOBALS: list[tuple[tuple[str, ...], str, dict[str, Any], str | None]] = [
     (
         ("--config",),
         "config",
-        {"type": click.Path(dir_okay=False, path_type=Path), "metavar": "PATH",
+        {"type": click.Path(dir_okay=False), "metavar": "PATH",
          "help": "Config file (default: config.toml in the user config dir)."},
         "OUTKIT_CONFIG",
     ),
