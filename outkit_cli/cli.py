@@ -79,6 +79,12 @@ class AppContext:
         self.no_color = False
         self.terminal: Terminal = current_terminal()
 
+    def with_profile(self, name: str) -> AppContext:
+        """A copy of these options that selects profile ``name`` (`keys test NAME`)."""
+        other = AppContext.__new__(AppContext)
+        other.__dict__.update(self.__dict__, profile=name)
+        return other
+
     @property
     def config_path(self) -> Path:
         from pathlib import Path

@@ -11,7 +11,6 @@ import binascii
 import hashlib
 import hmac
 import time
-from urllib.parse import urlsplit
 
 KEY_HEADER = "Outkit-Access-Key"
 PASSPHRASE_HEADER = "Outkit-Access-Passphrase"
@@ -48,6 +47,8 @@ def request_target(path_or_url: str) -> str:
     # (urlsplit is not even tried on it: it raises on '//[' and costs time on every request)
     if not path_or_url[:8].lower().startswith(("http://", "https://")):
         return path_or_url
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(path_or_url)
     except ValueError:  # 'http://[x': an unbalanced IPv6 bracket is no URL either

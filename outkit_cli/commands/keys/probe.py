@@ -7,7 +7,6 @@ command as `test`; module-level imports stay light because `outkit keys --help` 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -71,7 +70,7 @@ def keys_test(
     reports whether the credentials are accepted, the latency, and whether this machine's
     clock agrees with the server's."""
     if name is not None:
-        app = dataclasses.replace(app, profile=name)
+        app = app.with_profile(name)
     settings = app.settings(timeout=timeout, retries=retries)
     report = probe(settings)
     if output.machine:
