@@ -94,11 +94,16 @@ class RenderPool:
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            children = [*self._idle, *self._busy]
+            idle, busy = self._idle, list(self._busy)
             self._idle = []
             self._cond.notify_all()
-        for child in children:
+        for child in idle:
             child.stop()
+        for child in busy:
+            # only killed here: the thread rendering with it still reads its pipe, and
+            # closes it in _release (closing it under that thread could even hand the
+            # descriptor number to another file)
+            child.kill()
 
     def _acquire(self) -> _Child:
         with self._cond:
@@ -198,9 +203,12 @@ class _Child:
             return None
         return _read_exactly(fd, int.from_bytes(header, "big"), deadline)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
             self.proc.kill()
+
+    def stop(self) -> None:
+        self.kill()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
