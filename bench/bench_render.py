@@ -2,12 +2,14 @@
 
 Normal: the demo `welcome` message (HTML with CSS inlined, text, subject) rendered again
 and again, in interleaved rounds, by
-- "pybars3 in-process": the engine before issue 9 (only when `pybars` is importable here),
+- "pybars3 in-process (before)": the renderer before issue 9, from the git history (only
+  when `pybars` is importable here),
 - "dotpromptz in-process": `render.Renderer`, the engine now, in this process,
 - "render pool": what the sandbox does now, a job sent to a render process with limits.
 Hostile: each case of the issue through the render pool (the sandbox's path), with wall
 time and the render process's peak RSS (VmHWM, sampled every 20 ms). With `pybars` importable,
-`--before` also runs each hostile case under pybars3 in a child process (its own peak RSS
+`--before` also runs each hostile case through the renderer before issue 9 (pybars3 behind
+its regex syntax check, read from the git history) in a child process (its own peak RSS
 from `os.wait4`, a 60 s cap).
 
     .venv/bin/python bench/bench_render.py [--rounds 15] [--before] [--out FILE.json]
@@ -50,6 +52,8 @@ HOSTILE: dict[str, tuple[str, dict[str, Any]]] = {
     # 40 KB: a quadratic regex check under a lock froze every request for 17 s
     "'{{' * 20000": ("{{" * 20000, {}),
     "'{{a ' * 10000": ("{{a " * 10000, {}),
+    # 500 KB, the last tag broken: finding its line must stay linear
+    "'{{a}}' * 100000 + '{{#if'": ("{{a}}" * 100000 + "{{#if", {}),
     # 1.3 KB of nested each over 250 items: 18 s and 420 MB under pybars3
     "nested each x3 over 250 items": (NESTED, {"items": ITEMS, "name": "n"}),
     "3 MB value printed 250 times": (
@@ -92,23 +96,16 @@ def normal(rounds: int, per_round: int) -> dict[str, Any]:
                 inline_css(out, css)
 
     runners = {"dotpromptz in-process": in_process, "render pool": lambda: pool.render(job)}
-    try:
-        import pybars
+    old = _old_renderer()
+    if old is not None:
 
-        compiler, cache = pybars.Compiler(), {}
-
-        def pybars3() -> None:
+        def before() -> None:
             for part in job["parts"]:
-                fn = cache.get(part["source"]) or cache.setdefault(
-                    part["source"], compiler.compile(part["source"])
-                )
-                out = str(fn(data))
+                out = old.render(part["source"], data, html=part["html"], what=part["what"])
                 if part["html"]:
                     inline_css(out, css)
 
-        runners = {"pybars3 in-process": pybars3, **runners}
-    except ImportError:
-        pass
+        runners = {"pybars3 in-process (before)": before, **runners}
     for fn in runners.values():
         fn()  # warm: caches, imports
     samples: dict[str, list[float]] = {name: [] for name in runners}
@@ -171,23 +168,51 @@ def hostile_after() -> dict[str, Any]:
 
 
 BEFORE = """
-import json, sys, time
-import pybars
+import json, sys, time, types
+old = types.ModuleType("old_render")
+exec(compile(sys.argv[1], "old_render.py", "exec"), old.__dict__)
 source, data = json.loads(sys.stdin.read())
 start = time.perf_counter()
 try:
-    out = str(pybars.Compiler().compile(source)(data))
+    out = old.Renderer().render(source, data, html=True, what="t")
     outcome = f"rendered {len(out):,} characters"
 except Exception as exc:
     outcome = f"{type(exc).__name__}: {exc}"[:110]
 print(json.dumps({"seconds": round(time.perf_counter() - start, 3), "outcome": outcome}))
 """
+# the renderer before issue 9 (pybars3 behind a regex syntax check), from the git history
+BEFORE_COMMIT = "02bf048"
+
+
+def _old_source() -> str | None:
+    try:
+        import pybars  # noqa: F401
+    except ImportError:
+        return None
+    done = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:outkit_cli/sandbox/render.py"],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    return done.stdout if done.returncode == 0 else None
+
+
+def _old_renderer() -> Any:
+    """The Renderer before issue 9, when pybars3 and the git history are at hand."""
+    import types
+
+    source = _old_source()
+    if source is None:
+        return None
+    module = types.ModuleType("old_render")
+    exec(compile(source, "old_render.py", "exec"), module.__dict__)
+    return module.Renderer()
 
 
 def hostile_before() -> dict[str, Any]:
+    old_render = _old_source()
+    if old_render is None:
+        raise SystemExit("--before needs pybars3 installed and the git history")
     out: dict[str, Any] = {}
     for name, (source, data) in HOSTILE.items():
-        proc = subprocess.Popen([sys.executable, "-c", BEFORE], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-c", BEFORE, old_render], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps([source, data]).encode())

@@ -36,8 +36,16 @@ def _engine(html: bool) -> Any:
     return engine
 
 
-def _line(source: str, pos: int) -> int:
-    return source.count("\n", 0, pos) + 1
+class _Lines:
+    """Line numbers of increasing offsets, counted incrementally (linear over a scan)."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.pos, self.line = source, 0, 1
+
+    def at(self, pos: int) -> int:
+        self.line += self.source.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
 
 
 def _shown(tag: str) -> str:
@@ -48,11 +56,13 @@ def locate_error(source: str, engine: Any) -> str | None:
     """Where a template that `engine` refused to parse goes wrong, for people.
 
     Returns "'{{tag}}' at line N ..." or None when no single tag is to blame. One linear
-    pass over the tags: the block structure is checked here, and each tag alone is given to
-    the engine (wrapped in its block when it opens one), so a tag the engine cannot read is
-    found without re-parsing the template for every tag.
+    pass over the tags checks the block structure; then each distinct tag is given to the
+    engine alone (wrapped in its block when it opens one), so a tag the engine cannot read
+    is found without re-parsing the template for every tag.
     """
-    stack: list[tuple[str, int, str]] = []  # (block name, offset, tag as written)
+    stack: list[tuple[str, int, str]] = []  # (block name, line, tag as written)
+    probes: dict[str, tuple[int, str]] = {}  # probe text -> (line, tag) of its first use
+    lines = _Lines(source)
     pos = 0
     while True:
         start = source.find("{{", pos)
@@ -64,7 +74,7 @@ def locate_error(source: str, engine: Any) -> str | None:
         if start - first == 1:  # \{{ is literal text (\\{{ is a backslash and a tag)
             pos = start + 2
             continue
-        line = _line(source, start)
+        line = lines.at(start)
         if source.startswith("{{{{", start):  # raw block: its content is text
             end = source.find("}}}}", start + 4)
             header = source[start + 4 : end].split() if end >= 0 else []
@@ -73,8 +83,8 @@ def locate_error(source: str, engine: Any) -> str | None:
                 return f"raw block '{{{{{{{{' at line {line} is never closed"
             pos = close + 4
             continue
-        rest = source[start + 2 :].lstrip("~")
-        if rest.startswith("!--"):
+        after = start + 3 if source.startswith("~", start + 2) else start + 2
+        if source.startswith("!--", after):
             end = source.find("--", start + 5)
             while end >= 0 and not source.startswith(("}}", "~}}"), end + 2):
                 end = source.find("--", end + 1)
@@ -82,7 +92,7 @@ def locate_error(source: str, engine: Any) -> str | None:
                 return f"comment '{{{{!--' at line {line} is never closed (add '--}}}}')"
             pos = end + (4 if source.startswith("}}", end + 2) else 5)
             continue
-        triple = rest.startswith("{")
+        triple = source.startswith("{", after)
         end = source.find("}}}" if triple else "}}", start + 2)
         if end < 0:
             return f"unclosed '{{{{' at line {line}"
@@ -95,7 +105,7 @@ def locate_error(source: str, engine: Any) -> str | None:
             name = body[1:].lstrip("*>").split()[0] if body[1:].lstrip("*>").split() else ""
             if body.startswith("#*inline"):
                 name = "inline"
-            stack.append((name, start, tag))
+            stack.append((name, line, tag))
             if len(stack) > MAX_NESTING:
                 return f"{_shown(tag)} at line {line} nests blocks deeper than {MAX_NESTING}"
             probe = f"{tag}{{{{/{name}}}}}"
@@ -106,8 +116,7 @@ def locate_error(source: str, engine: Any) -> str | None:
             opened, at, opened_tag = stack.pop()
             if opened != name:
                 return (
-                    f"{_shown(opened_tag)} at line {_line(source, at)} is closed by "
-                    f"{_shown(tag)} at line {line}"
+                    f"{_shown(opened_tag)} at line {at} is closed by {_shown(tag)} at line {line}"
                 )
             continue
         elif body == "else" or body.startswith("else "):
@@ -116,13 +125,15 @@ def locate_error(source: str, engine: Any) -> str | None:
             probe = f"{{{{#if x}}}}{tag}{{{{/if}}}}"
         else:
             probe = tag
+        probes.setdefault(probe, (line, tag))
+    if stack:
+        name, at, tag = stack[-1]
+        return f"{_shown(tag)} at line {at} is never closed (add '{{{{/{name}}}}}')"
+    for probe, (line, tag) in probes.items():
         try:
             engine.compile(probe)
         except Exception as exc:  # the engine's words for what is wrong with this tag
             return f"{_shown(tag)} at line {line}: {exc}"
-    if stack:
-        name, at, tag = stack[-1]
-        return f"{_shown(tag)} at line {_line(source, at)} is never closed (add '{{{{/{name}}}}}')"
     return None
 
 
