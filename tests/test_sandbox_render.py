@@ -83,6 +83,14 @@ RCE = [
     "{{lookup x \"a', __import__('os').system('touch {mark}'), u'b\"}}",
     "{{> (lookup x \"__import__('os').system('touch {mark}')\")}}",
     "{{#with x}}{{[', __import__('os').system('touch {mark}'), ']}}{{/with}}",
+    # Handlebars.js's own RCE gadget chains (handlebars.js issues 1267, 1495, 1595), in
+    # Python terms: there are no methods or constructors to reach, only keys
+    "{{#with 'touch {mark}|'}}{{#with (split '|' 1)}}{{#> p constructor.constructor}}"
+    "{{> (apply 0 ../this)}}{{/p}}{{/with}}{{/with}}",
+    "{{#with (__lookupGetter__ '__proto__')}}{{#with (./constructor.getOwnPropertyDescriptor "
+    "'valueOf')}}x{{/with}}{{/with}}",
+    "{{#with x}}{{#with __class__.__init__.__globals__ as |g|}}{{g.os.system 'touch {mark}'}}"
+    "{{/with}}{{/with}}",
 ]
 
 

@@ -184,3 +184,23 @@ def test_the_render_process_runs_with_resource_limits() -> None:
         assert pool.render(_job("{{log 'x'}}ok")) == {"text": "ok"}
     finally:
         pool.close()
+
+
+def test_stopping_during_a_hostile_render_is_quick_and_keeps_the_message(
+    start_sandbox: Start, tmp_path: Path
+) -> None:
+    from outkit_cli.sandbox.store import Store
+
+    sb = start_sandbox(data_dir=tmp_path / "data")
+    _, doc = post(sb, email(html_template_body=EXPLOSIVE, data={"items": ITEMS}))
+    hostile = doc["data"]["id"]
+    started = time.monotonic()
+    sb.stop()  # SIGTERM well within the render's 5 s
+    took = time.monotonic() - started
+    store = Store(tmp_path / "data" / "sandbox.sqlite3")
+    try:
+        msg = store.get(hostile)
+    finally:
+        store.close()
+    assert msg is not None and msg["done"] is False and msg["status_message"] is None
+    assert took < 4.5, f"stopping waited {took:.1f} s for the render"

@@ -185,8 +185,10 @@ class SandboxApp:
             self.worker.submit(message_id)
 
     def close(self) -> None:
+        # a render still running is killed first (a hostile one would hold the stop for its
+        # whole deadline): its message stays pending and is rendered again on next start
+        self.renderer.close()
         self.worker.stop()
-        self.renderer.close()  # kills a render still running: its message stays pending
         self.store.close()
 
     # -- routing ---------------------------------------------------------------------------

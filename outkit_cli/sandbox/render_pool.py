@@ -126,7 +126,14 @@ class RenderPool:
                 self._cond.notify()
             raise
         with self._cond:
-            self._busy.add(child)
+            closed = self._closed
+            if closed:
+                self._count -= 1
+            else:
+                self._busy.add(child)
+        if closed:  # closed while it started: close() could not see it to kill it
+            child.stop()
+            raise RenderStopped("the sandbox is stopping")
         return child
 
     def _release(self, child: _Child, *, healthy: bool) -> None:
