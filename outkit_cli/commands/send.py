@@ -267,7 +267,7 @@ def _show_request(
     from outkit_cli.client import exact_headers, mask_headers, prepare_call
     from outkit_cli.diagnostics import warn
     from outkit_cli.message_view import curl_command, print_prepared, secret_warning
-    from outkit_cli.output import print_json
+    from outkit_cli.output import emit
 
     call = prepare_call(settings, "POST", "messages", body=body, form=form)
     if form is not None:
@@ -288,15 +288,12 @@ def _show_request(
             click.echo(curl_command(call.method, call.url, call.headers, call.body))
         return
     headers = mask_headers(exact_headers(call))
-    if output.json:
-        print_json(
-            {
-                "method": call.method,
-                "url": call.url,
-                "headers": headers,
-                "body": call.body.decode("utf-8"),
-            }
-        )
-    else:
-        print_prepared(call, headers)
+    request = {
+        "method": call.method,
+        "url": call.url,
+        "headers": headers,
+        "body": call.body.decode("utf-8"),
+    }
+    # the one machine-output path of every command (output.emit): --json and --field
+    emit(output, [request], single=True, human=lambda: print_prepared(call, headers))
     click.echo("dry run: nothing was sent", err=True)

@@ -73,15 +73,9 @@ def keys_test(
         app = app.with_profile(name)
     settings = app.settings(timeout=timeout, retries=retries)
     report = probe(settings)
-    if output.machine:
-        from outkit_cli.output import print_fields, print_json
+    from outkit_cli.output import emit
 
-        if output.json:
-            print_json(report)
-        else:
-            print_fields([report], output.fields)
-        return
-    _print_human(report)
+    emit(output, [report], single=True, human=lambda: _print_human(report))
 
 
 def _print_human(report: dict[str, Any]) -> None:
@@ -100,10 +94,12 @@ def _print_human(report: dict[str, Any]) -> None:
             f"{describe_skew(skew)}: signed requests may be rejected; sync the clock (NTP)",
             fg="yellow",
         )
-    rows = [
-        ("profile", report["profile"] or "(environment)"),
-        ("api_url", report["api_url"]),
-        ("key", report["key"]),
+    from outkit_cli.terminal import one_line
+
+    rows = [  # profile, URL and key come from a file: shown, never acted on
+        ("profile", one_line(report["profile"] or "(environment)")),
+        ("api_url", one_line(report["api_url"])),
+        ("key", one_line(report["key"] or "")),
         ("signed", "yes" if report["signed"] else "no (sends the secret)"),
         ("result", ok),
         ("latency", f"{report['latency_ms']:.0f} ms"),
