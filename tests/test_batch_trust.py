@@ -381,3 +381,12 @@ def test_excel_files_bom_sep_line_and_old_mac_line_ends(tmp_path):
     res = run("send", "--batch", str(mac), *DEMO, "--dry-run")
     assert res.exit_code == 2
     assert "lines end in a lone carriage return" in res.stderr
+
+
+def test_results_never_overwrite_the_input_or_the_journal(tmp_path):
+    src = write_csv(tmp_path / "keep.csv", people(2, "keep"))
+    before = src.read_bytes()
+    for target in (src, tmp_path / "keep.csv.outkit-journal", tmp_path / "." / "keep.csv"):
+        res = run("send", "--batch", str(src), *DEMO, "--results", str(target), "--dry-run")
+        assert res.exit_code == 2 and "give the results their own file" in res.stderr
+    assert src.read_bytes() == before

@@ -96,6 +96,7 @@ def run_batch_command(
         # read ahead: a bad header or byte stops the batch before anything is sent, and the
         # progress bar gets a true total
         total = count_rows(batch_input.path, batch_input)
+    _check_results_path(request.results_path, batch_input.path, request.journal_path)
     results = _open_results(request.results_path)
     opts.results = results
     client = None
@@ -213,6 +214,31 @@ def attachment_specs(paths: str, base: Path) -> list[Any]:
 
 def _files_base(source: str | None) -> Path:
     return Path.cwd() if source in (None, "-") else Path(str(source)).resolve().parent
+
+
+def _check_results_path(results: Path | None, source: Path | None, journal: Path | None) -> None:
+    """--results is emptied before it is written: never the input or the journal."""
+    if results is None:
+        return
+    from outkit_cli.batch.journal import default_journal_path
+
+    named = {"the --batch input": source}
+    if source is not None:
+        named["the journal"] = journal or default_journal_path(source, "")
+    elif journal is not None:
+        named["the journal"] = journal
+    for what, other in named.items():
+        if other is not None and (
+            os.path.abspath(results) == os.path.abspath(other) or _same_file(results, other)
+        ):
+            raise UsageError(f"--results {results} is {what}: give the results their own file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _open_results(path: Path | None) -> IO[str] | None:
