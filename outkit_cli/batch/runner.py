@@ -31,6 +31,8 @@ from outkit_cli.errors import AuthError, ExitCode, MaybeSentError, OutkitError, 
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
+# Seconds within which a second SIGINT is the first one delivered twice (timeout(1)).
+DUPLICATE_SIGNAL = 0.01
 
 
 class BatchApi(Protocol):
@@ -376,10 +378,17 @@ def _install_sigint(stop: threading.Event) -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     tty = sys.stderr.isatty()
+    first: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
+        now = time.monotonic()
         if stop.is_set():
+            # GNU timeout sends its signal to the command and then to its process group:
+            # one SIGINT delivered twice within microseconds is not a second Ctrl-C
+            if first and now - first[0] < DUPLICATE_SIGNAL:
+                return
             _quit_now(tty)
+        first.append(now)
         stop.set()
         # on a terminal, end the line the progress bar (and the echoed ^C) is on
         lead = "\n" if tty else ""
