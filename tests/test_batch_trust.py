@@ -313,10 +313,12 @@ def test_one_row_is_one_row(sandbox, tmp_path):
     assert res.stderr.startswith("batch: 1 row: 1 accepted in ")
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal (stdout a pipe); returns (exit code, screen)."""
+def _on_a_terminal(args: list[str], env: dict[str, str], out: Path) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal (stdout the file `out`); returns (exit code,
+    screen)."""
     master, slave = os.openpty()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(args, stdout=stdout, stderr=slave, env=env)
     os.close(slave)
     chunks: list[bytes] = []
     deadline = time.monotonic() + 120
@@ -343,8 +345,11 @@ def test_the_progress_bar_counts_rows_and_its_last_frame_is_the_summary(start_sa
     env.update(box.env())
     env.update({"OUTKIT_CONFIG": str(tmp_path / "config.toml"), "COLUMNS": "160"})
     args = [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO]
-    code, screen = _on_a_terminal(args, env)
+    code, screen = _on_a_terminal(args, env, tmp_path / "out.jsonl")
     assert code == 0, screen
+    # the result lines went to stdout, not onto the terminal the bar is drawn on
+    assert len(results((tmp_path / "out.jsonl").read_text())) == 60
+    assert '"status"' not in screen
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     frames = [f for f in re.split(r"[\r\n]", plain) if "sending" in f]
     assert frames, plain

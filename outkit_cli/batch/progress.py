@@ -86,6 +86,15 @@ def batch_progress(total_rows: int | None, enabled: bool | None = None) -> Itera
     columns += [TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}")]
     if total_rows:
         columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=stderr_console(), transient=False) as progress:
+    # no redirection of stdout: the result lines must reach stdout (a file, a pipe), not
+    # the terminal the bar is drawn on
+    progress_view = Progress(
+        *columns,
+        console=stderr_console(),
+        transient=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with progress_view as progress:
         task = progress.add_task("batch", total=total_rows or None, counts="", rate="")
         yield _Bar(progress, task)
