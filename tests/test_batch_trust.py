@@ -183,14 +183,17 @@ def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp
 
 
 def test_two_runs_started_together_send_every_row_once(start_sandbox, tmp_path):
-    box = start_sandbox(latency=20)
+    box = start_sandbox(latency=100)  # a run takes seconds: the two overlap
     src = write_csv(tmp_path / "cron.csv", people(40, "cron"))
     first, second = _child(src, box), _child(src, box)
     outs = [p.communicate(timeout=120) for p in (first, second)]
-    codes = sorted(p.returncode for p in (first, second))
-    assert codes == [0, 2], [o[1].decode() for o in outs]
-    loser = outs[[first.returncode, second.returncode].index(2)][1].decode()
-    assert "is in use by another run (process " in loser
+    codes = [p.returncode for p in (first, second)]
+    errs = [o[1].decode() for o in outs]
+    # one run sends; the other exits 2 naming it, or (a machine so loaded that the second
+    # started after the first had ended) finds every row already sent
+    assert sorted(codes) in ([0, 2], [0, 0]), errs
+    if 2 in codes:
+        assert "is in use by another run (process " in errs[codes.index(2)]
     assert held(box, "cron") == Counter(f"cron-{i}@example.com" for i in range(40))
 
 
