@@ -358,6 +358,14 @@ class Client:
             raise ServerError(
                 _odd_answer(self._host(), resp, "a list of messages") + "; check --api-url"
             )
+        # The hosted API documents no filters on this list (reference/outkit-facts.md): a
+        # server that ignores them answers its recent messages, and a batch that took the
+        # first of those for "already sent" would skip rows it never sent. Keep only the
+        # messages the filters ask for.
+        wanted = {"status": status, "id_from_submitter": id_from_submitter}
+        resp.data = [
+            m for m in resp.data if all(v is None or m.get(k) == v for k, v in wanted.items())
+        ][:limit]
         return resp
 
     # -- the machinery -------------------------------------------------------------------

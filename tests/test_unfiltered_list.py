@@ -1,0 +1,82 @@
+"""The hosted API documents no filters on `GET /v1/messages` (reference/outkit-facts.md): it
+may answer its recent messages whatever `id_from_submitter` asks. The sandbox filters, so a
+small loopback server plays a hosted API that ignores them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import run
+from tests.test_client import env_for
+
+UNRELATED = {"id": "m-old", "id_from_submitter": "someone-else", "status": "delivered",
+             "type": "email", "to": "old@example.com"}  # fmt: skip
+
+
+@pytest.fixture
+def ignoring_api() -> Iterator[tuple[str, list[str]]]:
+    """(API URL, the methods of the requests it got); lists always answer UNRELATED."""
+    seen: list[str] = []
+    created: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self, payload: Any) -> None:
+            raw = json.dumps({"data": payload}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self) -> None:
+            seen.append("GET")
+            self._answer([UNRELATED])
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append("POST")
+            created.append(1)
+            self._answer({**body["message"], "id": f"m-{len(created)}", "status": "received"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_batch_sends_rows_a_filterless_list_does_not_name(
+    ignoring_api: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    url, seen = ignoring_api
+    rows = tmp_path / "rows.csv"
+    rows.write_text("to,subject\nada@example.com,Hi\nbob@example.com,Hi\n")
+    result = run("send", "--batch", str(rows), "--project", "acme", "--text-body", "hello",
+                 env=env_for(url))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    outcomes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(o["status"] for o in outcomes) == ["accepted", "accepted"]
+    assert seen.count("POST") == 2  # not taken for sent because the list named another
+
+
+def test_get_by_id_from_submitter_shows_only_that_message(
+    ignoring_api: tuple[str, list[str]],
+) -> None:
+    url, _ = ignoring_api
+    result = run("get", "--id-from-submitter", "mine", "--json", env=env_for(url))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == []
