@@ -1,15 +1,16 @@
-"""Request rate of the sandbox against a bare standard-library HTTP server, same client.
+"""Request rate of the sandbox against a fixed-JSON handler on the same HTTP front end.
 
 Four client processes, each with one keep-alive connection, send requests back to back,
 in rounds alternating between the servers (median of 3 rounds of 2 s each), against
-(a) a bare `http.server` handler answering a fixed JSON body and (b) `outkit serve`:
+(a) a handler answering a fixed JSON body, served by the sandbox's own front end
+(server.py: asyncio and h11, the same worker pool) and (b) `outkit serve`:
 GET /v1/messages/{id} and POST /v1/messages (the demo `welcome` template, signed,
 delivered to the outbox by the worker while the run goes on). The client is a raw-socket
 loop (one send, read headers + Content-Length), so it costs little next to either server.
 Both servers run as child processes with TCP_NODELAY; the sandbox's per-request log line
 goes to a file.
 
-Targets: GET >= 0.5x and POST >= 0.3x the bare server's rate, no errors.
+Targets (issue 9): GET >= 0.7x and POST >= 0.4x the fixed-JSON handler's rate, no errors.
 
     .venv/bin/python bench/bench_sandbox.py [--seconds 2] [--rounds 3] [--clients 4]
 
@@ -40,34 +41,28 @@ from outkit_cli.signing import auth_headers
 
 BARE_SERVER = textwrap.dedent(
     """
+    # A fixed-JSON handler served by the sandbox's own front end (server.py: asyncio, h11,
+    # the same thread pool): the ratio measures the sandbox's work, not the HTTP library's.
     import sys
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
 
-    BODY = b'{"data": {"id": "00000000-0000-0000-0000-000000000000", "status": "delivered"}}'
+    from outkit_cli.sandbox.app import Response
+    from outkit_cli.sandbox.faults import Faults
+    from outkit_cli.sandbox.server import SandboxServer
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
+    BODY = '{"data": {"id": "00000000-0000-0000-0000-000000000000", "status": "delivered"}}'
 
-        def _answer(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
+    class FixedApp:
+        faults = Faults()
+        inbox = None
 
-        do_GET = do_POST = _answer
+        def handle(self, method, target, headers, body):
+            return Response(200, BODY, {})
 
-        def log_message(self, *args):
+        def log(self, line):
             pass
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
+    server = SandboxServer(("127.0.0.1", 0), FixedApp())
     print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
         server.serve_forever()
@@ -197,7 +192,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="outkit-bench-"))
     log = (work / "serve.log").open("wb")
-    bare, bare_url = start_server([sys.executable, "-c", BARE_SERVER])
+    bare, bare_url = start_server(
+        [sys.executable, "-c", BARE_SERVER], env={"PYTHONPATH": str(ROOT), **os.environ}
+    )
     sbx, sbx_url = start_server(
         [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir",
          str(work / "data")],
@@ -242,7 +239,7 @@ def main() -> int:
     stop(sbx)
     log.close()
 
-    targets = {"get": 0.5, "post": 0.3}
+    targets = {"get": 0.7, "post": 0.4}
     ok = True
     print(f"{opts.clients} keep-alive clients, median of {opts.rounds} alternating rounds of "
           f"{opts.seconds:g} s, "

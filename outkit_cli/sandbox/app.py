@@ -181,10 +181,12 @@ class SandboxApp:
     def start(self) -> None:
         threading.Thread(target=self.renderer.warm_up, name="render-warm-up", daemon=True).start()
         self.worker.start()
+        self.quota.start()
         for message_id in self.store.pending_ids():  # resume what a crash or stop left
             self.worker.submit(message_id)
 
     def close(self) -> None:
+        self.quota.stop()
         # a render still running is killed first (a hostile one would hold the stop for its
         # whole deadline): its message stays pending and is rendered again on next start
         self.renderer.close()

@@ -66,45 +66,68 @@ def tree_size(path: Path) -> int:
 
 
 class Quota:
-    """The data dir's use (database, WAL and outbox), measured at most once a second, and
-    the check a create makes against `limit` bytes (None or 0: no limit)."""
+    """The data dir's use (database, WAL and outbox) and the check a create makes against
+    `limit` bytes (None or 0: no limit).
+
+    The use is measured in a background thread (`start`), every `every` seconds or ten
+    times the last measure's duration, whichever is longer, so no request ever walks the
+    outbox; bytes let in since the last measure are added to it, so a burst cannot
+    overshoot the limit."""
 
     def __init__(self, data_dir: Path, limit: int | None, *, every: float = 1.0) -> None:
         self.data_dir = data_dir
         self.limit = limit or None
         self.every = every
         self._lock = threading.Lock()
-        self._measured = (-1e9, 0)
+        self._size = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def measure(self) -> int:
+        """Measure the use now (bytes)."""
+        size = sum(_file_size(self.data_dir / name) for name in DB_FILES)
+        size += tree_size(self.data_dir / "outbox")
+        with self._lock:
+            self._size = size
+        return size
+
+    def start(self) -> None:
+        if self.limit is None or self._thread is not None:
+            return
+        self.measure()
+        self._thread = threading.Thread(target=self._loop, name="storage-quota", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        wait = self.every
+        while not self._stop.wait(wait):
+            began = time.monotonic()
+            self.measure()
+            wait = max(self.every, 10 * (time.monotonic() - began))
 
     def used(self) -> int:
-        now = time.monotonic()
         with self._lock:
-            when, size = self._measured
-            if now - when < self.every:
-                return size
-            size = sum(_file_size(self.data_dir / name) for name in DB_FILES)
-            size += tree_size(self.data_dir / "outbox")
-            self._measured = (now, size)
-            return size
+            return self._size
 
     def check(self, incoming: int) -> None:
         """Raise a 507 when storing `incoming` more bytes would pass the limit."""
         if self.limit is None:
             return
-        used = self.used()
-        if used + incoming <= self.limit:
-            with self._lock:  # counted until the next measure, so a burst cannot overshoot
-                when, size = self._measured
-                self._measured = (when, size + incoming)
-            return
-        if used + incoming > self.limit:
-            raise ApiError(
-                507, "insufficient_storage",
-                f"the sandbox's data dir ({self.data_dir}) holds {human_size(used)}, and this "
-                f"message would take it past --max-storage ({human_size(self.limit)}): clear "
-                "the inbox (or delete files in its outbox), or restart `outkit serve` with a "
-                "larger --max-storage",
-            )  # fmt: skip
+        with self._lock:
+            used = self._size
+            if used + incoming <= self.limit:
+                self._size = used + incoming
+                return
+        raise ApiError(
+            507, "insufficient_storage",
+            f"the sandbox's data dir ({self.data_dir}) holds {human_size(used)}, and this "
+            f"message would take it past --max-storage ({human_size(self.limit)}): clear "
+            "the inbox (or delete files in its outbox), or restart `outkit serve` with a "
+            "larger --max-storage",
+        )  # fmt: skip
 
 
 def _file_size(path: Path) -> int:
