@@ -15,7 +15,8 @@ from outkit_cli.batch.journal import Journal, JournalState
 from outkit_cli.errors import ExitCode, OutkitError
 
 if TYPE_CHECKING:
-    from outkit_cli.batch.runner import BatchApi, Task
+    from outkit_cli.batch.plan import Task
+    from outkit_cli.batch.runner import BatchApi
 
 
 def resolve_in_doubt(

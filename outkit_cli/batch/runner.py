@@ -17,17 +17,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-from outkit_cli.batch.identity import RowIdentities, sent_id
-from outkit_cli.batch.journal import Journal, JournalState, default_journal_path, peek_journal
+from outkit_cli.batch.journal import Journal, default_journal_path, peek_journal
+from outkit_cli.batch.plan import BatchOptions, RowPlanner, Task
 from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
 from outkit_cli.batch.results import ResultSink, Summary, result_line
-from outkit_cli.batch.rows import BadRow, BatchInput, Row, read_rows
+from outkit_cli.batch.rows import BatchInput, read_rows
 from outkit_cli.batch.wait import wait_all
-from outkit_cli.errors import AuthError, ExitCode, MaybeSentError, OutkitError, UsageError
+from outkit_cli.errors import AuthError, MaybeSentError, OutkitError
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
@@ -39,101 +37,6 @@ class BatchApi(Protocol):
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]: ...
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None: ...
     def get(self, message_id: str) -> Mapping[str, Any]: ...
-
-
-@dataclass
-class BatchOptions:
-    concurrency: int = 4
-    dry_run: bool = False
-    auto_id: bool = True
-    resend_unknown: bool = False
-    resend: bool = False  # send every row again, as new messages (a new generation)
-    wait: bool = False
-    wait_timeout: float = 60.0
-    wait_lock: float = 0.0
-    journal: Path | None = None
-    results: IO[str] | None = None
-    # what every row inherits from the command: part of each row's identity
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Task:
-    line: int
-    message: dict[str, Any]
-    identity: str
-    lookup: bool = False  # ask the server for it before sending (the journal is new)
-
-    @property
-    def ifs(self) -> str | None:
-        return self.message.get("id_from_submitter")
-
-
-class _Rows:
-    """Turns rows into tasks, reporting those that are not sent (invalid, already sent,
-    unknown); remembers what the summary says about a rerun."""
-
-    def __init__(
-        self,
-        build: Callable[[Mapping[str, Any]], dict[str, Any]],
-        opts: BatchOptions,
-        state: JournalState,
-        unknown: Mapping[str, str | None],
-        sink: ResultSink,
-    ) -> None:
-        self.build = build
-        self.opts = opts
-        self.state = state
-        self.unknown = unknown
-        self.sink = sink
-        self.generation = state.generation + (1 if opts.resend else 0)
-        self.identities = RowIdentities(opts.defaults, self.generation)
-        self.changed: list[tuple[int, str]] = []  # (line, identity accepted there before)
-
-    def task(self, item: Row | BadRow) -> Task | None:
-        """The row's task, or None when the row is reported without sending."""
-        if isinstance(item, BadRow):
-            self.sink.emit(item.line, "invalid", error=item.error, code=ExitCode.USAGE)
-            return None
-        try:
-            identity = self.identities.identity(item.line, item.fields)
-        except ValueError as exc:
-            self.sink.emit(item.line, "invalid", error=str(exc), code=ExitCode.USAGE)
-            return None
-        own = bool(item.fields.get("id_from_submitter"))
-        ifs = sent_id(identity) if (own or self.opts.auto_id) else None
-        if identity in self.state.accepted:
-            self.sink.emit(item.line, "skipped", id=self.state.accepted[identity], ifs=ifs)
-            return None
-        try:
-            message = self.build(item.fields)
-        except UsageError as exc:
-            self.sink.emit(item.line, "invalid", error=exc.message, ifs=ifs, code=ExitCode.USAGE)
-            return None
-        message.pop("id_from_submitter", None)
-        if ifs is not None:
-            message["id_from_submitter"] = ifs
-        before = self.state.lines.get(item.line)
-        if before is not None and before != identity:
-            self.changed.append((item.line, before))
-        if identity in self.unknown and not self.opts.resend_unknown:
-            self.sink.emit(
-                item.line,
-                "unknown",
-                error="an earlier run sent this row and its outcome could not be found out; "
-                "check it, then rerun with --resend-unknown to send it again",
-                ifs=ifs,
-                code=ExitCode.NETWORK,
-            )
-            return None
-        # a new journal (first run, or the journal was lost): the server may hold the row
-        # already; a resent row with its own id would find its first copy, so not those
-        lookup = self.state.is_new() and ifs is not None and not (own and self.generation)
-        return Task(item.line, message, identity, lookup)
-
-    def changed_lines(self) -> list[int]:
-        """Lines whose row was sent before with other content that is now gone."""
-        return [line for line, old in self.changed if not self.identities.present(old)]
 
 
 def run_batch(
@@ -154,7 +57,7 @@ def run_batch(
     started = time.monotonic()
     journal_path = opts.journal or default_journal_path(source.path, source.fingerprint)
     if opts.dry_run:
-        rows = _Rows(build, opts, peek_journal(journal_path), {}, sink)
+        rows = RowPlanner(build, opts, peek_journal(journal_path), {}, sink)
         for item in read_rows(source):
             task = rows.task(item)
             if task is not None:
@@ -185,7 +88,7 @@ def _send_all(
     state = journal.state
     summary.journal = journal.path
     summary.rerun = not state.is_new()
-    rows = _Rows(build, opts, state, {}, sink)
+    rows = RowPlanner(build, opts, state, {}, sink)
     journal.start_run(rows.generation)
     rows.unknown = resolve_in_doubt(state, api, journal, opts.concurrency)
 
