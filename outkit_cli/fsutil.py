@@ -41,6 +41,10 @@ def _check_opened(fd: int, path: str | os.PathLike[str]) -> os.stat_result:
         raise UnsafeFileError(path, "not a regular file")
     if _POSIX and st.st_uid != os.geteuid() and os.geteuid() != 0:
         raise UnsafeFileError(path, "owned by another user")
+    if st.st_nlink > 1:
+        # a hard link planted in a shared directory is the victim's own inode: the owner
+        # check passes, so the link count is what tells (where fs.protected_hardlinks is off)
+        raise UnsafeFileError(path, "it has other hard links (refused: it could be another file)")
     return st
 
 

@@ -242,3 +242,12 @@ def test_root_writing_a_users_config_keeps_its_owner(config_file: Path) -> None:
     st = config_file.stat()
     assert (st.st_uid, st.st_gid, mode(config_file)) == (other, other, 0o600)
     assert "default_profile" in config_file.read_text()
+
+
+def test_a_planted_hard_link_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.link(victim, tmp_path / "out.jsonl")
+    with pytest.raises(UnsafeFileError, match="hard links"):
+        open_private(tmp_path / "out.jsonl", write=True, truncate=True)
+    assert victim.read_text() == "precious"
