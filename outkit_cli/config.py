@@ -199,6 +199,8 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
     except OSError as exc:
         raise ConfigError(f"cannot write config file {path}: {exc.strerror}") from None
     try:
+        if not path.exists():
+            _check_permissions(path)  # no file yet: a directory others can write is refused
         data = load_config(path)
         yield data
         _remove_stale_temp_files(path)

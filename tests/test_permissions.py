@@ -161,3 +161,16 @@ def test_a_config_others_can_change_is_refused_with_the_fix(
         f"other users (mode {loose:o}); refusing to use it: run: chmod go-w {target}\n"
     )
     assert config_file.read_bytes() == before
+
+
+def test_a_first_profile_is_not_written_into_a_directory_others_can_write(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    config = shared / "outkit.toml"
+    result = run("--config", str(config), "keys", "add", "a", *ADD)
+    assert result.exit_code == 2, result
+    assert "writable by other users" in result.stderr
+    assert not config.exists()
