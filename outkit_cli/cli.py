@@ -183,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as exc:
         # click turns EPIPE into exit 1, after wrapping the streams in PacifyFlushWrapper
         # (click.core.BaseCommand.main): that wrapper is the sign the reader went away
-        from click.utils import PacifyFlushWrapper
-
-        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+        # (newer click names it _PacifyFlushWrapper and the old name warns: match either)
+        wrapped = type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper"
+        if exc.code == 1 and wrapped:
             _reader_gone()
         raise
     except Exception as exc:  # a bug: one line, the traceback only with --verbose
