@@ -687,3 +687,15 @@ def test_random_signed_targets_are_never_a_5xx(fz: State, target: str, method: s
     assert answer.status in (200, 404, 405, 422), (answer, target)
     if method != "HEAD" and answer.status != 200:
         answer.error()
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(fz: State) -> None:
+    # a request smuggling shape (RFC 9112 section 6.3): one 400, and the request hidden
+    # behind it is never answered
+    head = request_bytes(fz, "POST", "/v1/messages", headers={"Transfer-Encoding": "chunked"},
+                         length="4")  # fmt: skip
+    hidden = b"GET /v1/messages HTTP/1.1\r\nHost: x\r\n\r\n"
+    answers = exchange(fz, head + b"0\r\n\r\n" + hidden, expect=2)
+    assert [a.status for a in answers] == [400]
+    assert "Transfer-Encoding" in answers[0].error()["message"]
+    still_answers(fz)

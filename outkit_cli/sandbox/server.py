@@ -545,6 +545,12 @@ def _check_head(event: h11.Request, head: bytes | bytearray) -> None:
         too_large = _head_too_large(head)
         if too_large is not None:
             raise _Refused(too_large)
+    names = {name for name, _ in event.headers}
+    if b"transfer-encoding" in names and b"content-length" in names:
+        # RFC 9112 section 6.3: both framings at once is how requests are smuggled past a
+        # proxy; refused, and the connection closed after the answer
+        raise _Refused(_error(400, "bad_request", "malformed request: both Content-Length "
+                              "and Transfer-Encoding (RFC 9112 section 6.3)"))  # fmt: skip
     if len(event.headers) > MAX_HEADER_FIELDS:
         raise _Refused(_error(431, "bad_request",
                               f"more than {MAX_HEADER_FIELDS} header fields"))  # fmt: skip
