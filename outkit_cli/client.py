@@ -397,7 +397,8 @@ class Client:
             try:
                 resp, elapsed = self._send_once(method, path, body, params, deadline, form)
             except Unsent as exc:
-                error: OutkitError = NetworkError(str(exc))
+                # which profile: a profile left pointing at a sandbox that has stopped
+                error: OutkitError = NetworkError(f"{exc}; {self.used()}")
             except AnswerTooLarge as exc:
                 if method == "POST":
                     raise MaybeSentError(self._lost_post(str(exc), id_from_submitter)) from None

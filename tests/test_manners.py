@@ -204,3 +204,17 @@ def test_an_option_the_command_has_itself_keeps_its_meaning_after_the_name(
     # after `keys add` it is the profile's own API URL
     assert run(*base, "--api-url", "http://127.0.0.1:2/v1", "--force").exit_code == 0
     assert load_config(config_file)["profiles"]["n"]["api_url"] == "http://127.0.0.1:2/v1"
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    victim = tmp_path / "someone-elses-file"
+    (data / "serve.lock").symlink_to(victim)
+    result = run_subprocess("serve", "--port", "0", "--data-dir", str(data), timeout=120)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: cannot use data dir {data}: {data / 'serve.lock'}: it is a symbolic link "
+        "(refused: it could point at another user's file)\n"
+    )
+    assert not victim.exists()

@@ -245,4 +245,7 @@ def _take_data_dir(directory: Path) -> int | None:
     except DataDirInUse as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot use data dir {directory}: {exc.strerror or exc}") from None
+        what = exc.filename or directory  # the lock file, when it is the one refused
+        raise UsageError(
+            f"cannot use data dir {directory}: {what}: {exc.strerror or exc}"
+        ) from None
