@@ -16,7 +16,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -198,6 +198,7 @@ class ApiResponse:
     elapsed: float  # seconds, the last attempt
     attempts: int = 1
     error: Mapping[str, Any] | None = None  # the error object of an accepted non-2xx answer
+    listed: int = 0  # a list: the messages the server answered, before the client's filter
 
     @property
     def skew(self) -> float | None:
@@ -229,7 +230,7 @@ def base_headers(has_body: bool) -> dict[str, str]:
 def join_url(base_url: str, path: str, params: Mapping[str, Any] | None = None) -> str:
     url = base_url.rstrip("/") + "/" + path.lstrip("/")
     query = {k: v for k, v in (params or {}).items() if v is not None}
-    return f"{url}?{urlencode(query)}" if query else url
+    return f"{url}?{urlencode(query, doseq=True)}" if query else url
 
 
 def message_path(message_id: str) -> str:
@@ -350,8 +351,10 @@ class Client:
         *,
         limit: int | None = None,
         status: str | None = None,
-        id_from_submitter: str | None = None,
+        id_from_submitter: str | Sequence[str] | None = None,
     ) -> ApiResponse:
+        """``GET /v1/messages``, newest first. ``id_from_submitter`` may name several (sent
+        as repeated parameters; the sandbox answers them all in one list)."""
         params = {"limit": limit, "status": status, "id_from_submitter": id_from_submitter}
         resp = self.request("GET", "messages", params=params)
         if not (isinstance(resp.data, list) and all(_is_message(m) for m in resp.data)):
@@ -362,9 +365,14 @@ class Client:
         # server that ignores them answers its recent messages, and a batch that took the
         # first of those for "already sent" would skip rows it never sent. Keep only the
         # messages the filters ask for.
-        wanted = {"status": status, "id_from_submitter": id_from_submitter}
+        resp.listed = len(resp.data)
+        ids = [id_from_submitter] if isinstance(id_from_submitter, str) else id_from_submitter
+        wanted_ids = None if ids is None else set(ids)
         resp.data = [
-            m for m in resp.data if all(v is None or m.get(k) == v for k, v in wanted.items())
+            m
+            for m in resp.data
+            if (status is None or m.get("status") == status)
+            and (wanted_ids is None or m.get("id_from_submitter") in wanted_ids)
         ][:limit]
         return resp
 

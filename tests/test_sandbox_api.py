@@ -247,6 +247,22 @@ def test_list_newest_first_with_filters(sandbox: Sandbox) -> None:
     assert any(m["id"] == ids[0] for m in sandbox.messages())
 
 
+def test_list_by_several_ids_from_submitter(sandbox: Sandbox) -> None:
+    tag = f"many-{time.time_ns()}"
+    ids = {}
+    for n in range(3):
+        ifs = f"{tag}-{n}"
+        ids[ifs] = post(sandbox, {**WELCOME, "id_from_submitter": ifs})[1]["data"]["id"]
+    query = "&".join(f"id_from_submitter={tag}-{n}" for n in (0, 2, 9))
+    status, _, doc = call(sandbox, "GET", f"/messages?{query}")
+    assert status == 200
+    assert {m["id_from_submitter"]: m["id"] for m in doc["data"]} == {
+        f"{tag}-0": ids[f"{tag}-0"], f"{tag}-2": ids[f"{tag}-2"]}  # fmt: skip
+    too_many = "&".join(f"id_from_submitter=x{n}" for n in range(101))
+    status, _, doc = call(sandbox, "GET", f"/messages?{too_many}")
+    assert status == 422 and "at most 100 id_from_submitter" in error(doc)[1]
+
+
 @pytest.mark.parametrize(
     ("query", "needle"),
     [

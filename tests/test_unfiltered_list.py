@@ -71,6 +71,7 @@ def test_a_batch_sends_rows_a_filterless_list_does_not_name(
     outcomes = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(o["status"] for o in outcomes) == ["accepted", "accepted"]
     assert seen.count("POST") == 2  # not taken for sent because the list named another
+    assert seen.count("GET") == 1  # one lookup for the chunk of rows, not one per row
 
 
 def test_get_by_id_from_submitter_shows_only_that_message(

@@ -20,6 +20,10 @@ from outkit_cli.message import MessageInput
 BATCH_DEFAULT_RETRIES = 10
 
 
+# a list holding every message of 100 ids, duplicates of earlier runs included
+LOOKUP_LIMIT = 1000
+
+
 class ClientBatchApi:
     """The three calls a batch makes, over one shared client (one pool, one backoff)."""
 
@@ -49,6 +53,26 @@ class ClientBatchApi:
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None:
         found = self.client.list_messages(id_from_submitter=id_from_submitter, limit=1).data
         return found[0] if found else None
+
+    def find_many(self, ids: list[str]) -> dict[str, Mapping[str, Any] | None]:
+        """What the server says of ``ids`` (id_from_submitter values): id -> its message, or
+        None when the server certainly holds none. An id left out is unsettled (ask again
+        for that row alone): its list answer was cut short (a size cap, a next page).
+
+        One request per 100 ids: the sandbox answers repeated id_from_submitter parameters
+        in one list; a server that ignores them answers messages the client's filter drops.
+        """
+        settled: dict[str, Mapping[str, Any] | None] = {}
+        for start in range(0, len(ids), 100):
+            part = ids[start : start + 100]
+            resp = self.client.list_messages(id_from_submitter=part, limit=LOOKUP_LIMIT)
+            complete = resp.listed < LOOKUP_LIMIT and "next" not in resp.headers.get("Link", "")
+            for message in resp.data:
+                settled.setdefault(message["id_from_submitter"], message)
+            if complete:
+                for ifs in part:
+                    settled.setdefault(ifs, None)
+        return settled
 
     def get(self, message_id: str) -> Mapping[str, Any]:
         return self.client.get_message(message_id).data

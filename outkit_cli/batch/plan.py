@@ -38,6 +38,7 @@ class Task:
     message: dict[str, Any]
     identity: str
     lookup: bool = False  # ask the server for it before sending (the journal is new)
+    found: Mapping[str, Any] | None = None  # the server's message, found by a chunk's lookup
 
     @property
     def ifs(self) -> str | None:

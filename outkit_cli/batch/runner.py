@@ -36,6 +36,7 @@ DUPLICATE_SIGNAL = 0.01
 class BatchApi(Protocol):
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]: ...
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None: ...
+    def find_many(self, ids: list[str]) -> dict[str, Mapping[str, Any] | None]: ...
     def get(self, message_id: str) -> Mapping[str, Any]: ...
 
 
@@ -185,8 +186,25 @@ class _Run:
             # recorded as pending but never sent: the rerun's lookup finds nothing and
             # sends them then
             return
+        self._look_up(chunk)
         for task in chunk:
             self.tasks.put(task)
+
+    def _look_up(self, chunk: list[Task]) -> None:
+        """Ask the server, in one request per chunk, which of its rows an earlier run whose
+        journal is gone already sent; a row then needs no request of its own. When that
+        request fails, each row asks on its own before it is sent, as without this."""
+        wanted = [t for t in chunk if t.lookup and t.ifs]
+        if not wanted:
+            return
+        try:
+            found = self.api.find_many([t.ifs for t in wanted if t.ifs])
+        except OutkitError:
+            return
+        for task in wanted:
+            if task.ifs in found:  # settled: found, or certainly not on the server
+                task.lookup = False
+                task.found = found[task.ifs]
 
     def finish(self) -> None:
         for _ in self._workers:
@@ -209,6 +227,8 @@ class _Run:
         """Send one row (after looking it up, when the journal cannot tell whether an
         earlier run sent it); returns its outcome."""
         base = {"row": task.line, "id_from_submitter": task.ifs, "key": task.identity}
+        if task.found is not None:  # sent by a run whose journal is gone
+            return {**base, "status": "skipped", "id": task.found.get("id")}
         try:
             if task.lookup and task.ifs:
                 try:

@@ -2,7 +2,8 @@
 
 `SandboxApp.handle` takes a parsed request and returns (status, JSON text, headers); the
 HTTP layer in `server.py` only moves bytes. Routes: POST /v1/messages,
-GET /v1/messages/{id}, GET /v1/messages (newest first; limit, status, id_from_submitter).
+GET /v1/messages/{id}, GET /v1/messages (newest first; limit, status, id_from_submitter
+repeatable).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ MAX_SUBJECT = 4096  # characters, of the subject as given and as rendered
 TEMPLATE_FIELDS = ("html_template_body", "text_template_body", "template_styles")
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 10000
+MAX_LOOKUP_IDS = 100  # id_from_submitter values in one list request
 # A list answer stops before its JSON passes this (one message always fits): 30 bodies of
 # 9.5 MB once made a 285 MB answer and took the server to 1 GB.
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -298,7 +300,11 @@ class SandboxApp:
                 raise bad_data(f"status must be one of {', '.join(STATUSES)}")
             out["status"] = status
         if "id_from_submitter" in params:
-            out["id_from_submitter"] = params["id_from_submitter"][-1]
+            # repeated: any of them (a batch asks for a chunk of its rows in one request)
+            ids = params["id_from_submitter"]
+            if len(ids) > MAX_LOOKUP_IDS:
+                raise bad_data(f"at most {MAX_LOOKUP_IDS} id_from_submitter values per request")
+            out["id_from_submitter"] = ids
         if "before" in params:  # the sandbox's paging (a Link rel="next" points at it)
             out["before"] = params["before"][-1]
         return out

@@ -12,7 +12,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,7 +228,7 @@ class Store:
         *,
         limit: int,
         status: str | None = None,
-        id_from_submitter: str | None = None,
+        id_from_submitter: str | Sequence[str] | None = None,
         before: str | None = None,
         max_bytes: int | None = None,
     ) -> tuple[list[str], str | None]:
@@ -250,8 +250,9 @@ class Store:
             where.append("status = ?")
             args.append(status)
         if id_from_submitter is not None:
-            where.append("id_from_submitter = ?")
-            args.append(id_from_submitter)
+            ids = [id_from_submitter] if isinstance(id_from_submitter, str) else id_from_submitter
+            where.append(f"id_from_submitter IN ({', '.join('?' * len(ids))})")
+            args.extend(ids)
         sql = "SELECT id, doc FROM messages"
         if where:
             sql += " WHERE " + " AND ".join(where)
