@@ -5,7 +5,6 @@ Loaded with `send` itself, so it stays light: click and the standard library.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -188,5 +187,7 @@ def check_batch_combinations(
             "--id-from-submitter cannot be used with --batch (every row would share it): "
             "give an id_from_submitter column, or let each row get one from its content"
         )
-    if sys.stdin.isatty() and request.source == "-":
+    from outkit_cli.terminal import current
+
+    if current().stdin_tty and request.source == "-":
         raise UsageError("--batch -: standard input is a terminal; pipe the rows in")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -68,7 +67,9 @@ def batch_progress(total_rows: int | None, enabled: bool | None = None) -> Itera
     be read only once: the bar then shows counts without a total or time left).
     """
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        from outkit_cli.terminal import current
+
+        enabled = current().stderr_tty
     if not enabled:
         yield _NoProgress()
         return

@@ -300,7 +300,9 @@ def _install_sigint(stop: threading.Event) -> Any:
     or print an interpreter traceback."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    tty = sys.stderr.isatty()
+    from outkit_cli.terminal import current
+
+    tty = current().stderr_tty
     first: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
