@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,7 @@ def _wait_all(
     return failures
 
 
-def _print_bodies(messages: list[Mapping[str, Any]], kind: str) -> list[OutkitError]:
+def _print_bodies(messages: Sequence[Mapping[str, Any]], kind: str) -> list[OutkitError]:
     failures: list[OutkitError] = []
     for msg in messages:
         text = msg.get(f"{kind}_body")
@@ -204,7 +204,7 @@ def open_dir() -> Path:
     return directory
 
 
-def _open_bodies(messages: list[Mapping[str, Any]]) -> list[OutkitError]:
+def _open_bodies(messages: Sequence[Mapping[str, Any]]) -> list[OutkitError]:
     import tempfile
     import webbrowser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,7 @@ def serve(
     # the URL line comes after the profile is written: a script that waits for it can use
     # the profile at once
     click.echo(running.url)
-    click.get_text_stream("stdout").flush()
+    sys.stdout.flush()  # scripts waiting for the URL line see it now
     click.echo(f"inbox: {running.inbox_url}", err=True)
     click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
     running.serve_until_stopped()
