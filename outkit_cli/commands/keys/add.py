@@ -107,7 +107,7 @@ def add(
             raise UsageError("give the secret with --secret or --secret-stdin, not both")
         secret = _stdin_line("--secret-stdin", "secret")
     from_stdin = secret_stdin or passphrase_stdin
-    values = {"key": key, "passphrase": passphrase, "secret": secret}
+    values: dict[str, Any] = {"key": key, "passphrase": passphrase, "secret": secret}
     empty = [f"--{f}" for f, v in values.items() if v == ""]
     if empty:
         raise UsageError(f"{', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty")
