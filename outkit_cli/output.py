@@ -90,7 +90,7 @@ def print_fields(items: Iterable[Mapping[str, Any]], names: Sequence[str]) -> No
             if name not in item:
                 known = ", ".join(sorted(item))
                 raise UsageError(f"unknown field {name!r} (fields: {known})")
-        # raw for scripts; escaped when stdout is a terminal (design.md, "Machine output")
+        # raw for scripts; escaped when stdout is a terminal (docs/get.md)
         values = (current_terminal().raw(field_value(item[n])) for n in names)
         sys.stdout.write("\t".join(values) + "\n")
     sys.stdout.flush()

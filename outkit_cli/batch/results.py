@@ -32,7 +32,7 @@ class Summary:
     changed: list[int] = field(default_factory=list)  # lines sent before with other content
 
     def fail(self, code: int) -> None:
-        # the highest failure code wins: it is the most severe class in design.md's table
+        # the highest failure code wins: it is the most severe class in docs/exit-codes.md
         self.exit_code = max(self.exit_code, int(code))
 
     def line(self) -> str:
