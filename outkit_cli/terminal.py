@@ -13,7 +13,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-# What a terminal would act on instead of showing (docs/get.md, "Text from the API never drives your terminal"):
+# What a terminal would act on instead of showing (docs/get.md, "Text from the API never
+# drives your terminal"):
 # - C0 controls U+0000-U+001F and DEL U+007F (ECMA-48 section 5.2: ESC starts CSI/OSC
 #   sequences, CR and BS overwrite what was shown, BEL rings);
 # - C1 controls U+0080-U+009F (ECMA-48 section 5.3: U+009B is a one-character CSI and
