@@ -16,6 +16,7 @@ import mimetypes
 import os
 import re
 import secrets
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,11 @@ def read_files(specs: Sequence[FileSpec]) -> list[AttachedFile]:
     out = []
     for spec in specs:
         try:
-            if spec.path.is_dir():
+            mode = spec.path.stat().st_mode
+            if stat.S_ISDIR(mode):
                 raise UsageError(f"--attach {spec.path}: is a directory, not a file")
+            if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+                raise UsageError(f"--attach {spec.path}: is not a regular file")
             with open(spec.path, "rb") as fh:
                 data = fh.read()
         except OSError as exc:

@@ -163,6 +163,31 @@ def test_malformed_multipart_is_a_422(sandbox: Sandbox, body: bytes, needle: str
     assert status == 422 and needle in json.loads(raw)["error"]["message"], raw
 
 
+def test_an_rfc_8187_filename_is_read_when_it_is_the_only_one(sandbox: Sandbox) -> None:
+    # .NET's form.Add(content, name, fileName), Postman: filename*=UTF-8''<%-encoded>
+    text = json.dumps({**EMAIL, "render_only": True}).encode()
+    body = (
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=message\r\n\r\n".encode()
+        + text
+        + f'\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name="attachments[]"; '
+        "filename*=UTF-8''%E6%96%B0%E5%BB%BA.txt\r\nContent-Type: text/plain\r\n\r\nx\r\n"
+        f"--{BOUNDARY}--\r\n".encode()
+    )
+    ts = str(int(time.time()))
+    path = v1(sandbox, "/messages")
+    headers = [
+        ("Content-Type", f"multipart/form-data; boundary={BOUNDARY}"),
+        ("Outkit-Access-Key", sandbox.key),
+        ("Outkit-Access-Passphrase", sandbox.passphrase),
+        ("Outkit-Access-Timestamp", ts),
+        ("Outkit-Access-Signature",
+         hmac_b64(sandbox.secret, ts.encode() + b"POST" + path.encode() + text)),
+    ]  # fmt: skip
+    status, _, raw = send(sandbox, "POST", path, headers, body)
+    assert status == 200, raw
+    assert json.loads(raw)["data"]["attachments"][0]["filename"] == "新建.txt"
+
+
 def test_sms_cannot_carry_attachments(sandbox: Sandbox) -> None:
     sms = {"type": "sms", "project": "demo", "to": "+4712345678", "text_body": "hi"}
     status, doc = post_files(sandbox, sms, [("a.txt", "text/plain", b"a")])
@@ -354,3 +379,18 @@ def test_any_unicode_gives_an_email_without_defects(
         if attached:
             (part,) = (p for p in parsed.walk() if p.get_filename() is not None)
             assert part.get_filename() == safe_name
+
+
+def test_thousands_of_tiny_parts_stop_being_read_at_the_limit() -> None:
+    from outkit_cli.sandbox.attachments import MAX_ATTACHMENTS, parse_create
+
+    part = b'--B\r\nContent-Disposition: form-data; name="attachments[]"; filename="a"\r\n\r\nx\r\n'
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="message"\r\n\r\n{"type":"email"}\r\n'
+        + part * 50_000
+        + b"--B--\r\n"
+    )
+    create = parse_create("multipart/form-data; boundary=B", body)
+    assert create.message == b'{"type":"email"}'  # still there for the signature check
+    assert create.error is not None and f"at most {MAX_ATTACHMENTS}" in create.error.message
+    assert create.attachments == []

@@ -105,6 +105,7 @@ def test_curl_sends_the_same_parts_and_is_accepted(sandbox: Sandbox, files: Path
     [
         (["--attach", "/nonexistent/x.pdf"], "cannot read --attach /nonexistent/x.pdf"),
         (["--attach", "."], "is a directory"),
+        (["--attach", "/dev/zero"], "is not a regular file"),
         (["--attach", "x.pdf;type=not a type"], "MIME type"),
         (["--inline"], "--inline goes with --attach"),
     ],

@@ -29,6 +29,9 @@ MAX_ATTACHMENTS = 10
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # each; the whole body is bounded by the HTTP layer
 MAX_FIELD_BYTES = 1024 * 1024  # the message and disposition parts
 MAX_PART_HEADERS = 16
+# parts read at most: past this the rest of the body is not parsed (thousands of tiny
+# parts would cost seconds of CPU for a request refused anyway)
+MAX_PARTS = MAX_ATTACHMENTS + 8
 MAX_FILENAME = 255
 DISPOSITIONS = ("attachment", "inline")
 # characters a cid: URL carries as they are (RFC 2392: the Content-ID's addr-spec, with
@@ -96,6 +99,10 @@ def content_id_for(filename: str) -> str:
     return quote(filename, safe=_CID_SAFE)
 
 
+class _TooManyParts(Exception):
+    pass
+
+
 class _Collector:
     """Receives python-multipart's callbacks: each part's headers and bytes."""
 
@@ -109,6 +116,7 @@ class _Collector:
         self._limit = MAX_FIELD_BYTES
         self._name = ""
         self.error: ApiError | None = None
+        self.begun = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -123,6 +131,9 @@ class _Collector:
         }
 
     def part_begin(self) -> None:
+        self.begun += 1
+        if self.begun > MAX_PARTS:
+            raise _TooManyParts
         self._headers, self._data = {}, bytearray()
 
     def header_end(self) -> None:
@@ -194,6 +205,20 @@ def _filename(raw: bytes, position: int) -> str:
     return name
 
 
+def _extended_filename(header: bytes) -> bytes | None:
+    """`filename*=UTF-8''...` (RFC 5987/8187), which .NET, Postman and others send, alone or
+    beside a plain `filename`; python-multipart leaves it out (RFC 7578 forbids it), so the
+    stdlib's RFC 2231 parameter parser reads it."""
+    if b"filename*" not in header:
+        return None
+    from email.message import Message
+
+    holder = Message()
+    holder["Content-Disposition"] = header.decode("latin-1")
+    name = holder.get_filename()
+    return name.encode("utf-8", "surrogateescape") if name else None
+
+
 def _content_type(raw: bytes | None) -> str:
     from python_multipart.multipart import parse_options_header
 
@@ -219,6 +244,11 @@ def parse_create(content_type: str, body: bytes) -> MultipartCreate:
     try:
         parser.write(body)
         parser.finalize()
+    except _TooManyParts:
+        collector.ended = True  # what was read so far is used (the message part, if any)
+        collector.error = collector.error or bad_data(
+            f"too many attachments: at most {MAX_ATTACHMENTS} per message"
+        )
     except MultipartParseError as exc:
         raise bad_data(f"multipart: the body is not valid multipart/form-data ({exc})") from None
     if not collector.ended:
@@ -253,7 +283,8 @@ def parse_create(content_type: str, body: bytes) -> MultipartCreate:
         return out
     for position, (headers, data) in enumerate(files, 1):
         _, cd = parse_options_header(headers.get("content-disposition", b""))
-        filename = _filename(cd.get(b"filename", b""), position)
+        raw_name = cd.get(b"filename") or _extended_filename(headers["content-disposition"])
+        filename = _filename(raw_name or b"", position)
         out.attachments.append(
             Attachment(
                 filename=filename,
