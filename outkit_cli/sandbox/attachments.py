@@ -281,7 +281,7 @@ def parse_create(content_type: str, body: bytes) -> MultipartCreate:
         )
     if out.error is not None:
         return out
-    for position, (headers, data) in enumerate(files, 1):
+    for position, (headers, body) in enumerate(files, 1):
         _, cd = parse_options_header(headers.get("content-disposition", b""))
         raw_name = cd.get(b"filename") or _extended_filename(headers["content-disposition"])
         filename = _filename(raw_name or b"", position)
@@ -290,7 +290,7 @@ def parse_create(content_type: str, body: bytes) -> MultipartCreate:
                 filename=filename,
                 content_type=_content_type(headers.get("content-type")),
                 disposition=disposition,
-                data=data,
+                data=bytes(body),
                 content_id=content_id_for(filename) if disposition == "inline" else None,
             )
         )
