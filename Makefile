@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS ?= -c constraints/dev.txt
 PYTEST_ARGS ?= -q -n auto
 
-.PHONY: install demo test lint typecheck format completions bench soak fuzz check-fresh clean \
+.PHONY: install browser screenshots demo test lint typecheck format completions bench soak fuzz check-fresh clean \
 	test-lowest test-newest check-dist ci
 
 $(STAMP): pyproject.toml constraints/dev.txt
@@ -20,8 +20,17 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install
+# the inbox's browser tests need the system's Chromium: installed here where we can
+browser:
+	@sh scripts/ensure_chromium.sh
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the README's screenshots of the inbox and a message (docs/images), taken by the browser test
+screenshots: install browser
+	SCREENSHOTS_DIR=$(CURDIR)/docs/images $(BIN)/python -m pytest -q -p no:xdist \
+		tests/test_inbox_browser.py -k test_screenshots
 
 # the suite on the oldest supported Python with every dependency at its declared lower bound
 test-lowest: install

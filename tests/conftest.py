@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.sandbox_fixture"]
+pytest_plugins = ["tests.sandbox_fixture", "tests.browser"]
 
 
 # proxies and CA bundles of the machine running the suite must not steer its requests

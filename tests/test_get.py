@@ -189,25 +189,46 @@ def test_bad_combinations_exit_2(args: list[str], fragment: str) -> None:
     assert len(result.stderr.splitlines()) == 1
 
 
-def test_open_writes_html_and_calls_the_browser(
-    sandbox: Sandbox, delivered: list[dict], tmp_path: Path
-) -> None:
-    """--open in a child process, with $BROWSER set to a script that records its argument."""
+def recording_browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """$BROWSER set to a script that records the URL it is asked to open."""
     record = tmp_path / "opened.txt"
     browser = tmp_path / "browser.py"
     browser.write_text(
         f"import sys, pathlib; pathlib.Path({str(record)!r}).write_text(sys.argv[1])\n"
     )
-    env = {**sandbox.env(), "BROWSER": f"{sys.executable} {browser} %s"}
+    return {"BROWSER": f"{sys.executable} {browser} %s"}, record
+
+
+def test_open_on_the_sandbox_opens_the_message_in_its_inbox(
+    sandbox: Sandbox, delivered: list[dict], tmp_path: Path
+) -> None:
+    browser_env, record = recording_browser(tmp_path)
+    env = {**sandbox.env(), **browser_env}
     env.pop("DISPLAY", None)
     msg = delivered[0]
     result = run_subprocess("get", msg["id"], "--open", "--field", "status", env=env)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "delivered\n"
+    url = record.read_text()
+    assert url == f"{sandbox.inbox_url}messages/{msg['id']}"
+    assert f"opened {url}" in result.stderr
+
+
+def test_open_elsewhere_writes_html_and_calls_the_browser(tmp_path: Path) -> None:
+    """An API that is not the sandbox has no inbox: the HTML body goes to a private file."""
+    from tests.fake_api import fake_api
+
+    msg = {"id": "m-1", "status": "delivered", "done": True, "html_body": "<p>hi</p>"}
+    browser_env, record = recording_browser(tmp_path)
+    with fake_api(lambda method, path, body: (200, {"data": msg})) as api:
+        env = {**api.env(), **browser_env}
+        env.pop("DISPLAY", None)
+        result = run_subprocess("get", "m-1", "--open", "--field", "status", env=env)
+    assert result.exit_code == 0, result.stderr
     uri = record.read_text()
     assert uri.startswith("file://") and uri.endswith(".html")
     path = Path(uri.removeprefix("file://"))
-    assert path.read_text(encoding="utf-8") == msg["html_body"]
+    assert path.read_text(encoding="utf-8") == "<p>hi</p>"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert f"opened {path}" in result.stderr
     os.unlink(path)

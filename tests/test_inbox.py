@@ -194,6 +194,8 @@ def test_api_paths_still_answer_json(sandbox: Sandbox) -> None:
     status, headers, body = fetch(sandbox, "/v1/messages")
     assert status == 401 and headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"]
+    # `outkit get --open` knows the sandbox (and opens its inbox) by this header
+    assert headers["server"].startswith("outkit-sandbox")
 
 
 def test_a_foreign_host_name_is_refused_on_loopback(sandbox: Sandbox) -> None:

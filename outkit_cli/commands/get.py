@@ -57,7 +57,13 @@ DEFAULT_LIMIT = 20
     type=click.Choice(["html", "text"]),
     help="Print this rendered body raw (for piping), instead of the fields.",
 )
-@click.option("--open", "open_", is_flag=True, help="Open the HTML body in the web browser.")
+@click.option(
+    "--open",
+    "open_",
+    is_flag=True,
+    help="Open the HTML body in the web browser; from the sandbox (outkit serve), the "
+    "message's page in its inbox.",
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -101,7 +107,7 @@ def get(
             ).data
             show_messages(output, listed, single=False)
             return
-        messages, not_found = _fetch(client, ids)
+        messages, not_found, from_sandbox = _fetch(client, ids)
         late: list[OutkitError] = []
         if wait and messages:
             late += _wait_all(client, messages, wait_timeout)
@@ -110,7 +116,8 @@ def get(
     elif not open_ or output.machine:  # --open alone: its one line, not the fields too
         show_messages(output, messages, single=len(ids) == 1)
     if open_:
-        late += _open_bodies(messages)
+        root = _inbox_root(settings.api_url) if from_sandbox else None
+        late += _open_in_inbox(messages, root) if root else _open_bodies(messages)
     _exit_with(ctx, not_found, late)
 
 
@@ -136,18 +143,26 @@ def _check_combinations(
             raise UsageError("a message ID is empty")
 
 
-def _fetch(client: Any, ids: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[OutkitError]]:
-    """Every message that exists; a missing (or refused) id does not stop the others."""
+def _fetch(
+    client: Any, ids: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], list[OutkitError], bool]:
+    """Every message that exists; a missing (or refused) id does not stop the others.
+
+    The flag: an answer came from `outkit serve` (its Server header), whose browser inbox
+    can show the message."""
     messages: list[dict[str, Any]] = []
     failures: list[OutkitError] = []
+    from_sandbox = False
     for message_id in ids:
         try:
-            messages.append(client.get_message(message_id).data)
+            resp = client.get_message(message_id)
+            messages.append(resp.data)
+            from_sandbox |= str(resp.headers.get("Server", "")).startswith(SANDBOX_SERVER)
         except (NotFoundError, RejectedError) as exc:
             exc.message = f"message {message_id}: {exc.message}"
             _report(exc)
             failures.append(exc)
-    return messages, failures
+    return messages, failures, from_sandbox
 
 
 def _wait_all(
@@ -202,6 +217,26 @@ def open_dir() -> Path:
     directory = ensure_private_dir(cache / "open")
     remove_stale(directory, older_than=OPEN_KEEP_SECONDS)
     return directory
+
+
+SANDBOX_SERVER = "outkit-sandbox"  # the Server header of `outkit serve`'s answers
+
+
+def _inbox_root(api_url: str) -> str | None:
+    """The sandbox inbox's root for its API base URL (http://HOST:PORT/v1 -> .../)."""
+    return api_url[: -len("/v1")] + "/" if api_url.endswith("/v1") else None
+
+
+def _open_in_inbox(messages: Sequence[Mapping[str, Any]], root: str) -> list[OutkitError]:
+    """Open each message's page in the sandbox's browser inbox (`outkit serve`)."""
+    import webbrowser
+    from urllib.parse import quote
+
+    for msg in messages:
+        url = root + "messages/" + quote(str(msg.get("id")), safe="")
+        opened = webbrowser.open(url)
+        click.echo(f"{'opened' if opened else 'no browser found; open'} {url}", err=True)
+    return []
 
 
 def _open_bodies(messages: Sequence[Mapping[str, Any]]) -> list[OutkitError]:

@@ -31,6 +31,8 @@ import hmac
 import json
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -50,8 +52,9 @@ PAGE_SIZE = 50
 MAX_SEARCH = 200
 COOKIE = "outkit_inbox_token"
 # how often a live view looks at the store's change counter (seconds); a change shows in
-# the browser within this plus one fetch
-POLL_INTERVAL = 0.25
+# the browser within this plus one fetch, and each open tab fetches at most this often
+POLL_INTERVAL = 0.5
+ROWS_CACHE = 16  # rendered lists kept per (query, store version): open tabs share one
 HEARTBEAT = 15.0  # a comment line this often finds clients that left
 
 PAGE_CSP = (
@@ -103,6 +106,8 @@ class Inbox:
         self.token = token
         self.csrf = secrets.token_urlsafe(32)
         self._env: Environment | None = None
+        self._rows_cache: OrderedDict[tuple[str, int], Response] = OrderedDict()
+        self._rows_lock = threading.Lock()
         self._static = {
             p.name: (p.read_bytes(), STATIC_TYPES[p.suffix])
             for p in (HERE / "static").iterdir()
@@ -277,7 +282,20 @@ class Inbox:
         )
 
     def _rows(self, query: dict[str, list[str]]) -> Response:
-        return self._page(200, "rows.html", **self._list_context(query))
+        # Every open tab asks for the list after each change: the tabs showing the same
+        # filters share one rendering (the version is read first: a change during the
+        # query only makes the next event fetch again).
+        key = (urlencode(sorted((k, v[-1]) for k, v in query.items())), self.app.store.changes)
+        with self._rows_lock:
+            cached = self._rows_cache.get(key)
+        if cached is not None:
+            return cached
+        resp = self._page(200, "rows.html", **self._list_context(query))
+        with self._rows_lock:
+            self._rows_cache[key] = resp
+            while len(self._rows_cache) > ROWS_CACHE:
+                self._rows_cache.popitem(last=False)
+        return resp
 
     # -- one message ------------------------------------------------------------------------
     def _doc(self, message_id: str) -> dict[str, Any]:
