@@ -224,16 +224,16 @@ def test_open_elsewhere_writes_html_and_calls_the_browser(tmp_path: Path) -> Non
         env = {**api.env(), **browser_env}
         env.pop("DISPLAY", None)
         result = run_subprocess("get", "m-1", "--open", "--field", "status", env=env)
+        uri = record.read_text()
+        # --open alone prints its one line and not the message's fields as well
+        alone = run_subprocess("get", msg["id"], "--open", env=env)
     assert result.exit_code == 0, result.stderr
-    uri = record.read_text()
     assert uri.startswith("file://") and uri.endswith(".html")
     path = Path(uri.removeprefix("file://"))
     assert path.read_text(encoding="utf-8") == "<p>hi</p>"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert f"opened {path}" in result.stderr
     os.unlink(path)
-    # --open alone prints its one line and not the message's fields as well
-    alone = run_subprocess("get", msg["id"], "--open", env=env)
     assert alone.exit_code == 0, alone.stderr
     assert alone.stdout == ""
     (line,) = alone.stderr.splitlines()
