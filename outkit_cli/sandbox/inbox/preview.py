@@ -54,7 +54,9 @@ def render_parts(
             part.error = broken
         else:
             try:
-                what = "subject" if name == "subject" else f"{name} template"
+                # named as a message's render error names them: the template's file
+                what = (f"{template.file_name('meta')} subject" if name == "subject"
+                        else template.file_name(name))  # fmt: skip
                 job_part = {"name": name, "source": source or "", "html": html, "what": what,
                             "css": template.css if html else None}  # fmt: skip
                 part.value = renderer.render({"data": local, "parts": [job_part]})[name]
