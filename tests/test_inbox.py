@@ -349,3 +349,43 @@ def test_template_events_fire_when_a_file_changes(start_sandbox: Start, tmp_path
 )
 def test_download_names_are_safe(name: str, expected: str) -> None:
     assert _safe_filename(name) == expected
+
+
+def test_attachments_are_listed_downloaded_and_inline_images_shown(sandbox: Sandbox) -> None:
+    from tests.test_sandbox_attachments import post_files
+
+    hostile = '"><img src=x onerror=alert(1)>.pdf'
+    message = {
+        "type": "email", "project": "demo", "to": "ada@example.com", "subject": "Files",
+        "text_body": "see", "html_body": '<p><img src="cid:logo.png"></p>', "sync": True,
+    }  # fmt: skip
+    status, doc = post_files(
+        sandbox, message, [("logo.png", "image/png", b"\x89PNG fake")], "inline"
+    )
+    assert status == 200, doc
+    inline = doc["data"]
+    status, doc = post_files(sandbox, {**message, "html_body": "<p>x</p>"},
+                             [(hostile, "application/pdf", b"%PDF-1.4 fake")])  # fmt: skip
+    assert status == 200, doc
+    attached = doc["data"]
+
+    _, _, page = fetch(sandbox, f"/messages/{attached['id']}")
+    text = page.decode()
+    assert "Attachments (1)" in text and "<img src=x" not in text
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;.pdf" in text
+    status, headers, body = fetch(sandbox, f"/messages/{attached['id']}/attachments/0")
+    assert status == 200 and body == b"%PDF-1.4 fake"
+    assert headers["content-type"] == "application/octet-stream"
+    assert (
+        headers["content-disposition"]
+        == 'attachment; filename="_><img src=x onerror=alert(1)>.pdf"'
+    )
+    assert fetch(sandbox, f"/messages/{attached['id']}/attachments/1")[0] == 404
+    _, _, raw = fetch(sandbox, f"/messages/{attached['id']}/raw.eml")
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    files = [p for p in parsed.iter_attachments()]
+    assert [p.get_content() for p in files] == [b"%PDF-1.4 fake"]
+
+    # an inline image (cid:) shows in the preview as a data: URL, which its policy allows
+    _, _, body = fetch(sandbox, f"/messages/{inline['id']}/body.html")
+    assert b'<img src="data:image/png;base64,iVBORyBmYWtl">' in body

@@ -241,6 +241,14 @@ def test_xss_payloads_in_every_field_never_run(
         ids.append(send(box, type="sms", to=payload, text_body=payload)["id"])
     ids.append(send(box, type="email", to="x@example.com", project="xss", template="evil",
                     data={"raw": XSS[4]})["id"])  # fmt: skip
+    from tests.test_sandbox_attachments import post_files
+
+    for payload in XSS[:3]:  # the file name of an attachment, shown in a table and a link
+        message = {"type": "email", "project": "demo", "to": "x@example.com", "subject": "f",
+                   "html_body": "<p>file</p>", "sync": True}  # fmt: skip
+        status, doc = post_files(box, message, [(payload + ".pdf", "application/pdf", b"%PDF")])
+        assert status == 200, doc
+        ids.append(doc["data"]["id"])
 
     open_inbox(browser, box)
     assert_not_pwned(browser, "inbox")

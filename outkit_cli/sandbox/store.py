@@ -318,6 +318,7 @@ class Store:
         """Remove one message; False if there was none with this id."""
         with self._write_lock, self.connection() as conn:
             gone = conn.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount
+            conn.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
             self.changes += 1
         return gone > 0
 
@@ -325,6 +326,7 @@ class Store:
         """Remove every message; returns how many there were."""
         with self._write_lock, self.connection() as conn:
             gone = conn.execute("DELETE FROM messages").rowcount
+            conn.execute("DELETE FROM attachments")
             self.changes += 1
         return gone
 

@@ -343,9 +343,12 @@ class Inbox:
         )
 
     def _message_body(self, message_id: str, *, remote: bool) -> Response:
-        html = self._doc(message_id).get("html_body")
+        doc = self._doc(message_id)
+        html = doc.get("html_body")
         if not isinstance(html, str):
             raise Refused(404, "this message has no HTML part")
+        if doc.get("attachments") and "cid:" in html:
+            html = _inline_cid_images(html, self.app.store.attachments(message_id))
         return _html_document(html, remote=remote)
 
     def _message_raw(self, message_id: str) -> Response:
@@ -355,7 +358,7 @@ class Inbox:
         if doc.get("type") != "email" or (doc.get("html_body") is None and doc.get("text_body")
                                           is None):  # fmt: skip
             raise Refused(404, "this message has no email to download (an SMS, or not rendered)")
-        _, raw = build_email(doc)
+        _, raw = build_email(doc, self.app.store.attachments(doc["id"]))
         return Response(
             200,
             raw,
@@ -367,25 +370,16 @@ class Inbox:
         )
 
     def _attachment(self, message_id: str, index: str) -> Response:
-        import base64
-
-        doc = self._doc(message_id)
-        items = doc.get("attachments") or []
-        if not (index.isascii() and index.isdigit()) or int(index) >= len(items):
+        self._doc(message_id)
+        files = self.app.store.attachments(message_id)
+        if not (index.isascii() and index.isdigit()) or int(index) >= len(files):
             raise Refused(404, "no such attachment")
-        item = items[int(index)]
-        content = item.get("content") if isinstance(item, dict) else None
-        if not isinstance(content, str):
-            raise Refused(404, "this attachment's content is not kept")
-        try:
-            data = base64.b64decode(content, validate=True)
-        except ValueError:
-            raise Refused(404, "this attachment's content is not kept") from None
-        name = _safe_filename(str(item.get("filename") or f"attachment-{index}"))
+        item = files[int(index)]
+        name = _safe_filename(item.filename or f"attachment-{index}")
         # always a download, never shown inline: an attachment is untrusted content
         return Response(
             200,
-            data,
+            item.data,
             {
                 "Content-Type": "application/octet-stream",
                 "Content-Disposition": f'attachment; filename="{name}"',
@@ -559,10 +553,35 @@ def _attachments(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "content_type": str(item.get("content_type") or ""),
                 "size": size if isinstance(size, int) else "",
                 "disposition": str(item.get("disposition") or ""),
-                "content": isinstance(item.get("content"), str),
+                "content": True,  # stored with the message (store.attachments)
             }
         )
     return rows
+
+
+_CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
+MAX_INLINE_IMAGE = 2 * 1024 * 1024
+
+
+def _inline_cid_images(html: str, files: list[Any]) -> str:
+    """`cid:NAME` references (RFC 2392) to the message's inline images, as data: URLs,
+    which the preview's policy allows; anything else stays unresolved."""
+    import base64
+
+    images = {
+        f.content_id: f
+        for f in files
+        if f.content_id and f.content_type.startswith("image/") and len(f.data) <= MAX_INLINE_IMAGE
+        and re.fullmatch(r"image/[a-z0-9.+-]+", f.content_type)
+    }  # fmt: skip
+
+    def swap(match: re.Match[str]) -> str:
+        found = images.get(unquote(match.group(1)))
+        if found is None:
+            return match.group(0)
+        return f"data:{found.content_type};base64,{base64.b64encode(found.data).decode()}"
+
+    return _CID.sub(swap, html)
 
 
 def _when(value: Any) -> str:
