@@ -64,7 +64,7 @@ def test_every_row_accepted_once_under_rate_limit_and_failures(start_sandbox, tm
     assert " 429 " in log and " 503 " in log
 
 
-TRAFFIC = re_compile(r"(\d+) requests, (\d+) answered 429 \([^)]*\), (\d+) retries")
+TRAFFIC = re_compile(r"(\d+) requests?, (\d+) answered 429 \([^)]*\), (\d+) retr(?:y|ies)")
 
 
 def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_path):

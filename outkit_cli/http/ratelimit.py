@@ -55,8 +55,9 @@ class RateStats:
     def describe(self) -> str:
         """A summary fragment, e.g. '1204 requests, 3 answered 429 (0.2%), 3 retries'."""
         share = f" ({self.throttled / self.requests:.1%})" if self.requests else ""
-        text = f"{self.requests} requests, {self.throttled} answered 429{share}, "
-        text += f"{self.retries} retries"
+        text = f"{self.requests} request{'' if self.requests == 1 else 's'}, "
+        text += f"{self.throttled} answered 429{share}, "
+        text += f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}"
         if self.fixed and self.paced_rate:
             text += f", paced at {self.paced_rate:g}/s"
         elif self.paced_rate:
