@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 # pip constraints: the pinned dev tools, plus (make test-lowest) every dependency at its lower bound
 CONSTRAINTS ?= -c constraints/dev.txt
 PYTEST_ARGS ?= -q -n auto
+EXTRAS ?= dev,bench
 
 .PHONY: install browser screenshots demo test lint typecheck format completions bench soak fuzz check-fresh clean \
 	test-lowest test-newest check-dist ci
 
 $(STAMP): pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(CONSTRAINTS) -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,7 +36,7 @@ screenshots: install browser
 # the suite on the oldest supported Python with every dependency at its declared lower bound
 test-lowest: install
 	$(BIN)/python scripts/lowest_constraints.py > .lowest-constraints.txt
-	$(MAKE) test VENV=.venv-3.10-lowest PYTHON="$$(sh scripts/find_python.sh 3.10)" \
+	$(MAKE) test VENV=.venv-3.10-lowest PYTHON="$$(sh scripts/find_python.sh 3.10)" EXTRAS=dev \
 		CONSTRAINTS="-c constraints/dev.txt -c .lowest-constraints.txt"
 
 # the suite on the newest supported Python

@@ -2,6 +2,8 @@
 
 CI installs with these (``make test-lowest``) so that the lower bounds in pyproject.toml are
 versions the suite passes with, not guesses. Only ``>=`` bounds are pinned; markers are kept.
+certifi is left free: it is a CA bundle (data, the newest is the right one), and the pinned
+test tools need a recent one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
+UNPINNED = {"certifi"}
 
 
 def lowest(requirements: list[str]) -> list[str]:
@@ -24,7 +27,7 @@ def lowest(requirements: list[str]) -> list[str]:
     for requirement in requirements:
         spec, _, marker = requirement.partition(";")
         match = re.match(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*>=\s*([^,\s]+)", spec)
-        if match:
+        if match and match.group(1) not in UNPINNED:
             name = re.sub(r"\[.*\]", "", match.group(1))
             pin = f"{name}=={match.group(2)}"
             pins.append(f"{pin}; {marker.strip()}" if marker else pin)
