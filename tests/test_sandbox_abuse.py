@@ -1,13 +1,17 @@
 """The sandbox holds under abuse (issue 9 part 3), a small version of bench/abuse.py: under
 a 256-descriptor limit, more idle keep-alive connections than it may hold, slowloris
-clients, a burst from many clients. In each case a signed GET from a new connection is
-answered, promptly, and the server is idle again once the attack ends."""
+clients, a burst from many clients, connections holding request bodies. In each case a
+signed GET from a new connection is answered, promptly, and the server is idle again once
+the attack ends."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.abuse import (
     Slowloris,
@@ -18,6 +22,8 @@ from bench.abuse import (
     raise_own_limit,
     signed_get,
 )
+from outkit_cli.sandbox.app import MAX_BODY
+from outkit_cli.sandbox.server import BODY_BUDGET
 from tests.sandbox_fixture import Sandbox
 
 NOFILE = 256
@@ -78,3 +84,56 @@ def test_a_burst_from_many_clients_is_answered_in_full(
     result: dict[str, Any] = burst(target, 2000, 50)
     assert result["unanswered"] == 0 and result["answered"] == 2000, result
     assert result["statuses"] == {"401": 2000}  # unsigned: every one answered by the API
+
+
+def _post_head(box: Sandbox, length: int) -> bytes:
+    path = urlsplit(box.url).path + "/messages"
+    host = urlsplit(box.url).netloc
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()  # fmt: skip
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of the one answer on `sock` (read until the server closes)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_bodies_held_by_many_connections_are_bounded_in_all(
+    start_sandbox: Callable[..., Sandbox],
+) -> None:
+    # 200 connections each sending a body just under MAX_BODY once held 2.1 GB: the bodies
+    # held at once are now bounded (BODY_BUDGET), beyond it new bodies get a 503
+    box = start_sandbox()
+    target = _target(box)
+    address = (urlsplit(box.url).hostname or "127.0.0.1", urlsplit(box.url).port or 80)
+    holders = []
+    try:
+        for _ in range(BODY_BUDGET // (MAX_BODY - 1)):  # 6 holders: 60 MiB of 64
+            sock = socket.create_connection(address, timeout=30)
+            holders.append(sock)
+            sock.sendall(_post_head(box, MAX_BODY - 1) + b"x" * 1000)
+        # one round trip after them: the holders' heads, sent before it, have been read
+        assert signed_get(target) < PROMPT
+        refused = socket.create_connection(address, timeout=30)
+        with refused:
+            refused.sendall(_post_head(box, MAX_BODY // 2) + b"x" * 1000)
+            status, doc = _answer(refused)
+        assert status == 503 and doc["error"]["code"] == "server_busy", doc
+        assert "retry" in doc["error"]["message"]
+        assert signed_get(target) < PROMPT  # requests without a body are still served
+    finally:
+        for sock in holders:
+            sock.close()
+    # closing the holders frees their bytes: a body is taken again (polled, bounded)
+    body = {"message": {"type": "email", "to": "ada@example.com", "project": "demo",
+                        "text_body": "x" * (MAX_BODY // 2)}}  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        status, doc = box.request("POST", "/messages", body)
+        if status != 503 or time.monotonic() > deadline:
+            break
+    assert status == 200, doc

@@ -30,8 +30,16 @@ Limits (each answered or logged, never a traceback):
   connection's start), the body within `body_timeout` seconds of the head; a keep-alive
   connection idle for `idle_timeout` seconds is closed. Bytes dribbled slowly do not
   extend any of these deadlines.
-- A head over 64 KiB: 431; a body over `MAX_BODY`: 413; malformed HTTP: 400 (as h11
-  judges it, RFC 9112), each with a JSON error body and `Connection: close`.
+- A head over 64 KiB: 431; a body over `MAX_BODY`: 413 (a chunk size over it is refused
+  as soon as it is read; one that does not fit in 64 bits is malformed: 400); malformed
+  HTTP: 400 (as h11 judges it, RFC 9112), each with a JSON error body and
+  `Connection: close`.
+- Request bodies being read or handled hold at most `body_budget` bytes (`BODY_BUDGET`,
+  64 MiB, by default) across all connections: a declared Content-Length is counted when
+  the head arrives, a chunked body as its bytes arrive. A request that would take the total
+  over it gets a 503 `server_busy` (with `Retry-After: 1`) and its connection is closed;
+  the bytes are released when the request is answered or its connection closes, however.
+  Without it, 200 connections each sending a body just under `MAX_BODY` held 2 GB.
 - Running out of descriptors (EMFILE) makes asyncio pause accepting for a second instead
   of spinning.
 
@@ -51,6 +59,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -65,6 +74,10 @@ HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 IDLE_TIMEOUT = 120.0
 WORKERS = 8
+# bytes of request bodies held at once, over all connections (see the module docstring)
+BODY_BUDGET = 64 * 1024 * 1024
+# a chunk size this large does not fit in 64 bits: malformed, not merely too large
+CHUNK_SIZE_OVERFLOW = 1 << 64
 # descriptors kept for everything that is not a client connection: SQLite (database, WAL,
 # shared memory, per pooled connection), outbox files, templates, the log, the listener
 FD_RESERVE = 64
@@ -139,7 +152,7 @@ def bind(host: str, port: int) -> socket.socket:
 class _Conn:
     """One client connection's state as the limits see it."""
 
-    __slots__ = ("busy", "head", "idle", "timer", "writer")
+    __slots__ = ("busy", "head", "idle", "reserved", "timer", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -148,6 +161,7 @@ class _Conn:
         self.head = bytearray()
         self.busy = False  # a request is being handled or streamed: not to be evicted
         self.idle = False  # between requests of a keep-alive connection
+        self.reserved = 0  # bytes of the body budget this connection's request holds
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -165,8 +179,11 @@ class SandboxServer:
         head_timeout: float = HEAD_TIMEOUT,
         body_timeout: float = BODY_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        body_budget: int = BODY_BUDGET,
     ) -> None:
         self.app = app
+        self.body_budget = body_budget
+        self._buffered = 0  # bytes reserved by all connections' request bodies
         self.socket = bind(*address)
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self.max_connections = max_connections or default_max_connections()
@@ -250,6 +267,18 @@ class SandboxServer:
                 return True
         return False
 
+    def _reserve(self, conn: _Conn, size: int) -> None:
+        """Count `size` more bytes of `conn`'s request body against the body budget; raises
+        _Refused (503 server_busy) when they do not fit."""
+        if self._buffered + size > self.body_budget:
+            raise _Refused(_busy())
+        self._buffered += size
+        conn.reserved += size
+
+    def _release(self, conn: _Conn) -> None:
+        self._buffered -= conn.reserved
+        conn.reserved = 0
+
     # -- one connection --------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -277,6 +306,7 @@ class SandboxServer:
             self.app.log(escape_controls(f"connection error: {type(exc).__name__}: {exc}"))
             writer.transport.abort()
         finally:
+            self._release(conn)
             self._disarm(conn)
             self._conns.pop(key, None)
             writer.close()  # after what was written is sent (a no-op once aborted)
@@ -292,12 +322,19 @@ class SandboxServer:
         self.app.log("- - 503 too many open connections")
 
     async def _next_event(
-        self, conn: _Conn, h11conn: h11.Connection, reader: asyncio.StreamReader
+        self,
+        conn: _Conn,
+        h11conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        waiting: Callable[[], None] | None = None,
     ) -> Any:
+        """The next h11 event, reading as needed; `waiting` is called before each read."""
         while True:
             event = h11conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
+            if waiting is not None:
+                waiting()
             data = await reader.read(READ_SIZE)
             if conn.idle and data:
                 # the first byte of the next request: from now on the head has its deadline
@@ -315,6 +352,18 @@ class SandboxServer:
         writer: asyncio.StreamWriter,
     ) -> bool:
         """Read, handle and answer one request. True when the connection may be reused."""
+        try:
+            return await self._one_request_held(conn, h11conn, reader, writer)
+        finally:
+            self._release(conn)  # the body is answered (or abandoned): its bytes are free
+
+    async def _one_request_held(
+        self,
+        conn: _Conn,
+        h11conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
         start = time.perf_counter()
         method, target = "-", "-"
         resp: Response | None
@@ -372,6 +421,8 @@ class SandboxServer:
         length = headers.get("content-length")
         if length is not None and length.isascii() and length.isdigit() and int(length) > MAX_BODY:
             raise _Refused(_too_large())
+        if length is not None and length.isascii() and length.isdigit():
+            self._reserve(conn, int(length))  # before 100 Continue: refused unsent
         if h11conn.they_are_waiting_for_100_continue:
             # curl waits for it before sending a body
             writer.write(
@@ -381,15 +432,29 @@ class SandboxServer:
             )
         parts: list[bytes] = []
         total = 0
+
+        def check_chunk_size() -> None:
+            # h11 reads a chunk size of up to 20 hex digits and then waits for that many
+            # bytes: a size over the limit is refused now, not after MAX_BODY bytes or the
+            # body deadline
+            pending = _pending_chunk(h11conn)
+            # total counts the chunk's first bytes, which h11 has already handed out
+            if total + pending >= CHUNK_SIZE_OVERFLOW:
+                raise _Refused(_bad_chunk_size())
+            if total + pending > MAX_BODY:
+                raise _Refused(_too_large())
+
         while True:
             try:
-                event = await self._next_event(conn, h11conn, reader)
+                event = await self._next_event(conn, h11conn, reader, check_chunk_size)
             except h11.RemoteProtocolError as exc:
                 raise _Refused(_body_error(exc, total, length)) from None
             if isinstance(event, h11.Data):
                 total += len(event.data)
                 if total > MAX_BODY:
                     raise _Refused(_too_large())
+                if total > conn.reserved:  # chunked: counted as it arrives
+                    self._reserve(conn, total - conn.reserved)
                 parts.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(parts)
@@ -513,12 +578,31 @@ class SandboxServer:
 MAX_HEADER_FIELDS = 100
 MAX_TARGET = 16 * 1024
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$")
-# h11 takes at most 20 hex digits in a chunk size and says so as "illegal chunk header: ..."
+# h11 takes at most 20 hex digits in a chunk size and says so as "illegal chunk header: ...";
+# 17 or more do not fit in 64 bits
 _LONG_CHUNK_SIZE = re.compile(r"chunk header: bytearray\(b'[0-9A-Fa-f]{17,}\\r\\n'\)")
 
 
 def _error(status: int, code: str, message: str) -> Response:
     return Response(status, error_body(code, message), {})
+
+
+def _busy() -> Response:
+    return Response(503, error_body("server_busy", "the sandbox holds too many request "
+                    "bodies at once; retry in a moment"), {"Retry-After": "1"})  # fmt: skip
+
+
+def _bad_chunk_size() -> Response:
+    return _error(400, "bad_request", "malformed chunked body: the chunk size does not fit "
+                  "in 64 bits (RFC 9112 section 7.1)")  # fmt: skip
+
+
+def _pending_chunk(h11conn: h11.Connection) -> int:
+    """Bytes h11 still expects in the chunk it is reading (0 outside a chunked body).
+    h11 has no public accessor for it; without the attribute the early check is skipped
+    and the MAX_BODY count still applies."""
+    pending = getattr(getattr(h11conn, "_reader", None), "_bytes_in_chunk", 0)
+    return pending if isinstance(pending, int) else 0
 
 
 def _too_large() -> Response:
@@ -577,7 +661,7 @@ def _protocol_error(exc: h11.RemoteProtocolError, head: bytes | bytearray) -> Re
 def _body_error(exc: h11.RemoteProtocolError, received: int, length: str | None) -> Response:
     text = str(exc)
     if _LONG_CHUNK_SIZE.search(text):
-        return _too_large()
+        return _bad_chunk_size()
     if "incomplete chunked read" in text:
         return _error(400, "bad_request", "the chunked body ended inside a chunk")
     if "peer closed" in text and length is not None:
@@ -600,7 +684,8 @@ async def _linger(reader: asyncio.StreamReader, seconds: float = 2.0) -> None:
 
 
 class _Refused(Exception):
-    """A request answered before its body is read (413): the connection closes after it."""
+    """A request answered before its body is read (400, 413, 503): the connection closes
+    after it."""
 
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
