@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 from tests.helpers import run
@@ -195,6 +196,87 @@ def test_two_runs_started_together_send_every_row_once(start_sandbox, tmp_path):
     if 2 in codes:
         assert "is in use by another run (process " in errs[codes.index(2)]
     assert held(box, "cron") == Counter(f"cron-{i}@example.com" for i in range(40))
+
+
+def _two_runs_once(box: Sandbox, tag: str, first: list[str], second: list[str]) -> None:
+    """Two runs started together on one file (through `first` and `second`, the batch path
+    and options of each): every row is sent once, and a run that finds the other exits 2
+    naming it, whatever its journal."""
+    runs = [_child(Path(argv[0]), box, *argv[1:]) for argv in (first, second)]
+    outs = [p.communicate(timeout=120) for p in runs]
+    codes = [p.returncode for p in runs]
+    errs = [o[1].decode() for o in outs]
+    assert sorted(codes) in ([0, 2], [0, 0]), errs
+    if 2 in codes:
+        loser = errs[codes.index(2)].splitlines()
+        assert len(loser) == 1 and "is in use by another run (process " in loser[0], loser
+    assert held(box, tag) == Counter(f"{tag}-{i}@example.com" for i in range(40))
+
+
+def test_two_runs_on_one_file_through_a_symlink_send_every_row_once(start_sandbox, tmp_path):
+    # the default journal is named after the path typed: two journals, one file
+    box = start_sandbox(latency=100)
+    src = write_csv(tmp_path / "m.csv", people(40, "sym"))
+    (tmp_path / "mlink.csv").symlink_to("m.csv")
+    _two_runs_once(box, "sym", [str(src)], [str(tmp_path / "mlink.csv")])
+
+
+def test_two_runs_on_one_file_with_two_journals_send_every_row_once(start_sandbox, tmp_path):
+    box = start_sandbox(latency=100)
+    src = write_csv(tmp_path / "two.csv", people(40, "jj"))
+    j1, j2 = tmp_path / "j1", tmp_path / "j2"
+    _two_runs_once(box, "jj", [str(src), "--journal", str(j1)], [str(src), "--journal", str(j2)])
+
+
+def test_a_second_run_on_a_locked_input_file_exits_2_naming_the_holder(sandbox, tmp_path):
+    src = write_csv(tmp_path / "held.csv", people(3, "hd"))
+    link = tmp_path / "held-link.csv"
+    link.symlink_to(src)
+    holder = _child(src, sandbox, "--journal", str(tmp_path / "j1"))
+    holder.communicate(timeout=60)  # the lock file exists now; hold it as a run would
+    (lock,) = (platformdirs.user_state_path("outkit") / "locks").iterdir()
+    assert lock.stat().st_mode & 0o777 == 0o600 and lock.parent.stat().st_mode & 0o777 == 0o700
+    more = write_csv(tmp_path / "held.csv", people(5, "hd"))  # same inode, two new rows
+    assert more == src
+    with lock.open("r+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.write(b"4343\n")
+        fh.flush()
+        res = run(
+            "send",
+            "--batch",
+            str(link),
+            *DEMO,
+            "--journal",
+            str(tmp_path / "j2"),
+            env=sandbox.env(),
+        )
+        assert res.exit_code == 2
+        assert res.stderr.splitlines() == [
+            f"error: batch file {link} is in use by another run (process 4343): it is "
+            "sending this batch; let it finish, or pass --wait-lock SECONDS to wait for it"
+        ]
+        waiting = _child(link, sandbox, "--journal", str(tmp_path / "j1"), "--wait-lock", "60")
+        time.sleep(1)  # not synchronisation: whatever the child did by now, it cannot be done
+        assert waiting.poll() is None
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err.decode()
+    assert held(sandbox, "hd") == Counter(f"hd-{i}@example.com" for i in range(5))
+
+
+def test_a_symlink_planted_as_the_input_lock_is_refused(sandbox, tmp_path):
+    src = write_csv(tmp_path / "plant.csv", people(2, "pl"))
+    st = src.stat()
+    locks = platformdirs.user_state_path("outkit") / "locks"
+    locks.mkdir(parents=True, mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (locks / f"input-{st.st_dev:x}-{st.st_ino:x}.lock").symlink_to(victim)
+    code, _, err = batch(src, env=sandbox.env())
+    assert code == 2 and err.startswith(f"error: cannot lock batch file {src}: "), err
+    assert "symbolic link" in err and len(err.splitlines()) == 1
+    assert victim.read_text() == "keep me\n"
+    assert held(sandbox, "pl") == Counter()
 
 
 # --- 3. Ctrl-C, twice ----------------------------------------------------------------------

@@ -7,7 +7,8 @@ handed to the network they are recorded as `pending` (one fsync for a whole chun
 outcome (`result`) is appended and fsynced before the row counts as done. On a rerun,
 accepted rows are skipped, and pending rows without an outcome (the process died while
 they were in flight) are looked up by `id_from_submitter` before anything is resent. A
-torn last line from a crash is ignored. The file is locked (flock) for the whole run.
+torn last line from a crash is ignored. The file is locked (flock) for the whole run
+(batch.locks; the input file has a lock of its own).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from outkit_cli.batch.locks import take_lock
 from outkit_cli.errors import UsageError
 from outkit_cli.fsutil import ensure_private_dir, open_private
 
@@ -187,7 +189,7 @@ class Journal:
         except OSError as exc:
             raise UsageError(f"cannot write batch journal {path}: {exc.strerror}") from None
         try:
-            _take_lock(fd, path, wait_lock)
+            take_lock(fd, f"batch journal {path}", wait_lock, lambda: _holder(fd, path))
             new = _prepare(fd, path)
             self.state = JournalState()
             if not new:
@@ -267,29 +269,6 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._fh.close()
-
-
-def _take_lock(fd: int, path: Path, wait_lock: float) -> None:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        return
-    deadline = time.monotonic() + wait_lock
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(0.05, remaining))
-    waited = f" after waiting {wait_lock:g} s" if wait_lock else ""
-    raise UsageError(
-        f"batch journal {path} is in use by another run ({_holder(fd, path)}){waited}: it is "
-        "sending this batch; let it finish, or pass --wait-lock SECONDS to wait for it"
-    )
 
 
 def _holder(fd: int, path: Path) -> str:

@@ -12,7 +12,9 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +76,9 @@ class BatchInput:
     raw: IO[bytes]
     encoding: str = "utf-8-sig"
     delimiter: str | None = None  # CSV: None = detected from the header
+    # (st_dev, st_ino) of a regular input file: what every path to it (symlinks, other
+    # spellings) shares, so runs on one file meet at one lock (batch.locks.InputLock)
+    file_id: tuple[int, int] | None = None
 
     def close(self) -> None:
         self.raw.close()
@@ -100,12 +105,18 @@ def open_input(
             raise UsageError(f"batch file {source} is a directory") from None
         except OSError as exc:
             raise UsageError(f"cannot read batch file {source}: {exc.strerror}") from None
+    file_id = None
+    if path is not None:
+        # fstat of the file opened, not a second lookup of the path that could meet another
+        st = os.fstat(raw.fileno())
+        if stat.S_ISREG(st.st_mode):
+            file_id = (st.st_dev, st.st_ino)
     prefix = raw.read(FINGERPRINT_BYTES)
     fingerprint = hashlib.sha256(prefix).hexdigest()[:16]
     fmt = fmt or _guess_format(path, prefix)
     buffered = io.BufferedReader(_PrefixedStream(prefix, raw))
     name = source if path else "<stdin>"
-    return BatchInput(name, path, fmt, fingerprint, buffered, codec, delimiter)
+    return BatchInput(name, path, fmt, fingerprint, buffered, codec, delimiter, file_id)
 
 
 def check_encoding(name: str | None) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from outkit_cli.batch.journal import Journal, default_journal_path, peek_journal
+from outkit_cli.batch.locks import InputLock
 from outkit_cli.batch.plan import BatchOptions, RowPlanner, Task
 from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
 from outkit_cli.batch.results import ResultSink, Summary, result_line
@@ -50,8 +51,9 @@ def run_batch(
 ) -> Summary:
     """Send every row of ``source`` exactly once. ``build`` merges a row into the command's
     defaults and validates it (raising UsageError); ``api`` is None only for a dry run.
-    Raises UsageError when the journal cannot be used (locked by another run, not a
-    journal, unwritable) before anything is sent."""
+    Raises UsageError when the input file is locked by another run (whatever its journal),
+    or the journal cannot be used (locked by another run, not a journal, unwritable),
+    before anything is sent."""
     summary = Summary()
     sink = ResultSink(opts.results or sys.stdout, summary, journalled=not opts.dry_run)
     sink.keep_ids = opts.wait
@@ -68,11 +70,19 @@ def run_batch(
         sink.flush()
         return summary
     assert api is not None
-    journal = Journal(journal_path, source.name, wait_lock=opts.wait_lock)
+    # the input first, then the journal, in every run: no two runs wait on each other
+    held = None
+    if source.file_id is not None:
+        held = InputLock(source.name, source.file_id, wait_lock=opts.wait_lock)
     try:
-        return _send_all(source, build, api, opts, journal, sink, on_progress, started)
+        journal = Journal(journal_path, source.name, wait_lock=opts.wait_lock)
+        try:
+            return _send_all(source, build, api, opts, journal, sink, on_progress, started)
+        finally:
+            journal.close()
     finally:
-        journal.close()
+        if held is not None:
+            held.close()
 
 
 def _send_all(
