@@ -187,8 +187,9 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
     from filelock import FileLock, Timeout
 
     try:
-        resolve_for_write(path)  # a dangling symlink is refused before anything is made
-        ensure_private_dir(path.parent)
+        # a dangling symlink is refused before anything is made
+        resolve_for_write(path, config=True)
+        ensure_private_dir(path.parent, config=True)
         lock_path = path.with_name(path.name + ".lock")
         if lock_path.is_symlink():  # filelock would follow it, truncating what it points at
             raise UnsafeFileError(lock_path, "it is a symbolic link")
@@ -205,7 +206,7 @@ def edit_config(path: Path) -> Iterator[dict[str, Any]]:
         yield data
         _remove_stale_temp_files(path)
         try:
-            write_atomic(path, dump_config(data))
+            write_atomic(path, dump_config(data), config=True)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write config file {path}: {exc.strerror}; it was left unchanged"

@@ -22,6 +22,9 @@ _POSIX = os.name == "posix"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# O_PATH: a directory we may traverse but not list (mode 0711) is still walkable
+_DIRFLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+_MAX_LINKS = 40  # Linux's MAXSYMLINKS: more links in one path is a loop (ELOOP)
 
 
 class UnsafeFileError(OSError):
@@ -39,13 +42,108 @@ def _check_opened(fd: int, path: str | os.PathLike[str]) -> os.stat_result:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFileError(path, "not a regular file")
-    if _POSIX and st.st_uid != os.geteuid() and os.geteuid() != 0:
+    # no exception for root: root truncating a user's file is the case this check is for
+    if _POSIX and st.st_uid != os.geteuid():
         raise UnsafeFileError(path, "owned by another user")
     if st.st_nlink > 1:
         # a hard link planted in a shared directory is the victim's own inode: the owner
         # check passes, so the link count is what tells (where fs.protected_hardlinks is off)
         raise UnsafeFileError(path, "it has other hard links (refused: it could be another file)")
     return st
+
+
+def _walk(path: str, *, strict: bool) -> tuple[int, str]:
+    """Reach the directory holding `path` one component at a time (openat with O_NOFOLLOW),
+    following a symlink only when the user running outkit or root owns it.
+
+    This is Linux's fs.protected_symlinks rule (proc(5), /proc/sys/fs/protected_symlinks),
+    applied to every component and in every directory, not only sticky world-writable ones:
+    a link another user planted (``/tmp/shared/evil -> /home/victim``) must not lead our
+    write into someone else's files. Walking by fd leaves no gap between check and use.
+
+    Returns:
+        (an O_PATH fd of the directory reached, the last component still to open there).
+        With `strict` false, the walk stops early where the path stops existing or stops
+        being a directory (nothing further to follow); the name is then "".
+
+    Raises:
+        UnsafeFileError: a symlink on the way is owned by another user.
+        OSError: ELOOP for more than 40 links; ENOENT/ENOTDIR/EACCES when `strict`.
+    """
+    me = os.geteuid()
+    head, name = os.path.split(path)
+    stack = [p for p in reversed(head.split("/")) if p not in ("", ".")]
+    fd = os.open("/" if path.startswith("/") else ".", _DIRFLAGS)
+    links = 0
+    try:
+        while stack:
+            part = stack.pop()
+            try:
+                nfd = os.open(part, _DIRFLAGS | _NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise
+                try:
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    if strict:
+                        raise exc from None
+                    return fd, ""
+                if not stat.S_ISLNK(st.st_mode):
+                    if strict:
+                        raise exc from None
+                    return fd, ""
+                link = os.path.join(head, part) if not stack else part
+                if st.st_uid not in (me, 0):
+                    why = (
+                        f"symbolic link {_shown(path, part)} is owned by another user "
+                        f"(uid {st.st_uid}); refusing to follow it"
+                    )
+                    raise UnsafeFileError(link, why) from None
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                target = os.readlink(part, dir_fd=fd)
+                if target.startswith("/"):
+                    nfd = os.open("/", _DIRFLAGS)
+                    os.close(fd)
+                    fd = nfd
+                stack.extend(p for p in reversed(target.split("/")) if p not in ("", "."))
+                continue
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name
+
+
+def _shown(path: str, part: str) -> str:
+    """The link's name as the user can find it: the given path up to that component when
+    it is spelled there, else the component alone (it came from another link's target)."""
+    parts = path.split("/")
+    if part in parts:
+        return "/".join(parts[: parts.index(part) + 1]) or part
+    return part
+
+
+def check_links(path: str | os.PathLike[str], *, config: bool = False) -> None:
+    """Refuse `path` when reaching it would follow a symlink owned by another user (see
+    _walk: fs.protected_symlinks on every component, the last one included).
+
+    Args:
+        path: a file or directory; missing parts are fine (nothing there to follow).
+        config: the path is outkit's own config: root may then follow any link, so that
+            ``sudo -E outkit keys add`` still writes a user's config kept in dotfiles.
+
+    Raises:
+        UnsafeFileError: naming the link.
+    """
+    if not _POSIX or (config and os.geteuid() == 0):
+        return
+    # a trailing component is checked as a directory on the way ("x/." walks x too)
+    fd, _ = _walk(os.path.join(os.fspath(path), "."), strict=False)
+    os.close(fd)
 
 
 def open_private(path: str | os.PathLike[str], *, write: bool, truncate: bool = False) -> int:
@@ -61,14 +159,24 @@ def open_private(path: str | os.PathLike[str], *, write: bool, truncate: bool = 
         An fd with close-on-exec set and in blocking mode.
 
     Raises:
-        UnsafeFileError: `path` is a symlink, not a regular file (a FIFO, a device, a
-            directory), or owned by another user (root may open any user's file).
+        UnsafeFileError: `path` is a symlink, a directory on the way is reached through a
+            symlink owned by another user (see _walk), or `path` is not a regular file (a
+            FIFO, a device, a directory) or is owned by another user (root included).
         OSError: the open itself failed (ENOENT when reading a missing file, EACCES, ...).
     """
     flags = _NOFOLLOW | _NONBLOCK | _CLOEXEC  # NONBLOCK: a FIFO must not hang the open
     flags |= (os.O_RDWR | os.O_APPEND | os.O_CREAT) if write else os.O_RDONLY
     try:
-        fd = os.open(path, flags, 0o600)
+        if _POSIX:
+            dfd, name = _walk(os.fspath(path), strict=True)
+            try:
+                fd = os.open(name or ".", flags, 0o600, dir_fd=dfd)
+            finally:
+                os.close(dfd)
+        else:
+            fd = os.open(path, flags, 0o600)
+    except UnsafeFileError:
+        raise
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
             why = "it is a symbolic link (refused: it could point at another user's file)"
@@ -90,17 +198,22 @@ def open_private(path: str | os.PathLike[str], *, write: bool, truncate: bool = 
     return fd
 
 
-def ensure_private_dir(directory: str | os.PathLike[str]) -> Path:
+def ensure_private_dir(directory: str | os.PathLike[str], *, config: bool = False) -> Path:
     """Create `directory` (and missing parents) 0700; an existing one keeps its mode.
+
+    Args:
+        config: outkit's config directory (see check_links: root may follow its links).
 
     Returns:
         The directory as a Path.
 
     Raises:
-        UnsafeFileError: it exists but is a symlink, not a directory, or another user's.
+        UnsafeFileError: it exists but is a symlink, not a directory, or another user's,
+            or a symlink on the way is another user's (check_links).
         OSError: it cannot be created.
     """
     directory = Path(directory)
+    check_links(directory, config=config)
     try:
         st = os.lstat(directory)
     except FileNotFoundError:
@@ -118,15 +231,20 @@ def ensure_private_dir(directory: str | os.PathLike[str]) -> Path:
     return directory
 
 
-def resolve_for_write(path: str | os.PathLike[str]) -> Path:
+def resolve_for_write(path: str | os.PathLike[str], *, config: bool = False) -> Path:
     """The file a write to `path` must change: `path` itself, or the existing file a
     symlink points to (a config kept in a dotfiles repo).
 
+    Args:
+        config: outkit's config file (see check_links: root may follow its links).
+
     Raises:
         UnsafeFileError: `path` is a symlink whose target does not exist (a write must
-            not create files or directories wherever a link points).
+            not create files or directories wherever a link points), or a symlink on the
+            way is another user's (check_links).
     """
     path = Path(path)
+    check_links(path, config=config)
     if not path.is_symlink():
         return path
     real = Path(os.path.realpath(path))
@@ -137,7 +255,9 @@ def resolve_for_write(path: str | os.PathLike[str]) -> Path:
     return real
 
 
-def write_atomic(path: str | os.PathLike[str], content: bytes, *, mode: int = 0o600) -> Path:
+def write_atomic(
+    path: str | os.PathLike[str], content: bytes, *, mode: int = 0o600, config: bool = False
+) -> Path:
     """Replace the file at `path` with `content`; a reader or a crash sees the old file or
     the new one, never a partial one (temp file in the same directory, fsync, os.replace).
 
@@ -147,6 +267,7 @@ def write_atomic(path: str | os.PathLike[str], content: bytes, *, mode: int = 0o
         content: the new bytes.
         mode: permission bits of a file written fresh (a regular file is always rewritten
             with `mode`, tightening one that was loosened).
+        config: outkit's config file (see check_links: root may follow its links).
 
     Returns:
         The path actually written.
@@ -161,14 +282,14 @@ def write_atomic(path: str | os.PathLike[str], content: bytes, *, mode: int = 0o
     import tempfile
 
     original = Path(path)
-    target = resolve_for_write(original)
+    target = resolve_for_write(original, config=config)
     linked = target != original
     directory = target.parent
     if linked:
         if not directory.is_dir():
             raise UnsafeFileError(directory, "not a directory")
     else:
-        ensure_private_dir(directory)
+        ensure_private_dir(directory, config=config)
     try:
         old: os.stat_result | None = os.lstat(target)
     except FileNotFoundError:

@@ -7,6 +7,7 @@ or to a missing `~/.bash_login`; the victim's batch must refuse, not write throu
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -251,3 +252,103 @@ def test_a_planted_hard_link_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeFileError, match="hard links"):
         open_private(tmp_path / "out.jsonl", write=True, truncate=True)
     assert victim.read_text() == "precious"
+
+
+# --- symlinks owned by another user, anywhere in the path (fs.protected_symlinks) --------
+NOBODY = 65534
+as_root = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0, reason="chown to another uid needs root"
+)
+
+
+def _shared_with_evil_link(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """/shared (sticky, world-writable) holding `evil`, another user's link to a victim's
+    directory; returns (shared, evil, victim's precious file)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    precious = victim / "precious"
+    precious.write_text("precious")
+    evil = shared / "evil"
+    evil.symlink_to(victim)
+    os.chown(evil, NOBODY, NOBODY, follow_symlinks=False)
+    return shared, evil, precious
+
+
+@as_root
+def test_open_private_refuses_a_directory_link_owned_by_another_user(tmp_path: Path) -> None:
+    _, evil, precious = _shared_with_evil_link(tmp_path)
+    for target in (evil / "precious", evil / "new.jsonl"):
+        with pytest.raises(UnsafeFileError) as info:
+            open_private(target, write=True, truncate=True)
+        assert info.value.strerror == (
+            f"symbolic link {evil} is owned by another user (uid {NOBODY}); "
+            "refusing to follow it"
+        )
+    assert precious.read_text() == "precious"
+    assert sorted(p.name for p in precious.parent.iterdir()) == ["precious"]
+
+
+@as_root
+def test_a_link_inside_another_links_target_is_checked_too(tmp_path: Path) -> None:
+    _, evil, precious = _shared_with_evil_link(tmp_path)
+    mine = tmp_path / "mine"
+    mine.symlink_to(evil.parent)  # my link -> shared; shared/evil is nobody's
+    with pytest.raises(UnsafeFileError, match="owned by another user"):
+        open_private(mine / "evil" / "precious", write=True, truncate=True)
+    with pytest.raises(UnsafeFileError, match="owned by another user"):
+        write_atomic(mine / "evil" / "precious", b"x")
+    assert precious.read_text() == "precious"
+
+
+def test_own_directory_links_are_followed(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles"
+    real.mkdir()
+    (tmp_path / "config").symlink_to("dotfiles")  # relative, as `ln -s` makes them
+    fd = open_private(tmp_path / "config" / "out.jsonl", write=True)
+    os.close(fd)
+    assert (real / "out.jsonl").is_file()
+    assert write_atomic(tmp_path / "config" / "c.toml", b"x") == tmp_path / "config" / "c.toml"
+    assert (real / "c.toml").read_bytes() == b"x"
+
+
+def test_a_link_loop_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError) as info:
+        open_private(tmp_path / "a" / "out", write=True)
+    assert info.value.errno in (errno.ELOOP, errno.EMLINK)
+
+
+@as_root
+def test_cli_results_through_another_users_link_exits_2_naming_the_link(
+    tmp_path: Path,
+) -> None:
+    _, evil, precious = _shared_with_evil_link(tmp_path)
+    src = tmp_path / "rows.csv"
+    src.write_text(ROWS)
+    results = evil / "precious"
+    result = run("send", "--batch", str(src), *DRY, "--results", str(results), env=CREDS)
+    assert result.exit_code == 2, result
+    assert result.stderr.splitlines() == [
+        f"error: cannot write --results {results}: symbolic link {evil} is owned by another "
+        f"user (uid {NOBODY}); refusing to follow it"
+    ]
+    assert precious.read_text() == "precious"
+
+
+@as_root
+def test_cli_results_owned_by_another_user_is_refused_even_for_root(tmp_path: Path) -> None:
+    src = tmp_path / "rows.csv"
+    src.write_text(ROWS)
+    others = tmp_path / "others.jsonl"
+    others.write_text("theirs\n")
+    os.chown(others, NOBODY, NOBODY)
+    result = run("send", "--batch", str(src), *DRY, "--results", str(others), env=CREDS)
+    assert result.exit_code == 2, result
+    assert result.stderr.splitlines() == [
+        f"error: cannot write --results {others}: owned by another user"
+    ]
+    assert others.read_text() == "theirs\n"
