@@ -129,9 +129,27 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON that Python reads as inf, which json.dumps would then send as
+    # Infinity (not JSON); the sandbox and the API refuse it
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is too large (not a finite number)")
+    return value
+
+
+def loads_strict(text: str) -> Any:
+    """Parse JSON text (RFC 8259) as the API accepts it: no NaN or Infinity constants and
+    no number too large for a finite float (1e999).
+
+    Raises ValueError (json.JSONDecodeError for a syntax error) and RecursionError.
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(text: str, who: str) -> Any:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = loads_strict(text)
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         col = getattr(exc, "colno", None)

@@ -151,15 +151,17 @@ def test_jsonl_bad_lines(sandbox, tmp_path):
         '{"to": "jl-3@example.com", "colour": "red"}\n'  # line 4: unknown field
         '["not", "an", "object"]\n'  # line 5
         '{"to": "jl-4@example.com", "sync": "yes"}\n'  # line 6: wrong type
+        '{"to": "jl-5@example.com", "data": {"n": 1e999}}\n'  # line 7: not a finite number
     )
     res = run(*send_batch(src), env=sandbox.env())
     assert res.exit_code == 2
     by_row = {r["row"]: r for r in result_lines(res.stdout)}
     assert by_row[1]["status"] == "accepted"
     assert {k: v["status"] for k, v in by_row.items() if k != 1} == dict.fromkeys(
-        (3, 4, 5, 6), "invalid"
+        (3, 4, 5, 6, 7), "invalid"
     )
     assert "colour" in by_row[4]["error"]
+    assert "1e999" in by_row[7]["error"]
 
 
 def test_unknown_column_is_a_usage_error_before_sending(sandbox, tmp_path):

@@ -389,3 +389,19 @@ def test_attachments_are_listed_downloaded_and_inline_images_shown(sandbox: Sand
     # an inline image (cid:) shows in the preview as a data: URL, which its policy allows
     _, _, body = fetch(sandbox, f"/messages/{inline['id']}/body.html")
     assert b'<img src="data:image/png;base64,iVBORyBmYWtl">' in body
+
+
+def test_the_token_redirect_stays_on_this_server(start_sandbox: Start) -> None:
+    box = start_sandbox(extra_args=("--inbox-token",))
+    deadline = time.monotonic() + 10
+    while "inbox: " not in box.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    match = re.search(r"\?token=(\S+)", box.log())
+    assert match
+    token = match.group(1)
+    for path in ("//evil.example/", "/\\evil.example/", "///evil.example"):
+        status, headers, _ = fetch(box, f"{path}?token={token}")
+        assert status == 303, path
+        assert headers["location"] == "/", path  # never another host (RFC 3986 4.2)
+    status, headers, _ = fetch(box, f"/messages/x?token={token}")
+    assert status == 303 and headers["location"] == "/messages/x"

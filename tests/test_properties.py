@@ -284,6 +284,8 @@ def test_send_options_give_a_valid_body_or_a_clean_exit_2(files: Path, data: st.
     [
         (["--data", "n:=NaN"], "--data n: invalid JSON"),
         (["--data", "n:=-Infinity"], "--data n: invalid JSON"),
+        (["--data", "n:=1e999"], "--data n: invalid JSON"),
+        (["--data", 'n:={"a": [-1e400]}'], "--data n: invalid JSON"),
         (["--data", 's:="\\ud800"'], "--data s: invalid JSON"),
         (["--to", "x\udcff@example.com"], "--to is not valid UTF-8 text"),
         (["--subject", "\ud800"], "--subject is not valid UTF-8 text"),
@@ -308,6 +310,7 @@ def test_a_message_file_with_nan_or_a_lone_surrogate_is_refused(files: Path) -> 
     for content in (
         b'{"to": "a@b.co", "project": "demo", "text_body": "x", "data": {"n": NaN}}',
         b'{"to": "a@b.co", "project": "demo", "text_body": "\\udc00"}',
+        b'{"to": "a@b.co", "project": "demo", "text_body": "x", "data": {"n": 1e999}}',
     ):
         (files / "m.json").write_bytes(content)
         result = run("send", "--dry-run", "--message-file", str(files / "m.json"), env=ENV)

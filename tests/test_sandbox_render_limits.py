@@ -204,3 +204,45 @@ def test_stopping_during_a_hostile_render_is_quick_and_keeps_the_message(
         store.close()
     assert msg is not None and msg["done"] is False and msg["status_message"] is None
     assert took < 4.5, f"stopping waited {took:.1f} s for the render"
+
+
+def test_a_burst_of_hostile_sync_creates_leaves_room_for_other_requests(
+    start_sandbox: Start,
+) -> None:
+    # the security review's case: 24 sync creates of an explosive template each held one
+    # of the 8 HTTP threads until its render was killed; GET / then took 51 s
+    import concurrent.futures
+
+    from outkit_cli.sandbox.app import MAX_SYNC_WAITS
+
+    sb = start_sandbox()
+    hostile = email(
+        html_template_body="{{#each l}}{{#each ../l}}{{#each ../../l}}{{#each ../../../l}}"
+        "x{{/each}}{{/each}}{{/each}}{{/each}}",
+        data={"l": list(range(200))},
+        sync=True,
+    )
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        creates = [pool.submit(sb.exchange, "POST", "/messages", {"message": hostile})
+                   for _ in range(24)]  # fmt: skip
+        took = []
+        while not all(f.done() for f in creates):
+            started = time.monotonic()
+            status, _ = sb.request("GET", "/messages?limit=1")
+            took.append(time.monotonic() - started)
+            assert status == 200
+        answers = [f.result() for f in creates]
+    assert max(took) < 1.0, f"a GET took {max(took):.2f} s during the burst"
+    ok = [doc for status, _, doc in answers if status == 200]
+    busy = [(headers, doc) for status, headers, doc in answers if status == 503]
+    assert len(ok) + len(busy) == 24 and busy and len(ok) >= 1
+    for headers, doc in busy:
+        assert headers["retry-after"] == "1"
+        assert doc["error"]["code"] == "unavailable"
+        assert "without sync" in doc["error"]["message"]
+    for doc in ok:
+        assert doc["data"]["status"] == "render_error"
+    # a refused create stored nothing; the accepted ones are all there
+    status, listed = sb.request("GET", "/messages?limit=100")
+    assert status == 200 and len(listed["data"]) == len(ok)
+    assert MAX_SYNC_WAITS < 8  # fewer than the front end's threads

@@ -114,3 +114,16 @@ def test_a_batch_that_cannot_run_fails_every_row(
     # neither request may think its row was stored when it was not
     assert outcomes == {1: "failed", 2: "failed"}
     assert store.get("t-1") is None and store.get("t-2") is None
+
+
+def test_a_document_sqlite_cannot_parse_does_not_break_the_list(tmp_path: Path) -> None:
+    # a message stored before numbers were checked: json.dumps wrote 1e999 as Infinity,
+    # which SQLite's json_extract refuses ("malformed JSON") for the whole query
+    store = Store(tmp_path / "db.sqlite3")
+    store.insert({**_doc(1), "subject": "fine"})
+    store.insert({**_doc(2), "data": {"a": float("inf")}})
+    rows = store.page(limit=10)
+    assert [doc["id"] for _, doc in rows] == ["t-2", "t-1"]
+    assert rows[1][1]["subject"] == "fine" and rows[0][1]["status"] == "received"
+    assert [doc["id"] for _, doc in store.page(limit=10, search="fine")] == ["t-1"]
+    assert store.page(limit=10, where={"type": "email"}) == []

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from outkit_cli.errors import UsageError
-from outkit_cli.message import BOOL_FIELDS, STRING_FIELDS
+from outkit_cli.message import BOOL_FIELDS, STRING_FIELDS, loads_strict
 
 # How much of stdin names it: the default journal of stdin input is keyed on this.
 FINGERPRINT_BYTES = 64 * 1024
@@ -332,9 +332,9 @@ def _csv_row(line: int, header: list[str], cells: list[str]) -> Row | BadRow:
             data[column[5:]] = value
         elif column == "data":
             try:
-                obj = json.loads(value)
-            except json.JSONDecodeError as exc:
-                return BadRow(line, f"column data is not valid JSON: {exc.msg}")
+                obj = loads_strict(value)
+            except ValueError as exc:
+                return BadRow(line, f"column data is not valid JSON: {getattr(exc, 'msg', exc)}")
             except RecursionError:
                 return BadRow(line, "column data is JSON nested too deeply")
             if not isinstance(obj, dict):
@@ -357,9 +357,12 @@ def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row | BadRow]:
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = loads_strict(text)
         except json.JSONDecodeError as exc:
             yield BadRow(line_no, f"is not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except ValueError as exc:  # NaN, Infinity, 1e999
+            yield BadRow(line_no, f"is not valid JSON: {exc}")
             continue
         except RecursionError:
             yield BadRow(line_no, "is nested too deeply")

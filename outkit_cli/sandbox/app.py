@@ -9,6 +9,7 @@ repeatable).
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import sqlite3
@@ -67,6 +68,11 @@ TEMPLATE_FIELDS = ("html_template_body", "text_template_body", "template_styles"
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 10000
 MAX_LOOKUP_IDS = 100  # id_from_submitter values in one list request
+# Sync creates that may wait for their render at once. Each holds one of the HTTP front
+# end's threads (8) until the render ends (at most the render time limit), so without a
+# bound a burst of hostile sync creates stalls every other request; one over the bound
+# gets a 503 before anything is stored (docs/sandbox.md).
+MAX_SYNC_WAITS = 3
 # A list answer stops before its JSON passes this (one message always fits): 30 bodies of
 # 9.5 MB once made a 285 MB answer and took the server to 1 GB.
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -156,6 +162,7 @@ class SandboxApp:
         self.inbox: Inbox | None = None
         self.auth = Authenticator(keys, clock=self.faults.now)
         self.renderer = RenderPool(render_limits)
+        self._sync_waits = threading.BoundedSemaphore(MAX_SYNC_WAITS)
         self.log = log or (lambda line: sys.stderr.write(line + "\n"))
         outbox = Backend(
             "outbox",
@@ -337,14 +344,29 @@ class SandboxApp:
             raise bad_data("attachments: only email messages carry attachments")
         backend = self._backend(msg)
         doc = self._new_doc(msg, project, template, backend)
+        if not doc["sync"]:
+            text = self._store_new(doc, attachments)
+            self.worker.submit(doc["id"], doc)
+            return text
+        if not self._sync_waits.acquire(blocking=False):
+            raise ApiError(
+                503, "unavailable",
+                f"too many sync requests at once (at most {MAX_SYNC_WAITS} wait for their "
+                "render); nothing was stored: retry after 1 s, or send without sync and "
+                "read the result with GET /v1/messages/ID",
+                {"Retry-After": "1"},
+            )  # fmt: skip
+        try:
+            self._store_new(doc, attachments)
+            return dumps(self.process(doc))
+        finally:
+            self._sync_waits.release()
+
+    def _store_new(self, doc: dict[str, Any], attachments: list[Attachment] | None) -> str:
         if attachments:
             doc["attachments"] = [a.describe() for a in attachments]
             self.store.add_attachments(doc["id"], attachments)
-        text = self.store.insert(doc)  # committed before anything is answered
-        if doc["sync"]:
-            return dumps(self.process(doc))
-        self.worker.submit(doc["id"], doc)
-        return text
+        return self.store.insert(doc)  # committed before anything is answered
 
     def _backend(self, msg: dict[str, Any]) -> Backend:
         name, backend_id = msg.get("backend"), msg.get("backend_id")
@@ -532,6 +554,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON that Python reads as inf: stored, it would be written back as
+    # Infinity (not JSON) by GET /v1/messages and break SQLite's json functions
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large (not a finite number)")
+    return value
+
+
 def _reject_lone_surrogates(payload: Any) -> None:
     # a lone '\ud800' escape is valid JSON syntax but no character: it cannot be encoded as UTF-8,
     # so storing the message would fail (a 500) and so would every answer that carries it
@@ -567,7 +598,7 @@ def parse_message(body: bytes) -> dict[str, Any]:
         # strict UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16 and encoded
         # surrogates, which no later step can store or send back
         text = body.decode("utf-8")
-        payload = json.loads(text, parse_constant=_reject_constant)
+        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         if "\\ud" in text or "\\uD" in text:  # cheap test first: escapes are rare
             _reject_lone_surrogates(payload)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -284,6 +284,31 @@ class Store:
         template) by equality; `search` is a case-insensitive (ASCII) substring of to,
         subject, html_body or text_body. A summary holds INBOX_FIELDS only.
         """
+        try:
+            return self._page(limit, before, where, search, guarded=False)
+        except sqlite3.OperationalError as exc:
+            if "malformed JSON" not in str(exc):
+                raise
+        # A document SQLite cannot parse (one stored before numbers were checked, with
+        # Infinity in it) must not take the whole list down: read again with every
+        # json_extract guarded, so such a message shows with its id and status only.
+        return self._page(limit, before, where, search, guarded=True)
+
+    def _page(
+        self,
+        limit: int,
+        before: int | None,
+        where: dict[str, str] | None,
+        search: str | None,
+        *,
+        guarded: bool,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        def field(name: str) -> str:
+            if guarded and name in ("id", "status"):
+                return name  # columns of their own
+            expr = f"json_extract(doc, '$.{name}')"
+            return f"(CASE WHEN json_valid(doc) THEN {expr} END)" if guarded else expr
+
         conds: list[str] = []
         args: list[Any] = []
         if before is not None:
@@ -293,7 +318,7 @@ class Store:
             if name == "status":
                 conds.append("status = ?")  # a column: no JSON parsing
             else:
-                conds.append(f"json_extract(doc, '$.{_field(name)}') = ?")
+                conds.append(f"{field(_field(name))} = ?")
             args.append(value)
         if search:
             pattern = (
@@ -301,11 +326,11 @@ class Store:
             )
             conds.append(
                 "(" + " OR ".join(
-                    f"json_extract(doc, '$.{f}') LIKE ? ESCAPE '\\'" for f in SEARCHED_FIELDS
+                    f"{field(f)} LIKE ? ESCAPE '\\'" for f in SEARCHED_FIELDS
                 ) + ")"
             )  # fmt: skip
             args.extend([pattern] * len(SEARCHED_FIELDS))
-        cols = ", ".join(f"json_extract(doc, '$.{f}')" for f in INBOX_FIELDS)
+        cols = ", ".join(field(f) for f in INBOX_FIELDS)
         sql = f"SELECT seq, {cols} FROM messages"
         if conds:
             sql += " WHERE " + " AND ".join(conds)

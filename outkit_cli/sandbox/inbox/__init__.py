@@ -155,7 +155,10 @@ class Inbox:
         given = query.get("token", [""])[-1]
         if given and hmac.compare_digest(given.encode(), self.token.encode()):
             rest = {k: v for k, v in query.items() if k != "token"}
-            location = path + ("?" + urlencode(rest, doseq=True) if rest else "")
+            # only a path on this server: "//evil.example/" would be another host to the
+            # browser (RFC 3986 section 4.2, a network-path reference), "/\\evil" too
+            local = path if path.startswith("/") and path[1:2] not in ("/", "\\") else "/"
+            location = local + ("?" + urlencode(rest, doseq=True) if rest else "")
             return Response(
                 303,
                 "",
