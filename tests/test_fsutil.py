@@ -284,8 +284,7 @@ def test_open_private_refuses_a_directory_link_owned_by_another_user(tmp_path: P
         with pytest.raises(UnsafeFileError) as info:
             open_private(target, write=True, truncate=True)
         assert info.value.strerror == (
-            f"symbolic link {evil} is owned by another user (uid {NOBODY}); "
-            "refusing to follow it"
+            f"symbolic link {evil} is owned by another user (uid {NOBODY}); refusing to follow it"
         )
     assert precious.read_text() == "precious"
     assert sorted(p.name for p in precious.parent.iterdir()) == ["precious"]
