@@ -42,6 +42,7 @@ def test_a_hostile_render_is_stopped_and_never_stalls_the_server(start_sandbox: 
     normal = doc["data"]["id"]
     # while the worker renders it (5 s, the limit), every signed GET is answered within 1 s
     gets = 0
+    give_up = time.monotonic() + 60  # the render deadline is 5 s; a loaded machine is slower
     while True:
         started = time.monotonic()
         status, doc = sb.request("GET", f"/messages/{hostile}")
@@ -52,7 +53,7 @@ def test_a_hostile_render_is_stopped_and_never_stalls_the_server(start_sandbox: 
         assert status == 200
         if doc["data"]["done"]:
             break
-        assert gets < 2000, "the hostile render was never stopped"
+        assert time.monotonic() < give_up, "the hostile render was never stopped"
     msg = doc["data"]
     assert msg["status"] == "render_error" and msg["html_body"] is None
     assert msg["status_message"] == (
