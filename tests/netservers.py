@@ -81,6 +81,7 @@ def make_private_ca(d: Path) -> PrivateCA:
 class Seen:
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
+    dropped: int = 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -91,14 +92,20 @@ class _Server(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def api_server(
-    mode: str = "ok", *, tls: ssl.SSLContext | None = None, location: str = ""
+    mode: str = "ok",
+    *,
+    tls: ssl.SSLContext | None = None,
+    location: str = "",
+    drop_posts: int = 0,
 ) -> Iterator[tuple[str, Seen]]:
     """An API answering as Outkit does, except as ``mode`` says:
 
     ok: well-behaved, keep-alive; close: closes the connection after every answer without
     saying so; trickle: the answer's body one byte a second; huge: a 400 MB body with its
     Content-Length; huge-stream: an endless body without a length; redirect: 307 to
-    ``location``. Yields (base URL, what it saw).
+    ``location``. The first ``drop_posts`` POSTs are read and their connections closed
+    with no answer, as if the server went away before taking them (they are counted in
+    ``Seen.dropped``, not in ``Seen.requests``). Yields (base URL, what it saw).
     """
     seen = Seen()
 
@@ -114,6 +121,11 @@ def api_server(
 
         def _any(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command == "POST" and seen.dropped < drop_posts:
+                seen.dropped += 1
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             seen.requests.append({"method": self.command, "path": self.path,
                                   "headers": dict(self.headers), "body": body})  # fmt: skip
             try:
@@ -155,7 +167,10 @@ def api_server(
                 return
             self.wfile.write(raw)
             if mode == "close":
+                # the FIN right after the answer, as a server process sends it: the client
+                # may still race it (tests/test_transport.py says what must hold then)
                 self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
                 self.close_connection = True
 
         def _stream(self, total: int) -> None:

@@ -107,6 +107,39 @@ def test_server_closing_keep_alive_connections(command: Command, tmp_path: Path)
     assert len(posts) == (1 if command.name.startswith("send") else 0)
 
 
+def _batch_outcome(result: Result) -> dict[str, object]:
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, result.output
+    return lines[0]  # type: ignore[no-any-return]
+
+
+def test_batch_row_whose_answer_is_lost_is_looked_up_and_sent_again(tmp_path: Path) -> None:
+    """The server drops the first two POSTs unanswered (a connection it closed as the request
+    came): each time the row is looked up, not found, and sent again; it ends accepted,
+    and the server holds it once."""
+    with api_server(drop_posts=2) as (url, seen):
+        result = COMMANDS[1].run(url, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert _batch_outcome(result)["status"] == "accepted"
+    assert seen.dropped == 2
+    assert [r["method"] for r in seen.requests].count("POST") == 1
+    lookups = [r for r in seen.requests if "id_from_submitter=" in r["path"]]
+    assert len(lookups) == 3  # before the first send, and before each resend
+
+
+def test_batch_row_lost_every_time_ends_unknown_not_sent_forever(tmp_path: Path) -> None:
+    """Lost on every try: after three lookups and resends the row is `unknown` (exit 8),
+    the run ends, and a rerun resolves it (docs/batch.md)."""
+    with api_server(drop_posts=100) as (url, seen):
+        result = COMMANDS[1].run(url, tmp_path)
+    assert result.exit_code == 8, result.output
+    outcome = _batch_outcome(result)
+    assert outcome["status"] == "unknown"
+    assert seen.dropped == 4  # the first send and three rounds
+    assert "connection to 127.0.0.1" in str(outcome["error"])
+    assert_one_clean_line(result)
+
+
 def test_redirect_is_never_followed(command: Command, tmp_path: Path) -> None:
     with (
         api_server() as (elsewhere, elsewhere_seen),

@@ -64,15 +64,37 @@ def resolve_in_doubt(
     return unknown
 
 
+# How many times a row whose answer was lost is looked up and, when the server does not
+# hold it, sent again in one run. Each resend follows a lookup that did not find the row,
+# so it never sends twice; a connection the server keeps dropping gets a few chances.
+SETTLE_ROUNDS = 3
+
+
 def settle_in_doubt(
     tasks: Iterable[Task],
     api: BatchApi,
     send: Callable[[Task], dict[str, Any]],
     record: Callable[[list[dict[str, Any]]], None],
+    rounds: int = SETTLE_ROUNDS,
 ) -> None:
-    """Rows whose answer was lost this run: look each up, resend only the unseen."""
+    """Rows whose answer was lost this run: look each up, resend only the unseen.
+
+    A resend whose answer is lost again starts another round (at most ``rounds`` resends);
+    a row still in doubt after them, or whose lookup fails, is recorded as ``unknown``.
+    """
     for task in tasks:
-        outcome: dict[str, Any]
+        outcome = _settle(task, api, send, rounds)
+        outcome["id_from_submitter"] = task.ifs
+        outcome["key"] = task.identity
+        outcome.pop("task", None)
+        record([outcome])
+
+
+def _settle(
+    task: Task, api: BatchApi, send: Callable[[Task], dict[str, Any]], rounds: int
+) -> dict[str, Any]:
+    outcome: dict[str, Any] = {}
+    for _ in range(max(1, rounds)):
         why = ""
         try:
             found = api.find(task.ifs) if task.ifs else None
@@ -83,19 +105,15 @@ def settle_in_doubt(
         else:
             lookup_failed = False
         if found is not None:
-            outcome = {"row": task.line, "status": "accepted", "id": found.get("id")}
-        elif lookup_failed or not task.ifs:
-            outcome = {
+            return {"row": task.line, "status": "accepted", "id": found.get("id")}
+        if lookup_failed or not task.ifs:
+            return {
                 "row": task.line,
                 "status": "unknown",
                 "error": f"the answer was lost and the message could not be looked up{why}",
                 "code": ExitCode.NETWORK,
             }
-        else:
-            outcome = send(task)
-            if outcome["status"] == "in_doubt":
-                outcome = {**outcome, "status": "unknown", "code": ExitCode.NETWORK}
-        outcome["id_from_submitter"] = task.ifs
-        outcome["key"] = task.identity
-        outcome.pop("task", None)
-        record([outcome])
+        outcome = send(task)
+        if outcome["status"] != "in_doubt":
+            return outcome
+    return {**outcome, "status": "unknown", "code": ExitCode.NETWORK}
