@@ -144,7 +144,12 @@ def live_latency(port: int, creds: dict, times: int) -> list[float]:
 
     def read() -> None:
         while True:
-            line = stream.readline()
+            try:
+                line = stream.readline()
+            except (OSError, AttributeError, http.client.HTTPException):
+                # events.close() below ends the stream under this reader (http.client then
+                # raises AttributeError from its closed buffer): the measurement is over
+                return
             if not line:
                 return
             if line.startswith(b"data:"):
