@@ -14,67 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from outkit_cli import fields as _fields
 from outkit_cli.errors import UsageError
 from outkit_cli.signing import is_utf8_text
 
 TYPES = ("email", "sms")
 DEFAULT_TYPE = "email"
 
-STRING_FIELDS = (
-    "type",
-    "to",
-    "from",
-    "subject",
-    "template",
-    "template_id",
-    "project",
-    "project_id",
-    "backend",
-    "backend_id",
-    "html_body",
-    "text_body",
-    "html_template_body",
-    "text_template_body",
-    "template_styles",
-    "id_from_submitter",
-)
-BOOL_FIELDS = ("render_only", "sync", "test")
-FIELDS = (*STRING_FIELDS, *BOOL_FIELDS, "data")
-
-# The option that sets each field, for error messages.
-OPTION_FOR = {name: "--" + name.replace("_", "-") for name in FIELDS}
-OPTION_FOR.update(
-    {
-        "html_template_body": "--html-template",
-        "text_template_body": "--text-template",
-        "data": "--data",
-    }
-)
+# The fields of a create request and of an answer: declared in fields.py.
+STRING_FIELDS = _fields.STRING_FIELDS
+BOOL_FIELDS = _fields.BOOL_FIELDS
+FIELDS = _fields.names(_fields.SENT)
+RESPONSE_FIELDS = _fields.RESPONSE_FIELDS
 # Fields whose option value may be '@path' (read the file) or '@-' (read stdin).
-FILE_FIELDS = (
-    "html_body",
-    "text_body",
-    "html_template_body",
-    "text_template_body",
-    "template_styles",
-)
-
-# Fields only the API sets; every answer carries all of them (null where unset).
-RESPONSE_FIELDS = (
-    "id",
-    "status",
-    "status_message",
-    "done",
-    "backend_response",
-    "id_from_backend",
-    "provider_id",
-    "received_at",
-    "queued_for_rendering_at",
-    "rendered_at",
-    "queued_for_delivery_at",
-    "delivered_at",
-    "failed_at",
-)
+FILE_FIELDS = _fields.FILE_FIELDS
+# The option that sets each field, for error messages.
+OPTION_FOR = {f.name: f.option for f in _fields.SENT if f.option}
+# besides `to` (check_recipient), fields that must hold email addresses in an email
+_EMAIL_ADDRESS_FIELDS = tuple(f.name for f in _fields.SENT if f.email_address and f.name != "to")
 
 # Message states (see the API reference): `done` says whether anything more will happen.
 ERROR_STATUSES = frozenset({"render_error", "backend_error", "internal_error"})
@@ -322,12 +279,16 @@ def check_values(msg: Mapping[str, Any]) -> None:
         raise UsageError(f"unknown message type {kind!r} (use {' or '.join(TYPES)})")
     if not str(msg.get("to") or "").strip():
         raise UsageError("missing recipient: give --to")
-    for name in ("to", "from", "subject"):
-        value = msg.get(name)
+    for field in _fields.HEADER_FIELDS:
+        value = msg.get(field.name)
         # a header value: the API refuses line breaks (they would inject headers)
         if isinstance(value, str) and ("\n" in value or "\r" in value):
-            raise UsageError(f"{OPTION_FOR[name]} must not contain a line break")
+            raise UsageError(f"{OPTION_FOR[field.name]} must not contain a line break")
     check_recipient(kind, msg["to"])
+    for name in _EMAIL_ADDRESS_FIELDS if kind == "email" else ():
+        value = msg.get(name)
+        if isinstance(value, str) and not is_email_address(value):
+            raise UsageError(f"{OPTION_FOR[name]} {value!r} is not an email address")
 
 
 # What the API refuses as a recipient, checked before sending (the sandbox applies the

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from outkit_cli import fields
 from outkit_cli.output import (
     OutputSpec,
     emit,
@@ -23,27 +24,9 @@ from outkit_cli.output import (
 )
 from outkit_cli.terminal import current as current_terminal
 
-# Fields of the single-message view, in order; empty ones are left out except the first two.
-RECORD_FIELDS = (
-    "id",
-    "status",
-    "status_message",
-    "done",
-    "type",
-    "to",
-    "from",
-    "subject",
-    "template",
-    "project",
-    "backend",
-    "id_from_submitter",
-    "render_only",
-    "test",
-    "received_at",
-    "rendered_at",
-    "delivered_at",
-    "failed_at",
-)
+# Fields of the single-message view, in order (fields.py's `shown`); empty ones are left
+# out except the first two.
+RECORD_FIELDS = fields.RECORD_FIELDS
 TABLE_COLUMNS = (
     ("id", "ID"),
     ("status", "STATUS"),

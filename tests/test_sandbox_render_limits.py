@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from outkit_cli.sandbox.app import MAX_SUBJECT, MAX_TEMPLATE
+from outkit_cli.sandbox.app import MAX_SUBJECT
 from outkit_cli.sandbox.errors import RenderError
 from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopped
+from outkit_cli.sandbox.templates import MAX_TEMPLATE
 from tests.sandbox_fixture import Sandbox
 from tests.test_sandbox_api import error, post
 

@@ -7,6 +7,8 @@ load inside the functions, only when needed.
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import time
 from typing import Any
 
@@ -16,76 +18,38 @@ from outkit_cli.batch.options import BatchRequest, batch_options, check_batch_co
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import OutkitError, UsageError
+from outkit_cli.fields import SENT, Field
 from outkit_cli.message import MessageInput
 
 FILE_HELP = " '@FILE' reads it from a file, '@-' from stdin."
 
 
+def _param(field: Field) -> str:
+    # click's parameter name: `type` and `from` get a trailing underscore (a keyword, a builtin)
+    name = field.name
+    return name + "_" if keyword.iskeyword(name) or hasattr(builtins, name) else name
+
+
 def _message_options(func: Any) -> Any:
-    """One option per message field of the API reference."""
-    specs: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-        (
-            ("-t", "--type", "type_"),
-            {"metavar": "email|sms", "help": "Message type [default: email]."},
-        ),
-        (("--to",), {"metavar": "ADDRESS", "help": "Recipient (email address or phone number)."}),
-        (("--from", "from_"), {"metavar": "ADDRESS", "help": "Sender [default: profile 'from']."}),
-        (("--subject",), {"metavar": "SUBJECT", "help": "Subject (email only)."}),
-        (("--template",), {"metavar": "NAME", "help": "Stored template, by identifier."}),
-        (("--template-id",), {"metavar": "ID", "help": "Stored template, by id."}),
-        (("--project",), {"metavar": "NAME", "help": "Project identifier [default: profile]."}),
-        (("--project-id",), {"metavar": "ID", "help": "Project, by id."}),
-        (("--backend",), {"metavar": "NAME", "help": "Delivery backend [default: profile]."}),
-        (("--backend-id",), {"metavar": "ID", "help": "Delivery backend, by id."}),
-        (
-            ("--html-body",),
-            {"metavar": "HTML", "help": "Ready HTML body (no rendering)." + FILE_HELP},
-        ),
-        (
-            ("--text-body",),
-            {"metavar": "BODY", "help": "Ready text body (no rendering)." + FILE_HELP},
-        ),
-        (("--html-template",), {"metavar": "HBS", "help": "Inline HTML template." + FILE_HELP}),
-        (("--text-template",), {"metavar": "HBS", "help": "Inline text template." + FILE_HELP}),
-        (
-            ("--template-styles",),
-            {"metavar": "CSS", "help": "CSS for --html-template." + FILE_HELP},
-        ),
-        (("--id-from-submitter",), {"metavar": "REF", "help": "Your own reference, stored."}),
-    ]
-    flags = [
-        ("render-only", "Render only, never deliver."),
-        ("sync", "Render (and deliver) before the API answers."),
-        ("test", "Test message: never handed to a real delivery backend."),
-    ]
-    for name, help_ in reversed(flags):
-        func = click.option(f"--{name}/--no-{name}", default=None, help=help_)(func)
-    for decls, kwargs in reversed(specs):
-        func = click.option(*decls, **kwargs)(func)
+    """One option per message field a client may send (fields.py), in its order; `data`
+    has options of its own (--data, --data-file)."""
+    for field in reversed(SENT):
+        if field.option is None:
+            continue
+        if field.type == "bool":
+            name = field.option
+            func = click.option(
+                f"{name}/--no-{name[2:]}", _param(field), default=None, help=field.help
+            )(func)
+        elif field.type == "string":
+            decls = [d for d in (field.short, field.option) if d]
+            help_ = field.help + (FILE_HELP if field.file else "")
+            func = click.option(*decls, _param(field), metavar=field.metavar, help=help_)(func)
     return func
 
 
-OPTION_FIELDS = {
-    "type_": "type",
-    "to": "to",
-    "from_": "from",
-    "subject": "subject",
-    "template": "template",
-    "template_id": "template_id",
-    "project": "project",
-    "project_id": "project_id",
-    "backend": "backend",
-    "backend_id": "backend_id",
-    "html_body": "html_body",
-    "text_body": "text_body",
-    "html_template": "html_template_body",
-    "text_template": "text_template_body",
-    "template_styles": "template_styles",
-    "id_from_submitter": "id_from_submitter",
-    "render_only": "render_only",
-    "sync": "sync",
-    "test": "test",
-}
+# click parameter name -> message field, for every option _message_options adds
+OPTION_FIELDS = {_param(f): f.name for f in SENT if f.type in ("string", "bool")}
 
 
 @command(

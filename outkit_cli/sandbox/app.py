@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
+from outkit_cli import fields
 from outkit_cli.sandbox.attachments import Attachment, is_multipart, parse_create
 from outkit_cli.sandbox.auth import Authenticator
 from outkit_cli.sandbox.delivery import Outbox, Smtp
@@ -40,7 +41,6 @@ from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopp
 from outkit_cli.sandbox.storage import DB_NAME, DEFAULT_MAX_STORAGE, Quota, storage_error
 from outkit_cli.sandbox.store import Store, dumps
 from outkit_cli.sandbox.templates import (
-    MAX_TEMPLATE,
     Catalog,
     Project,
     Template,
@@ -59,12 +59,9 @@ _SIMPLE_ADDRESS = re.compile(
     r"[^@\s<>,\"()]+@[^@\s<>,\"()]+|[\w .'-]*<[^@\s<>,\"()]+@[^@\s<>,\"()]+>"
 )
 MAX_BODY = 10 * 1024 * 1024
-# Template sources are parsed and interpreted, so they are bounded below MAX_BODY (issue 9):
-# a large email template is tens of KB. A subject is one header, folded into lines of at
-# most 998 characters (RFC 5322 2.1.1) when delivered; mail clients show about 80.
-# MAX_TEMPLATE (templates.py): bytes of UTF-8, each of html/text_template_body, template_styles
-MAX_SUBJECT = 4096  # characters, of the subject as given and as rendered
-TEMPLATE_FIELDS = ("html_template_body", "text_template_body", "template_styles")
+# Template sources are parsed and interpreted, so they are bounded below MAX_BODY (issue 9);
+# each field's limit is declared in fields.py (max_bytes, max_chars).
+MAX_SUBJECT = fields.MAX_SUBJECT_CHARS  # also of the subject as rendered
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 10000
 MAX_LOOKUP_IDS = 100  # id_from_submitter values in one list request
@@ -77,12 +74,9 @@ MAX_SYNC_WAITS = 3
 # 9.5 MB once made a 285 MB answer and took the server to 1 GB.
 MAX_LIST_BYTES = 8 * 1024 * 1024
 
-STRING_FIELDS = (
-    "type", "to", "from", "subject", "template", "template_id", "project", "project_id",
-    "backend", "backend_id", "html_body", "text_body", "html_template_body",
-    "text_template_body", "template_styles", "id_from_submitter",
-)  # fmt: skip
-BOOL_FIELDS = ("render_only", "sync", "test")
+# The message fields (fields.py): the create request's, by JSON type, and the answer's.
+STRING_FIELDS = fields.STRING_FIELDS
+BOOL_FIELDS = fields.BOOL_FIELDS
 INPUT_BOOL_FIELDS = (*BOOL_FIELDS, "no_send")
 TYPES = ("email", "sms")
 STATUSES = (
@@ -90,14 +84,7 @@ STATUSES = (
     "render_error", "backend_error", "internal_error",
 )  # fmt: skip
 # Every field of a message as the API returns it (the reference's example), null if unset.
-MESSAGE_FIELDS = (
-    "backend", "backend_id", "backend_response", "data", "delivered_at", "done", "failed_at",
-    "from", "html_body", "html_template_body", "id", "id_from_backend", "id_from_submitter",
-    "project", "project_id", "provider_id", "queued_for_delivery_at", "queued_for_rendering_at",
-    "received_at", "render_only", "rendered_at", "status", "status_message", "subject", "sync",
-    "template", "template_id", "template_styles", "test", "text_body", "text_template_body",
-    "to", "type",
-)  # fmt: skip
+MESSAGE_FIELDS = fields.ANSWERED_FIELDS
 # Added to every message object: `public_id` (= id; the Elixir and C# clients read the id
 # from it) and, as an addition of this server, `attachments` (see attachments.py).
 EXTRA_FIELDS = ("public_id", "attachments")
@@ -632,35 +619,48 @@ def parse_message(body: bytes) -> dict[str, Any]:
         raise bad_data(f"message.type must be email or sms, not {msg['type']!r}")
     if not msg.get("to", "").strip():
         raise bad_data("message.to is required")
-    for name in ("to", "from", "subject"):
-        if name in msg and ("\n" in msg[name] or "\r" in msg[name]):
-            raise bad_data(f"message.{name} must not contain a line break")
+    for field in fields.HEADER_FIELDS:
+        if field.name in msg and ("\n" in msg[field.name] or "\r" in msg[field.name]):
+            raise bad_data(f"message.{field.name} must not contain a line break")
     check_sizes(msg)
-    if msg["type"] == "email" and not _SIMPLE_ADDRESS.fullmatch(msg["to"]):
-        addresses = getaddresses([msg["to"]])  # display names, lists: the slow path
-        if not addresses or any("@" not in addr for _, addr in addresses):
-            raise bad_data(f"message.to is not an email address: {msg['to']!r}")
+    if msg["type"] == "email":
+        for name in _EMAIL_ADDRESS_FIELDS:
+            if name in msg and not _is_email_address(msg[name]):
+                raise bad_data(f"message.{name} is not an email address: {msg[name]!r}")
     if not msg.get("project") and not msg.get("project_id"):
         raise bad_data("message.project or message.project_id is required")
     return msg
 
 
+_EMAIL_ADDRESS_FIELDS = fields.names(tuple(f for f in fields.SENT if f.email_address))
+_BYTE_LIMITS = tuple((f.name, f.max_bytes) for f in fields.SENT if f.max_bytes)
+_CHAR_LIMITS = tuple((f.name, f.max_chars) for f in fields.SENT if f.max_chars)
+
+
+def _is_email_address(value: str) -> bool:
+    """Each address of an RFC 5322 address list has an `@` (what the API checks)."""
+    if _SIMPLE_ADDRESS.fullmatch(value):
+        return True
+    addresses = getaddresses([value])  # display names, lists: the slow path
+    return bool(addresses) and all("@" in addr for _, addr in addresses)
+
+
 def check_sizes(msg: dict[str, Any]) -> None:
-    """422 bad_data for a template field over MAX_TEMPLATE bytes or a subject over
-    MAX_SUBJECT characters, naming the field and the limit."""
-    for name in TEMPLATE_FIELDS:
-        if name in msg and len(msg[name]) > MAX_TEMPLATE // 4:  # cheap: most are short
+    """422 bad_data for a field over its limit (fields.py: max_bytes of UTF-8, e.g. the
+    template fields; max_chars, e.g. the subject), naming the field and the limit."""
+    for name, limit in _BYTE_LIMITS:
+        if name in msg and len(msg[name]) > limit // 4:  # cheap: most are short
             size = len(msg[name].encode("utf-8"))
-            if size > MAX_TEMPLATE:
+            if size > limit:
                 raise bad_data(
-                    f"message.{name} is {size:,} bytes, over the limit of {MAX_TEMPLATE:,} "
-                    f"({MAX_TEMPLATE // 1024} KiB)"
+                    f"message.{name} is {size:,} bytes, over the limit of {limit:,} "
+                    f"({limit // 1024} KiB)"
                 )
-    if "subject" in msg and len(msg["subject"]) > MAX_SUBJECT:
-        raise bad_data(
-            f"message.subject is {len(msg['subject']):,} characters, over the limit of "
-            f"{MAX_SUBJECT:,}"
-        )
+    for name, limit in _CHAR_LIMITS:
+        if name in msg and len(msg[name]) > limit:
+            raise bad_data(
+                f"message.{name} is {len(msg[name]):,} characters, over the limit of {limit:,}"
+            )
 
 
 def check_content(msg: dict[str, Any], template: Template | None) -> None:

@@ -1,8 +1,8 @@
 """Delivery backends: `outbox` (a Maildir plus an SMS log in the data dir) and `smtp`.
 
 Each `deliver` returns (id_from_backend, backend_response) or raises BackendError.
-Emails are RFC 5322 messages built with the stdlib `email` package: From, To, Subject,
-Date, Message-ID, and text + HTML alternatives.
+Emails are RFC 5322 messages built with the stdlib `email` package: the headers fields.py
+declares (From, To, Subject), Date, Message-ID, and text + HTML alternatives.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from email.utils import formataddr, formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from outkit_cli.fields import HEADER_FIELDS
 from outkit_cli.sandbox.errors import BackendError
 
 if TYPE_CHECKING:
     from outkit_cli.sandbox.attachments import Attachment
 
 MSGID_DOMAIN = "sandbox.outkit.invalid"
+# the header fields that hold addresses (From, To, ...): a non-ASCII local part needs SMTPUTF8
+_MAILBOX_FIELDS = tuple(f.name for f in HEADER_FIELDS if f.mailbox)
 # a plain ASCII address, alone or after a name of atext words: valid as written
 _PLAIN = re.compile(
     r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)* )?"
@@ -80,7 +83,7 @@ def _printable(text: str) -> str:
 
 def needs_smtputf8(doc: dict[str, Any]) -> str | None:
     """The first address whose local part is not ASCII (RFC 6531 needs SMTPUTF8 for it)."""
-    for field in ("from", "to"):
+    for field in _MAILBOX_FIELDS:
         for _, local, domain in mailboxes(doc.get(field) or ""):
             if not local.isascii():
                 return f"{local}@{domain}"
@@ -156,12 +159,12 @@ def build_email(doc: dict[str, Any], files: Sequence[Attachment] = ()) -> tuple[
     cannot be encoded. Tests parse the result with the `email` package.
     """
     message_id = make_msgid(domain=MSGID_DOMAIN)
-    headers = [
-        f"From: {_addresses(doc['from'])}",
-        f"To: {_addresses(doc['to'])}",
-    ]
-    if doc.get("subject") is not None:
-        headers.append(f"Subject: {_header(doc['subject'])}")
+    headers = []
+    for field in HEADER_FIELDS:  # From, To, Subject, ... as fields.py declares them
+        value = doc.get(field.name)
+        if value is not None:
+            encoded = _addresses(value) if field.mailbox else _header(value)
+            headers.append(f"{field.header}: {encoded}")
     headers += [
         f"Date: {formatdate(usegmt=True)}",
         f"Message-ID: {message_id}",

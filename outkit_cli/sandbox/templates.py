@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from outkit_cli.fields import MAX_TEMPLATE_BYTES
+
 # Stable ids derived from names, so `project_id` / `template_id` / `backend_id` stay the
 # same across restarts and data dirs.
 ID_NAMESPACE = uuid.UUID("6f1d2a6e-5a0c-4d3b-9a55-0b7e8c1d2f30")
 
 # Template files are parsed like inline templates, so they have the same size limit.
-MAX_TEMPLATE = 512 * 1024  # bytes
+MAX_TEMPLATE = MAX_TEMPLATE_BYTES  # bytes (fields.py)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
