@@ -183,21 +183,33 @@ def test_huge_answer_is_cut_off(command: Command, tmp_path: Path, mode: str) -> 
     assert_one_clean_line(result)
 
 
-def test_huge_answer_does_not_fill_memory(tmp_path: Path) -> None:
+# Run by a fresh interpreter that starts `outkit` and reports its rusage: a child's
+# ru_maxrss starts at the peak of the process that spawned it (Linux keeps the old memory's
+# high-water mark across exec), and a pytest worker that ran the in-process huge-answer
+# tests has peaked near 300 MB; this launcher is a bare interpreter of about 10 MB.
+_PEAK_RSS = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss}))
+"""
+
+
+def test_huge_answer_does_not_fill_memory() -> None:
     """The 400 MB answer that once took `get` to 1.26 GB: the child's peak stays small."""
     with api_server("huge-stream") as (url, _):
         env = {**os.environ, **CREDS, "OUTKIT_API_URL": url}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "outkit_cli", "get", "m-1", "--retries", "0"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS,
+             sys.executable, "-m", "outkit_cli", "get", "m-1", "--retries", "0"],
+            env=env, capture_output=True, timeout=300,
         )  # fmt: skip
-        _, status, usage = os.wait4(proc.pid, 0)
-        stderr = proc.stderr.read().decode() if proc.stderr else ""
-        proc.stdout and proc.stdout.close()
-        proc.stderr and proc.stderr.close()
-    assert os.waitstatus_to_exitcode(status) == 8, stderr
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    child = json.loads(proc.stdout)
+    assert child["code"] == 8, stderr
     assert "larger than 64 MiB" in stderr
-    assert usage.ru_maxrss / 1024 < 200  # MiB (ru_maxrss is in KiB on Linux)
+    assert child["maxrss_kib"] / 1024 < 200  # MiB (ru_maxrss is in KiB on Linux)
 
 
 # --------------------------------------------------------------------- TLS and CAs
