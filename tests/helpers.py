@@ -6,7 +6,7 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,72 @@ def run_subprocess(
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def run_on_pty(
+    *args: str,
+    answers: Sequence[tuple[str, str]] = (),
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 120,
+) -> tuple[int, str]:
+    """`python -m outkit_cli ARGS` with a pseudo-terminal as stdin, stdout, stderr and
+    controlling terminal; each prompt in `answers` (text to wait for, line to type) is
+    answered in turn. Returns (exit code, everything the terminal showed).
+
+    Only for what a real terminal alone shows: input typed without echo, and the real
+    streams seen as a TTY. Tests of what we do on a TTY set the terminal directly:
+    ``with terminal.use(Terminal(stdout_tty=True)): run(...)``. `env` adds to this
+    process's environment; a None value removes the variable.
+    """
+    import fcntl
+    import select
+    import termios
+    import time
+
+    full_env = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    master, slave = os.openpty()
+
+    def become_tty_session() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", *args],
+        stdin=slave, stdout=slave, stderr=slave, env=full_env,
+        preexec_fn=become_tty_session,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if pending and pending[0][0].encode() in seen:
+                seen += b"<<typed>>"  # so the same prompt text is not matched twice
+                os.write(master, pending.pop(0)[1].encode() + b"\n")
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=30)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, seen.decode(errors="replace")
 
 
 def server_tls(cert: tuple[Path, Path]) -> ssl.SSLContext:

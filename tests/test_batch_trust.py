@@ -10,7 +10,6 @@ import fcntl
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -398,42 +397,17 @@ def test_one_row_is_one_row(sandbox, tmp_path):
     assert res.stderr.startswith("batch: 1 row: 1 accepted in ")
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str], out: Path) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal (stdout the file `out`); returns (exit code,
-    screen)."""
-    master, slave = os.openpty()
-    with out.open("wb") as stdout:
-        proc = subprocess.Popen(args, stdout=stdout, stderr=slave, env=env)
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1.0)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    return proc.wait(30), b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_the_progress_bar_counts_rows_and_its_last_frame_is_the_summary(start_sandbox, tmp_path):
+    from outkit_cli.terminal import Terminal, use
+
     box = start_sandbox(latency=10)
     src = write_csv(tmp_path / "bar.csv", people(60, "bar"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
-    env.update(box.env())
-    env.update({"OUTKIT_CONFIG": str(tmp_path / "config.toml"), "COLUMNS": "160"})
-    args = [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO]
-    code, screen = _on_a_terminal(args, env, tmp_path / "out.jsonl")
-    assert code == 0, screen
+    with use(Terminal(stdout_tty=False, stderr_tty=True, width=160)):
+        res = run("send", "--batch", str(src), *DEMO, env=box.env())
+    assert res.exit_code == 0, res.stderr
     # the result lines went to stdout, not onto the terminal the bar is drawn on
-    assert len(results((tmp_path / "out.jsonl").read_text())) == 60
+    assert len(results(res.stdout)) == 60
+    screen = res.stderr
     assert '"status"' not in screen
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     frames = [f for f in re.split(r"[\r\n]", plain) if "sending" in f]

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import select
-import subprocess
-import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outkit_cli.config import load_config
-from tests.helpers import run
+from outkit_cli.terminal import Terminal, use
+from tests.helpers import Result, run, run_on_pty
 
 SECRET = "s3cr3t-value-never-listed"
 PASSPHRASE = "pass-phrase-never-listed"
@@ -295,52 +289,19 @@ def test_completion_with_a_broken_config_offers_nothing(config_file: Path) -> No
     assert complete("outkit keys show ", 3) == []
 
 
-# --- on a real terminal: prompts, hidden input, confirmation -------------------------------
+# --- on a terminal: prompts, hidden input, confirmation -----------------------------------
 
 
-def _on_tty(*args: str, answers: list[tuple[str, str]], env: dict[str, str]) -> tuple[int, str]:
-    """Run `outkit ARGS` with a pseudo-terminal as its controlling terminal; answer each
-    prompt (text to wait for, line to type). Returns the exit code and everything shown."""
-    master, slave = os.openpty()
-
-    def become_tty_session() -> None:
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", *args],
-        stdin=slave, stdout=slave, stderr=slave, env={**os.environ, **env},
-        preexec_fn=become_tty_session,
-    )  # fmt: skip
-    os.close(slave)
-    seen = b""
-    pending = list(answers)
-    deadline = time.monotonic() + 20
-    try:
-        while time.monotonic() < deadline:
-            if pending and pending[0][0].encode() in seen:
-                seen += b"<<typed>>"  # so the same prompt text is not matched twice
-                os.write(master, pending.pop(0)[1].encode() + b"\n")
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=10)
-    finally:
-        os.close(master)
-    return code, seen.decode(errors="replace")
+def on_a_tty(*args: str, input: str = "") -> Result:
+    """`outkit ARGS` in this process with every stream taken for a terminal."""
+    with use(Terminal(stdin_tty=True, stdout_tty=True, stderr_tty=True, color=False)):
+        return run(*args, input=input)
 
 
 def test_add_prompts_on_a_tty_with_hidden_secrets(config_file: Path) -> None:
+    # a real pseudo-terminal: only one shows that typed secrets are not echoed
     env = {"OUTKIT_CONFIG": str(config_file)}
-    code, shown = _on_tty(
+    code, shown = run_on_pty(
         "keys", "add", "tty",
         answers=[("Key:", "typed-key"), ("Passphrase:", PASSPHRASE), ("Secret:", SECRET)],
         env=env,
@@ -354,15 +315,14 @@ def test_add_prompts_on_a_tty_with_hidden_secrets(config_file: Path) -> None:
 
 def test_add_over_an_existing_profile_asks_on_a_tty(config_file: Path) -> None:
     add("prod")
-    env = {"OUTKIT_CONFIG": str(config_file)}
     args = ("keys", "add", "prod", "--key", "new", "--passphrase", "p", "--secret", "s")
-    code, shown = _on_tty(*args, answers=[("[y/N]", "n")], env=env)
-    assert code == 0, shown
-    assert "nothing changed" in shown
+    no = on_a_tty(*args, input="n\n")
+    assert no.exit_code == 0, no.output
+    assert "[y/N]" in no.output and "nothing changed" in no.output
     assert load_config(config_file)["profiles"]["prod"]["key"] == "key-prod"
-    code, shown = _on_tty(*args, answers=[("[y/N]", "y")], env=env)
-    assert code == 0, shown
-    assert "replaced profile 'prod'" in shown
+    yes = on_a_tty(*args, input="y\n")
+    assert yes.exit_code == 0, yes.output
+    assert "replaced profile 'prod'" in yes.output
     assert load_config(config_file)["profiles"]["prod"]["key"] == "new"
 
 
@@ -380,14 +340,13 @@ def test_empty_values_are_named_as_empty(args: tuple[str, ...], message: str) ->
 
 def test_remove_asks_on_a_tty(config_file: Path) -> None:
     add("prod")
-    env = {"OUTKIT_CONFIG": str(config_file)}
-    code, shown = _on_tty("keys", "remove", "prod", answers=[("[y/N]", "n")], env=env)
-    assert code == 0, shown
-    assert "nothing removed" in shown
+    no = on_a_tty("keys", "remove", "prod", input="n\n")
+    assert no.exit_code == 0, no.output
+    assert "[y/N]" in no.output and "nothing removed" in no.output
     assert "prod" in load_config(config_file)["profiles"]
-    code, shown = _on_tty("keys", "remove", "prod", answers=[("[y/N]", "y")], env=env)
-    assert code == 0, shown
-    assert "removed profile 'prod'" in shown
+    yes = on_a_tty("keys", "remove", "prod", input="y\n")
+    assert yes.exit_code == 0, yes.output
+    assert "removed profile 'prod'" in yes.output
     assert load_config(config_file)["profiles"] == {}
 
 
@@ -404,16 +363,16 @@ def test_list_and_show_are_plain_text_when_piped() -> None:
     assert "api_url     http://127.0.0.1:9/v1" in shown
 
 
-def test_list_and_show_draw_tables_on_a_terminal(config_file: Path) -> None:
+def test_list_and_show_draw_tables_on_a_terminal() -> None:
     add("prod")
-    env = {"OUTKIT_CONFIG": str(config_file)}
-    code, shown = _on_tty("keys", "list", answers=[], env=env)
-    assert code == 0
-    assert "━" in shown and "│" in shown  # rich's table rules
-    assert "key-prod" in shown and SECRET not in shown
-    code, shown = _on_tty("keys", "show", "prod", answers=[], env=env)
-    assert code == 0
-    assert "key-prod" in shown and SECRET not in shown and PASSPHRASE not in shown
+    listed = on_a_tty("keys", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "━" in listed.stdout and "│" in listed.stdout  # rich's table rules
+    assert "key-prod" in listed.stdout and SECRET not in listed.output
+    shown = on_a_tty("keys", "show", "prod")
+    assert shown.exit_code == 0, shown.output
+    assert "key-prod" in shown.stdout
+    assert SECRET not in shown.output and PASSPHRASE not in shown.output
 
 
 KEYS_WORDS = ["add", "list", "show", "remove", "default", "--key", "--passphrase", "--secret",

@@ -331,34 +331,19 @@ def test_secret_never_in_any_output_even_verbose(sandbox: Sandbox) -> None:
 
 
 def test_wait_spinner_only_when_stderr_is_a_terminal(sandbox: Sandbox) -> None:
-    """stderr on a pseudo-terminal gets the spinner; stdout (a pipe) only the fields."""
-    import os
-    import pty
-    import sys
+    """stderr on a terminal gets the spinner; stdout (a pipe) only the fields."""
+    from outkit_cli.terminal import Terminal, use
 
-    master, slave = pty.openpty()
-    env = {**os.environ, **sandbox.env(), "TERM": "xterm"}
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", "send", "--to", "a@example.com", "--project",
-         "demo", "--text-template", "Hi", "--wait", "--field", "status"],
-        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    out, _ = proc.communicate(timeout=30)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.returncode == 0
-    assert out == b"delivered\n"
-    assert b"waiting for " in b"".join(chunks)
+    args = ("send", "--to", "a@example.com", "--project", "demo", "--text-template", "Hi",
+            "--wait", "--field", "status")  # fmt: skip
+    with use(Terminal(stdout_tty=False, stderr_tty=True)):
+        shown = run(*args, env=sandbox.env())
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout == "delivered\n"
+    assert "waiting for " in shown.stderr
+    piped = run(*args, env=sandbox.env())
+    assert piped.exit_code == 0, piped.stderr
+    assert piped.stdout == "delivered\n" and "waiting for " not in piped.stderr
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from outkit_cli import signing
 from outkit_cli.config import save_profile
-from tests.helpers import run
+from tests.helpers import run, run_on_pty
 
 BODY = '{"message":{"type":"email","to":"some.email@example.com"}}'
 SIG = "WcgNBkmlED60m1K4lM4xUn6eB65k8NIKg2ydaSjbCx0="
@@ -423,40 +423,33 @@ def test_command_signature_matches_the_core(body: str, secret: str) -> None:
 
 
 def _sign_on_a_terminal(*global_args: str, no_color: str | None) -> str:
-    """`outkit sign` with stdout on a pseudo-terminal; returns what it drew."""
-    import os
-    import sys
+    """`outkit sign` with stdout taken for a terminal; returns what it drew."""
+    from outkit_cli.terminal import Terminal, use
 
-    master, slave = os.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    if no_color is not None:
-        env["NO_COLOR"] = no_color
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", *global_args, *EXAMPLE, "--secret", "s"],
-        stdout=slave, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert proc.wait(timeout=30) == 0
-    return out.decode()
+    with use(Terminal(stdout_tty=True)):
+        result = run(*global_args, *EXAMPLE, "--secret", "s", env={"NO_COLOR": no_color})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+COLOURED = "\x1b[36m1496837645\x1b[0m\x1b[35mPOST\x1b[0m\x1b[32m/v1/messages"
 
 
 def test_parts_are_coloured_on_a_terminal_unless_no_color() -> None:
-    coloured = _sign_on_a_terminal(no_color=None)
-    assert "\x1b[36m1496837645\x1b[0m\x1b[35mPOST\x1b[0m\x1b[32m/v1/messages" in coloured
+    assert COLOURED in _sign_on_a_terminal(no_color=None)
     assert "\x1b[" not in _sign_on_a_terminal(no_color="1")
     assert "\x1b[" not in _sign_on_a_terminal("--no-color", no_color=None)
     # an empty NO_COLOR does not count (no-color.org)
     assert "\x1b[" in _sign_on_a_terminal(no_color="")
+    # piped: no colour whatever NO_COLOR says
+    assert "\x1b[" not in run(*EXAMPLE, "--secret", "s", env={"NO_COLOR": None}).stdout
+
+
+def test_a_real_terminal_is_seen_as_one() -> None:
+    # the one check through a real pseudo-terminal: the streams' own isatty() is read
+    code, shown = run_on_pty(*EXAMPLE, "--secret", "s", env={"NO_COLOR": None})
+    assert code == 0, shown
+    assert COLOURED in shown
 
 
 def test_a_body_argument_that_is_not_utf8_is_signed_as_its_bytes() -> None:

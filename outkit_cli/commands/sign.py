@@ -398,7 +398,9 @@ def sign(
             click.echo(f"OK: the signature matches (timestamp {timestamp}).")
         return
     if not output.machine:
-        click.echo("\n".join(human_lines(record, data, signed=settings.signed)))
+        # human_lines styles only when the terminal object says so: click's own isatty
+        # check must not overrule it (a second source of terminal facts)
+        click.echo("\n".join(human_lines(record, data, signed=settings.signed)), color=True)
         if multipart:
             click.echo(
                 "\nA create with attachments (multipart/form-data) signs the text of its "
