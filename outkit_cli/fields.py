@@ -43,6 +43,7 @@ class Field(NamedTuple):
     mailbox: the value is an RFC 5322 address list (a mailbox header: encoded as one).
     email_address: in an email message, each address must have an `@` (checked by the CLI,
         exit 2, and the sandbox, 422).
+    email_only: an SMS has no such thing (the CLI refuses it on an SMS, exit 2).
     max_bytes, max_chars: the sandbox's size limits (UTF-8 bytes; characters), 422 beyond.
     """
 
@@ -59,6 +60,7 @@ class Field(NamedTuple):
     header: str | None = None
     mailbox: bool = False
     email_address: bool = False
+    email_only: bool = False
     max_bytes: int | None = None
     max_chars: int | None = None
 
@@ -81,7 +83,7 @@ FIELDS: tuple[Field, ...] = (
     Field("from", "string", "--from", None, "ADDRESS", "Sender [default: profile 'from'].",
           shown=True, header="From", mailbox=True),
     Field("subject", "string", "--subject", None, "SUBJECT", "Subject (email only).",
-          shown=True, header="Subject", max_chars=MAX_SUBJECT_CHARS),
+          shown=True, header="Subject", email_only=True, max_chars=MAX_SUBJECT_CHARS),
     Field("template", "string", "--template", None, "NAME", "Stored template, by identifier.",
           shown=True),
     Field("template_id", "string", "--template-id", None, "ID", "Stored template, by id."),
@@ -92,15 +94,15 @@ FIELDS: tuple[Field, ...] = (
           shown=True),
     Field("backend_id", "string", "--backend-id", None, "ID", "Delivery backend, by id."),
     Field("html_body", "string", "--html-body", None, "HTML", "Ready HTML body (no rendering).",
-          file=True),
+          file=True, email_only=True),
     Field("text_body", "string", "--text-body", None, "BODY", "Ready text body (no rendering).",
           file=True),
     Field("html_template_body", "string", "--html-template", None, "HBS",
-          "Inline HTML template.", file=True, max_bytes=MAX_TEMPLATE_BYTES),
+          "Inline HTML template.", file=True, email_only=True, max_bytes=MAX_TEMPLATE_BYTES),
     Field("text_template_body", "string", "--text-template", None, "HBS",
           "Inline text template.", file=True, max_bytes=MAX_TEMPLATE_BYTES),
     Field("template_styles", "string", "--template-styles", None, "CSS",
-          "CSS for --html-template.", file=True, max_bytes=MAX_TEMPLATE_BYTES),
+          "CSS for --html-template.", file=True, email_only=True, max_bytes=MAX_TEMPLATE_BYTES),
     Field("id_from_submitter", "string", "--id-from-submitter", None, "REF",
           "Your own reference, stored.", shown=True),
     Field("render_only", "bool", "--render-only", help="Render only, never deliver.",

@@ -30,6 +30,7 @@ RESPONSE_FIELDS = _fields.RESPONSE_FIELDS
 FILE_FIELDS = _fields.FILE_FIELDS
 # The option that sets each field, for error messages.
 OPTION_FOR = {f.name: f.option for f in _fields.SENT if f.option}
+_EMAIL_ONLY_FIELDS = tuple(f.name for f in _fields.SENT if f.email_only)
 # besides `to` (check_recipient), fields that must hold email addresses in an email
 _EMAIL_ADDRESS_FIELDS = tuple(f.name for f in _fields.SENT if f.email_address and f.name != "to")
 
@@ -365,9 +366,11 @@ def check_shape(msg: Mapping[str, Any]) -> None:
     if msg.get("template_styles") and not msg.get("html_template_body"):
         raise UsageError("--template-styles applies only to an inline --html-template")
     if kind == "sms":
-        bad = _given(msg, "subject", "html_body", "html_template_body", "template_styles")
+        bad = _given(msg, *_EMAIL_ONLY_FIELDS)
         if bad:
-            raise UsageError(f"an sms message has no subject or HTML: drop {_opts(bad)}")
+            raise UsageError(
+                f"an sms message has no {' or '.join(bad)} (email only): drop {_opts(bad)}"
+            )
 
 
 def request_body(msg: Mapping[str, Any]) -> bytes:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
+import http.client
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -180,10 +183,76 @@ def test_the_docs_list_every_option_and_field() -> None:
 def test_the_sandbox_checks_the_type_of_every_field(sandbox: Sandbox) -> None:
     wrong = {"string": 5, "bool": "yes", "object": "x"}
     for f in fields.SENT:
-        msg = {**message_for(f), f.name: wrong[f.type]}
+        msg = {"type": "email", **message_for(f), f.name: wrong[f.type]}
         status, doc = sandbox.request("POST", "/messages", {"message": msg})
         assert status == 422, (f.name, doc)
         assert f"message.{f.name}" in doc["error"]["message"]
+
+
+# -- the rules a field declares hold in the CLI (exit 2) and the sandbox (422) ---------------
+
+
+def refused(sandbox: Sandbox, field: Field, msg: dict[str, Any], why: str) -> None:
+    """`send` refuses the message before sending (exit 2 naming the option) and the
+    sandbox refuses it too (422 naming the field)."""
+    result = run("send", "--dry-run", *send_args(msg), env=sandbox.env())
+    assert result.exit_code == 2, (field.name, result.stdout)
+    assert why in result.stderr, result.stderr
+    # `to` is called the recipient (check_recipient); every other field by its option
+    assert (field.option or "") in result.stderr or "recipient" in result.stderr
+    status, doc = sandbox.request("POST", "/messages", {"message": {"type": "email", **msg}})
+    assert status == 422, (field.name, doc)
+    assert f"message.{field.name}" in doc["error"]["message"] and why in doc["error"]["message"]
+
+
+@pytest.mark.parametrize("field", fields.HEADER_FIELDS, ids=lambda f: f.name)
+def test_a_header_field_with_a_line_break_is_refused(sandbox: Sandbox, field: Field) -> None:
+    msg = message_for(field)
+    msg[field.name] += "\r\nBcc: victim@example.com"
+    refused(sandbox, field, msg, "line break")
+
+
+@pytest.mark.parametrize("field", [f for f in fields.SENT if f.email_address], ids=lambda f: f.name)
+def test_an_email_address_field_without_an_at_is_refused(sandbox: Sandbox, field: Field) -> None:
+    refused(sandbox, field, {**message_for(field), field.name: "Jane Doe"}, "not an email address")
+
+
+@pytest.mark.parametrize("field", [f for f in fields.SENT if f.email_only], ids=lambda f: f.name)
+def test_an_email_only_field_on_an_sms_is_refused(field: Field) -> None:
+    msg = {**message_for(field), "type": "sms", "to": "+4790000000"}
+    result = run(
+        "send", "--dry-run", *send_args(msg), env={"OUTKIT_API_URL": "http://127.0.0.1:9/v1"}
+    )
+    assert result.exit_code == 2, result.stdout
+    assert "an sms message has no" in result.stderr and field.option in result.stderr
+
+
+@pytest.mark.parametrize(
+    "field", [f for f in fields.SENT if f.max_bytes or f.max_chars], ids=lambda f: f.name
+)
+def test_the_sandbox_holds_a_field_to_its_size_limit(sandbox: Sandbox, field: Field) -> None:
+    msg = {"type": "email", **message_for(field)}
+    over = (field.max_bytes or field.max_chars or 0) + 1
+    msg[field.name] = "a" * over
+    status, doc = sandbox.request("POST", "/messages", {"message": msg})
+    assert status == 422, (field.name, doc)
+    assert f"message.{field.name}" in doc["error"]["message"]
+    assert f"{over - 1:,}" in doc["error"]["message"]  # names the limit
+    msg[field.name] = "a" * (over - 1)
+    status, doc = sandbox.request("POST", "/messages", {"message": msg})
+    assert status == 200, (field.name, doc)
+
+
+def inbox_page(sandbox: Sandbox, message_id: str) -> str:
+    parts = urlsplit(sandbox.inbox_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        conn.request("GET", f"/messages/{message_id}")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return resp.read().decode("utf-8")
+    finally:
+        conn.close()
 
 
 # -- every field round-trips: send, then get --json --------------------------------------------
@@ -213,3 +282,5 @@ def test_every_field_goes_through_send_and_comes_back_from_get(
         raw = Path(answer["backend_response"]["path"]).read_bytes()
         delivered = email.message_from_bytes(raw, policy=email.policy.default)
         assert str(delivered[field.header]) == msg[field.name]
+        # and the inbox's message page shows it
+        assert html.escape(msg[field.name], quote=False) in inbox_page(sandbox, message_id)

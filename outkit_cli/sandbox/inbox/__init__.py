@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
+from outkit_cli.fields import HEADER_FIELDS
 from outkit_cli.sandbox.app import STATUSES, TYPES, Response
 from outkit_cli.sandbox.inbox import preview, sms
 
@@ -54,6 +55,9 @@ COOKIE = "outkit_inbox_token"
 # how often a live view looks at the store's change counter (seconds); a change shows in
 # the browser within this plus one fetch, and each open tab fetches at most this often
 POLL_INTERVAL = 0.5
+# Header fields message.html lays out in places of their own; every other header field
+# (fields.py) gets a row of the message page's field list.
+OWN_PLACE = frozenset({"from", "to", "subject"})
 ROWS_CACHE = 16  # rendered lists kept per (query, store version): open tabs share one
 HEARTBEAT = 15.0  # a comment line this often finds clients that left
 
@@ -328,6 +332,11 @@ class Inbox:
             remote=remote,
             has_remote=isinstance(html, str) and bool(_REMOTE.search(html)),
             locals_json=json.dumps(doc.get("data") or {}, indent=2, ensure_ascii=False),
+            headers=[
+                (f.header, doc[f.name])
+                for f in HEADER_FIELDS
+                if f.name not in OWN_PLACE and isinstance(doc.get(f.name), str)
+            ],
             api_json=json.dumps({"data": doc}, indent=2, ensure_ascii=False, sort_keys=True),
             get_line=f"outkit get {_shell_quote(doc['id'])}",
             curl_line=self._curl_line(doc["id"]),
