@@ -95,13 +95,15 @@ class AppContext:
 
     def settings(self, **overrides: Any) -> Any:
         """Resolved settings: flag > environment > profile > default."""
-        from outkit_cli.config import resolve_settings
+        from outkit_cli.config import config_location, resolve_settings
 
         flags = {k: v for k, v in overrides.items() if v is not None}
         for name in ("api_url", "timeout", "retries"):
             if getattr(self, name) is not None:
                 flags.setdefault(name, getattr(self, name))
-        return resolve_settings(self.config_path, profile=self.profile, overrides=flags)
+        # the location as a string: `outkit sign` gets here without importing pathlib
+        location = config_location(self.config)
+        return resolve_settings(location, profile=self.profile, overrides=flags)
 
 
 EPILOG = "\b\nExit codes:\n" + exit_code_table()
@@ -154,7 +156,9 @@ def _reader_gone() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Run the CLI on ``argv`` (default: the command line) and exit with its status.
+
+    The console script enters through ``outkit_cli.__main__.main``, which imports this."""
     _drop_relative_xdg_dirs()
     try:
         rv = cli.main(args=argv, prog_name="outkit", standalone_mode=False)

@@ -11,13 +11,15 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outkit_cli.diagnostics import warn
 from outkit_cli.errors import AuthError, ConfigError, UsageError
-from outkit_cli.fsutil import UnsafeFileError, ensure_private_dir, resolve_for_write, write_atomic
+
+if TYPE_CHECKING:
+    # `outkit sign` resolves its settings without pathlib (which loads urllib.parse and
+    # ipaddress), dataclasses or fsutil: a few milliseconds of its start-up (issue 10)
+    from pathlib import Path
 
 
 def _toml() -> Any:
@@ -30,6 +32,7 @@ def _toml() -> Any:
 
 
 DEFAULT_API_URL = "https://api.outkit.io/v1"
+DEFAULT_API_PATH = "/v1"  # DEFAULT_API_URL's path, known without parsing it
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 3
 
@@ -58,6 +61,12 @@ ENV_CREDENTIALS = {
 
 
 def default_config_path() -> Path:
+    from pathlib import Path
+
+    return Path(_default_config_location())
+
+
+def _default_config_location() -> str:
     if sys.platform.startswith("linux"):
         # platformdirs' rule on Linux is the XDG one, written out here because importing
         # platformdirs (tempfile, shutil, random) costs ~9 ms of `outkit sign`'s startup;
@@ -68,30 +77,44 @@ def default_config_path() -> Path:
         base = os.environ.get("XDG_CONFIG_HOME", "")
         if not base.strip() or not os.path.isabs(base):
             base = os.path.expanduser("~/.config")
-        return Path(base) / "outkit" / "config.toml"
+        return os.path.join(base, "outkit", "config.toml")
     import platformdirs
 
-    return platformdirs.user_config_path("outkit") / "config.toml"
+    return os.path.join(platformdirs.user_config_dir("outkit"), "config.toml")
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """--config (or OUTKIT_CONFIG, which click maps onto it) wins over the default."""
+    from pathlib import Path
+
+    return Path(config_location(explicit))
+
+
+def config_location(explicit: str | os.PathLike[str] | None = None) -> str:
+    """config_path() as a plain string, for the paths that must not import pathlib
+    (`outkit sign`); every function of this module takes either."""
     if explicit:
-        return Path(explicit).expanduser()
+        return os.path.expanduser(os.fspath(explicit))
     env = os.environ.get("OUTKIT_CONFIG")
-    return Path(env).expanduser() if env else default_config_path()
+    return os.path.expanduser(env) if env else _default_config_location()
 
 
-def _check_permissions(path: Path) -> None:
+def _parent(path: str | os.PathLike[str]) -> str:
+    """The directory holding ``path`` (pathlib's ``Path.parent``: "." for a bare name)."""
+    return os.path.dirname(os.fspath(path).rstrip(os.sep) or os.sep) or "."
+
+
+def _check_permissions(path: str | os.PathLike[str]) -> None:
     """OpenSSH's rule for key files (ssh(1), "FILES"): a config another user owns, or that
     anyone but its owner can change, could point our credentials at their server; refused.
     One only readable by others leaks secrets but cannot redirect them: a warning."""
     if os.name != "posix":
         return
     me = os.geteuid()
-    for what, where in (("config directory", path.parent), ("config file", path)):
+    path = os.fspath(path)
+    for what, where in (("config directory", _parent(path)), ("config file", path)):
         try:
-            st = where.stat()
+            st = os.stat(where)
         except OSError:
             return
         mode = stat.S_IMODE(st.st_mode)
@@ -110,10 +133,11 @@ def _check_permissions(path: Path) -> None:
         warn(f"{path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")
 
 
-def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]:
+def load_config(path: str | os.PathLike[str], *, check_permissions: bool = True) -> dict[str, Any]:
     """The parsed file, or an empty config when there is none yet."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return {}
     except IsADirectoryError:
@@ -145,7 +169,7 @@ def load_config(path: Path, *, check_permissions: bool = True) -> dict[str, Any]
     return data
 
 
-def _validate(path: Path, data: dict[str, Any]) -> None:
+def _validate(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"config file {path}: 'profiles' must be a table")
@@ -178,14 +202,24 @@ def dump_config(data: Mapping[str, Any]) -> bytes:
 
 
 @contextlib.contextmanager
-def edit_config(path: Path) -> Iterator[dict[str, Any]]:
+def edit_config(location: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Locked read-modify-write: yields the parsed config, writes it back on success.
 
     The lock makes two concurrent writers (two `keys add` at once) both land.
     A file that does not parse raises before anything is written.
     """
+    from pathlib import Path
+
     from filelock import FileLock, Timeout
 
+    from outkit_cli.fsutil import (
+        UnsafeFileError,
+        ensure_private_dir,
+        resolve_for_write,
+        write_atomic,
+    )
+
+    path = Path(location)
     try:
         # a dangling symlink is refused before anything is made
         resolve_for_write(path, config=True)
@@ -251,7 +285,11 @@ def unknown_profile(name: str, data: Mapping[str, Any]) -> UsageError:
 
 
 def save_profile(
-    path: Path, name: str, values: Mapping[str, Any], *, make_default: bool = False
+    path: str | os.PathLike[str],
+    name: str,
+    values: Mapping[str, Any],
+    *,
+    make_default: bool = False,
 ) -> bool:
     """Create or replace a profile. Returns True when it became the default profile."""
     with edit_config(path) as data:
@@ -263,27 +301,51 @@ def save_profile(
     return becomes_default
 
 
-@dataclass
 class Settings:
-    """Everything a command needs to reach the API, with where each value came from."""
+    """Everything a command needs to reach the API, with where each value came from.
 
-    profile: str | None = None
-    key: str | None = None
-    passphrase: str | None = None
-    secret: str | None = None
-    signed: bool = True
-    api_url: str = DEFAULT_API_URL
-    project: str | None = None
-    from_: str | None = None
-    backend: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    ca_bundle: str | None = None
-    rate: float | None = None
-    config_file: Path | None = None
-    sources: dict[str, str] = field(default_factory=dict)
-    # every profile in the config file, to name them when none was selected
-    known_profiles: tuple[str, ...] = ()
+    A plain class, not a dataclass: importing dataclasses (and copy) and generating the
+    methods cost `outkit sign` about a millisecond of start-up. Keyword arguments only;
+    ``sources`` maps an attribute to where its value came from ("profile NAME", an
+    environment variable, "command line")."""
+
+    def __init__(
+        self,
+        *,
+        profile: str | None = None,
+        key: str | None = None,
+        passphrase: str | None = None,
+        secret: str | None = None,
+        signed: bool = True,
+        api_url: str = DEFAULT_API_URL,
+        project: str | None = None,
+        from_: str | None = None,
+        backend: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        ca_bundle: str | None = None,
+        rate: float | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        sources: dict[str, str] | None = None,
+        known_profiles: tuple[str, ...] = (),
+    ) -> None:
+        self.profile = profile
+        self.key = key
+        self.passphrase = passphrase
+        self.secret = secret
+        self.signed = signed
+        self.api_url = api_url
+        self.project = project
+        self.from_ = from_
+        self.backend = backend
+        self.timeout = timeout
+        self.retries = retries
+        self.ca_bundle = ca_bundle
+        self.rate = rate
+        self.config_file = config_file
+        self.sources: dict[str, str] = {} if sources is None else sources
+        # every profile in the config file, to name them when none was selected
+        self.known_profiles = known_profiles
 
     def require_credentials(self) -> None:
         missing = [n for n in ("key", "passphrase", "secret") if not getattr(self, n)]
@@ -315,7 +377,7 @@ def _env_number(env: Mapping[str, str], name: str, kind: type) -> Any:
 
 
 def resolve_settings(
-    path: Path,
+    path: str | os.PathLike[str],
     *,
     profile: str | None = None,
     overrides: Mapping[str, Any] | None = None,

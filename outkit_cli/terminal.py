@@ -25,9 +25,26 @@ from typing import Any, TextIO
 #   (Unicode UAX #9; CVE-2021-42574 "Trojan Source"), which reorder what follows them;
 # - lone surrogates U+D800-U+DFFF (from undecodable bytes), which no stream can encode.
 _OTHERS = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-_UNSAFE = re.compile(f"[\x00-\x1f{_OTHERS}]")
-# the same less TAB (U+0009) and LF (U+000A)
-_UNSAFE_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f{_OTHERS}]")
+_patterns: dict[bool, re.Pattern[str]] = {}
+
+
+def _unsafe(keep_lines: bool) -> re.Pattern[str]:
+    """The characters above; with `keep_lines`, the same less TAB (U+0009) and LF (U+000A).
+
+    Compiled on first use, not at import: the large ranges take about a millisecond to
+    compile, which every start-up (`outkit --help`, `outkit sign`) would pay for text that
+    is nearly always printable (and so never reaches the pattern, see `_is_plain`)."""
+    pattern = _patterns.get(keep_lines)
+    if pattern is None:
+        c0 = "\x00-\x08\x0b-\x1f" if keep_lines else "\x00-\x1f"
+        pattern = _patterns[keep_lines] = re.compile(f"[{c0}{_OTHERS}]")
+    return pattern
+
+
+def _is_plain(text: str) -> bool:
+    # str.isprintable() is False for every character above (categories Cc, Zl, Zp, Cf and
+    # Cs are all "not printable" to Python), so True means there is nothing to escape
+    return text.isprintable()
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -58,7 +75,9 @@ def escape_controls(text: str, *, multiline: bool = False) -> str:
     the bidi controls U+202A-U+202E and U+2066-U+2069 (Unicode UAX #9, CVE-2021-42574) and
     lone surrogates. Printable text, combining marks and emoji joiners pass through.
     """
-    pattern = _UNSAFE_KEEP_LINES if multiline else _UNSAFE
+    if _is_plain(text):
+        return text
+    pattern = _unsafe(keep_lines=multiline)
     if pattern.search(text) is None:
         return text
     return pattern.sub(_escaped, text)
@@ -70,9 +89,12 @@ def json_safe(text: str) -> str:
     the same JSON value, but DEL, C1 and bidi controls, which json.dumps leaves raw, can no
     longer act on a terminal. Outside strings JSON text has none of them."""
     # TAB and LF stay: JSON's whitespace between tokens (json.dumps escapes them in strings)
-    if _UNSAFE_KEEP_LINES.search(text) is None:
+    if _is_plain(text):
         return text
-    return _UNSAFE_KEEP_LINES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    pattern = _unsafe(keep_lines=True)
+    if pattern.search(text) is None:
+        return text
+    return pattern.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def one_line(text: str, limit: int | None = None) -> str:

@@ -18,9 +18,9 @@ from outkit_cli.config import (
     load_config,
     resolve_settings,
     save_profile,
-    write_atomic,
 )
 from outkit_cli.errors import ConfigError, UsageError
+from outkit_cli.fsutil import write_atomic
 from tests.helpers import drop_file_permission_override, run
 
 

@@ -7,7 +7,6 @@ is drawn with click styling only.
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any, BinaryIO
 
@@ -15,12 +14,12 @@ import click
 
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, output_options
-from outkit_cli.signing import is_utf8_text
+from outkit_cli.config import DEFAULT_API_PATH, DEFAULT_API_URL
 
-_METHOD = re.compile(r"[A-Za-z]+")
-# integer seconds; decimals too, since the official JavaScript client sends them
-_TIMESTAMP = re.compile(r"[0-9]+(\.[0-9]+)?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# every C0 control and DEL as an escape, so that each byte of the pre-signature can be seen
+# (str.translate, not a regex: nothing to compile at start-up)
+_VISIBLE = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+_VISIBLE.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
 
 PART_COLOURS = {"timestamp": "cyan", "method": "magenta", "path": "green", "body": "yellow"}
 
@@ -35,6 +34,8 @@ def _text(data: bytes) -> str:
 
 
 def is_url(path: str) -> bool:
+    if path.startswith("/"):  # never a URL: no need to import urllib.parse (issue 10)
+        return False
     from urllib.parse import urlsplit
 
     try:
@@ -47,6 +48,7 @@ def is_url(path: str) -> bool:
 def check_credentials(**values: str | None) -> None:
     """Header values must be text: a flag holding invalid UTF-8 is refused, not crashed on."""
     from outkit_cli.errors import UsageError
+    from outkit_cli.signing import is_utf8_text  # here: `sign --help` needs no hashlib
 
     for name, value in values.items():
         if value is not None and not is_utf8_text(value):
@@ -55,8 +57,9 @@ def check_credentials(**values: str | None) -> None:
 
 def check_inputs(method: str, path: str, timestamp: str) -> None:
     from outkit_cli.errors import UsageError
+    from outkit_cli.signing import is_utf8_text
 
-    if not _METHOD.fullmatch(method):
+    if not (method.isascii() and method.isalpha()):  # letters A-Z, a-z only
         raise UsageError(f"METHOD must be an HTTP method such as GET or POST, not {method!r}")
     if not is_utf8_text(path):
         raise UsageError("PATH must be UTF-8 text")
@@ -64,8 +67,15 @@ def check_inputs(method: str, path: str, timestamp: str) -> None:
         raise UsageError(
             f"PATH must start with / (e.g. /v1/messages) or be a full http(s) URL, not {path!r}"
         )
-    if not _TIMESTAMP.fullmatch(timestamp):
+    if not is_timestamp(timestamp):
         raise UsageError(f"--timestamp must be Unix seconds such as 1496837645, not {timestamp!r}")
+
+
+def is_timestamp(text: str) -> bool:
+    """Unix seconds as ASCII digits, with decimals too (``1496837645.123``): the official
+    JavaScript client sends them."""
+    whole, dot, fraction = text.partition(".")
+    return text.isascii() and whole.isdigit() and (not dot or fraction.isdigit())
 
 
 def request_url(api_url: str, path: str) -> str:
@@ -86,14 +96,17 @@ def request_url(api_url: str, path: str) -> str:
 
 def path_prefix_warning(api_url: str, path: str) -> str | None:
     """A warning when PATH lacks the API URL's path prefix: the service signs the full path."""
-    from urllib.parse import urlsplit
-
     if is_url(path):
         return None
-    try:
-        prefix = urlsplit(api_url).path.rstrip("/")
-    except ValueError:  # not a URL at all: nothing to compare with (--curl says so)
-        return None
+    if api_url == DEFAULT_API_URL:  # its path is known: no urllib.parse at start-up
+        prefix = DEFAULT_API_PATH
+    else:
+        from urllib.parse import urlsplit
+
+        try:
+            prefix = urlsplit(api_url).path.rstrip("/")
+        except ValueError:  # not a URL at all: nothing to compare with (--curl says so)
+            return None
     bare = path.split("?", 1)[0]
     if not prefix or bare == prefix or bare.startswith(prefix + "/"):
         return None
@@ -117,16 +130,20 @@ def _prefixed(prefix: str, path: str) -> str:
 # What RFC 3986 allows unencoded in a path and query (unreserved, sub-delims, ':', '@',
 # '/', '?') plus '%' so that an already encoded PATH stays as it is.
 _TARGET_SAFE = "/?:@!$&'()*+,;=-._~%"
+# what quote(..., safe=_TARGET_SAFE) leaves as it is: _TARGET_SAFE and ASCII letters and digits
+_TARGET_CHARS = frozenset(
+    _TARGET_SAFE + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+)
 
 
 def encoding_warning(path: str) -> str | None:
     """A warning when PATH holds characters a request line cannot carry (a space, non-ASCII
     text): a client sends them percent-encoded (RFC 3986, section 2.1) and the service checks
     the signature over what was sent, so the path to sign is the encoded one."""
+    if is_url(path) or _TARGET_CHARS.issuperset(path):  # the usual case: nothing to encode
+        return None
     from urllib.parse import quote
 
-    if is_url(path):
-        return None
     encoded = quote(path, safe=_TARGET_SAFE)
     if encoded == path:
         return None
@@ -185,12 +202,7 @@ def signing_record(
 
 def visible(text: str) -> str:
     """Control characters escaped, so every byte of the pre-signature can be seen."""
-
-    def esc(m: re.Match[str]) -> str:
-        ch = m.group()
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{ord(ch):02x}")
-
-    return _CONTROL.sub(esc, text)
+    return text.translate(_VISIBLE)
 
 
 def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[str]:
@@ -212,7 +224,7 @@ def human_lines(record: dict[str, Any], body: bytes, *, signed: bool) -> list[st
         lines.append(f"  {part:<10} {value}{note}")
     joined = "".join(style(visible(record[part]), part) for part in PART_COLOURS)
     lines.append(f"  {'string':<10} {joined}")
-    if _CONTROL.search(record["presignature"]):
+    if visible(record["presignature"]) != record["presignature"]:
         lines.append(f"  {'':<10} (control characters are shown escaped, e.g. \\n)")
     lines += [
         "",
