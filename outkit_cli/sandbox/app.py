@@ -38,7 +38,14 @@ from outkit_cli.sandbox.errors import (
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey
 from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopped
-from outkit_cli.sandbox.storage import DB_NAME, DEFAULT_MAX_STORAGE, Quota, storage_error
+from outkit_cli.sandbox.storage import (
+    DB_NAME,
+    DEFAULT_MAX_STORAGE,
+    Quota,
+    human_size,
+    storage_error,
+    written_size,
+)
 from outkit_cli.sandbox.store import Store, dumps
 from outkit_cli.sandbox.templates import (
     Catalog,
@@ -331,6 +338,18 @@ class SandboxApp:
             raise bad_data("attachments: only email messages carry attachments")
         backend = self._backend(msg)
         doc = self._new_doc(msg, project, template, backend)
+        # what this message will write once processed (its .eml, its stored bodies) is
+        # held now, so that queued messages cannot take the data dir past --max-storage;
+        # a render's parts are held when they are known (process)
+        files = sum(len(a.data) for a in attachments or ())
+        self.quota.hold(doc["id"], written_size((doc["html_body"], doc["text_body"]), files))
+        try:
+            return self._create_held(doc, attachments)
+        except BaseException:
+            self.quota.settle(doc["id"])
+            raise
+
+    def _create_held(self, doc: dict[str, Any], attachments: list[Attachment] | None) -> str:
         if not doc["sync"]:
             text = self._store_new(doc, attachments)
             self.worker.submit(doc["id"], doc)
@@ -407,6 +426,12 @@ class SandboxApp:
         message pending, and it is processed again on the next start.
         """
         try:
+            return self._process(doc)
+        finally:
+            self.quota.settle(doc["id"])  # what it held is written (or never will be)
+
+    def _process(self, doc: dict[str, Any]) -> dict[str, Any]:
+        try:
             if doc["status"] == "received":
                 given = doc["html_body"] is not None or doc["text_body"] is not None
                 if given and doc["render_only"]:
@@ -417,9 +442,12 @@ class SandboxApp:
                 else:
                     self._step(doc, "queued_for_rendering", "queued_for_rendering_at")
             if doc["status"] == "queued_for_rendering":
+                unrendered = (doc["subject"], doc["html_body"], doc["text_body"])
                 try:
                     self._render(doc)
+                    self._hold_rendered(doc)
                 except RenderError as exc:
+                    doc["subject"], doc["html_body"], doc["text_body"] = unrendered
                     return self._fail(doc, "render_error", str(exc))
                 except RenderStopped:
                     return doc  # not saved: the next start renders it again
@@ -443,6 +471,21 @@ class SandboxApp:
             self.log(f"internal error on message {doc.get('id')}: {type(exc).__name__}: {exc}")
             self._fail(doc, "internal_error", f"internal error: {type(exc).__name__}")
         return doc
+
+    def _hold_rendered(self, doc: dict[str, Any]) -> None:
+        """Hold what the rendered parts will take on disk before anything stores them;
+        RenderError naming --max-storage when that would pass the quota (a hostile
+        template renders up to RenderLimits.output characters per part from a 1 KB request)."""
+        size = written_size((doc["subject"], doc["html_body"], doc["text_body"]))
+        try:
+            self.quota.hold(doc["id"], size)
+        except ApiError:
+            assert self.quota.limit is not None
+            raise RenderError(
+                f"storage: the rendered message would take {human_size(size)} in the data "
+                f"dir, which would pass --max-storage ({human_size(self.quota.limit)}); "
+                "nothing rendered was stored or delivered (clear the inbox to make room)"
+            ) from None
 
     def _step(self, doc: dict[str, Any], status: str, stamp: str, *, done: bool = False) -> None:
         doc["status"], doc[stamp], doc["done"] = status, now_iso(), done

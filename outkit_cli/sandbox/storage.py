@@ -9,13 +9,16 @@ request looks again.
 
 from __future__ import annotations
 
+import binascii
 import errno
+import json
 import os
 import re
 import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from outkit_cli.sandbox.errors import ApiError
@@ -66,13 +69,17 @@ def tree_size(path: Path) -> int:
 
 
 class Quota:
-    """The data dir's use (database, WAL and outbox) and the check a create makes against
-    `limit` bytes (None or 0: no limit).
+    """The data dir's use (database, WAL and outbox) and the checks a message makes
+    against `limit` bytes (None or 0: no limit).
 
     The use is measured in a background thread (`start`), every `every` seconds or ten
     times the last measure's duration, whichever is longer, so no request ever walks the
-    outbox; bytes let in since the last measure are added to it, so a burst cannot
-    overshoot the limit."""
+    outbox. The database counts its live pages only (page_count - freelist_count): the
+    pages a delete or clear frees are reused by later messages, so they count as free.
+    Bytes let in since the last measure are added to it (`check`), so a burst cannot
+    overshoot the limit; bytes a message will write later (its delivered .eml, its
+    rendered parts stored) are held for it (`hold`) until it is done (`settle`), so
+    queued messages cannot overshoot it either."""
 
     def __init__(self, data_dir: Path, limit: int | None, *, every: float = 1.0) -> None:
         self.data_dir = data_dir
@@ -80,12 +87,15 @@ class Quota:
         self.every = every
         self._lock = threading.Lock()
         self._size = 0
+        self._held: dict[str, int] = {}  # message id -> bytes it may still write
+        self._held_total = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def measure(self) -> int:
         """Measure the use now (bytes)."""
-        size = sum(_file_size(self.data_dir / name) for name in DB_FILES)
+        size = _database_size(self.data_dir / DB_NAME)
+        size += sum(_file_size(self.data_dir / name) for name in DB_FILES[1:])
         size += tree_size(self.data_dir / "outbox")
         with self._lock:
             self._size = size
@@ -109,25 +119,88 @@ class Quota:
             wait = max(self.every, 10 * (time.monotonic() - began))
 
     def used(self) -> int:
+        """Bytes measured, let in since, and held for messages not done yet."""
         with self._lock:
-            return self._size
+            return self._size + self._held_total
 
     def check(self, incoming: int) -> None:
         """Raise a 507 when storing `incoming` more bytes would pass the limit."""
         if self.limit is None:
             return
         with self._lock:
-            used = self._size
+            used = self._size + self._held_total
             if used + incoming <= self.limit:
-                self._size = used + incoming
+                self._size += incoming
                 return
-        raise ApiError(
+        raise self.full_error(used, "this message")
+
+    def hold(self, message_id: str, size: int, what: str = "this message") -> None:
+        """Hold `size` bytes for what message `message_id` will write (its rendered parts,
+        its .eml), on top of what it holds already; raises a 507 ApiError (naming `what`)
+        when they do not fit under the limit. The bytes stay counted until `settle`."""
+        if self.limit is None or size <= 0:
+            return
+        with self._lock:
+            used = self._size + self._held_total
+            if used + size <= self.limit:
+                self._held[message_id] = self._held.get(message_id, 0) + size
+                self._held_total += size
+                return
+        raise self.full_error(used, what)
+
+    def settle(self, message_id: str) -> None:
+        """The message is done writing: what it held counts as written until the next
+        measure sees the real size."""
+        with self._lock:
+            size = self._held.pop(message_id, 0)
+            self._held_total -= size
+            self._size += size
+
+    def full_error(self, used: int, what: str) -> ApiError:
+        assert self.limit is not None
+        return ApiError(
             507, "insufficient_storage",
-            f"the sandbox's data dir ({self.data_dir}) holds {human_size(used)}, and this "
-            f"message would take it past --max-storage ({human_size(self.limit)}): clear "
+            f"the sandbox's data dir ({self.data_dir}) holds {human_size(used)}, and {what} "
+            f"would take it past --max-storage ({human_size(self.limit)}): clear "
             "the inbox (or delete files in its outbox), or restart `outkit serve` with a "
             "larger --max-storage",
         )  # fmt: skip
+
+
+def written_size(texts: Iterable[str | None], files: int = 0) -> int:
+    """Bytes a message writes for `texts` (its bodies, as stored) and `files` bytes of
+    attachments, at most: each text twice in the database (the row and its copy in the
+    write-ahead log, JSON-escaped UTF-8) and once in the delivered .eml (quoted-printable),
+    files once in the database and once base64-encoded in the .eml, plus a few KiB of
+    headers."""
+    total = 4096 + files + (files * 4 + 2) // 3 + files // 38
+    for text in texts:
+        if not text:
+            continue
+        raw = text.encode("utf-8", "replace")
+        stored = len(raw) + len(json.dumps(text, ensure_ascii=False)) - len(text)
+        total += 2 * stored + len(binascii.b2a_qp(raw))
+    return total
+
+
+def _database_size(path: Path) -> int:
+    """Bytes of the database's live pages (freed pages are reused: they count as free);
+    the file's size if SQLite cannot say."""
+    if not path.is_file():
+        return 0
+    try:
+        conn = sqlite3.connect(path, timeout=1)
+    except sqlite3.Error:
+        return _file_size(path)
+    try:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * page_size)
+    except sqlite3.Error:
+        return _file_size(path)
+    finally:
+        conn.close()
 
 
 def _file_size(path: Path) -> int:

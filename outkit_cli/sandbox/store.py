@@ -94,6 +94,7 @@ class Store:
         # Checkpoints (copying the WAL into the database, with an fsync) run in this
         # thread, not inside a request's commit as SQLite's automatic ones would.
         self._closing = threading.Event()
+        self._shrink = threading.Event()  # set after deletes: truncate the WAL
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
         )
@@ -108,8 +109,18 @@ class Store:
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         conn = self._connect()
+        # a TRUNCATE checkpoint waits for readers while it holds writers off: not long
+        conn.execute("PRAGMA busy_timeout=200")
         try:
             while not self._closing.wait(every):
+                if self._shrink.is_set():
+                    # after a delete or clear: the WAL keeps its largest size until it is
+                    # truncated, and the storage quota counts it (issue: a clear that
+                    # freed space must let creates in again)
+                    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    if not busy:
+                        self._shrink.clear()
+                    continue
                 # PASSIVE: never waits for or blocks a writer
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
@@ -345,6 +356,7 @@ class Store:
             gone = conn.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount
             conn.execute("DELETE FROM attachments WHERE message_id = ?", (message_id,))
             self.changes += 1
+        self._shrink.set()
         return gone > 0
 
     def clear(self) -> int:
@@ -353,6 +365,7 @@ class Store:
             gone = conn.execute("DELETE FROM messages").rowcount
             conn.execute("DELETE FROM attachments")
             self.changes += 1
+        self._shrink.set()
         return gone
 
     def pending_ids(self) -> list[str]:
