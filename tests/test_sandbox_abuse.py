@@ -86,11 +86,18 @@ def test_a_burst_from_many_clients_is_answered_in_full(
     assert result["statuses"] == {"401": 2000}  # unsigned: every one answered by the API
 
 
-def _post_head(box: Sandbox, length: int) -> bytes:
+def _post_head(box: Sandbox, length: int, credentials: bool = True) -> bytes:
+    """A POST head declaring `length` body bytes; with `credentials`, the signed key's
+    headers as a key holder sends them (the signature covers a body not yet sent)."""
     path = urlsplit(box.url).path + "/messages"
     host = urlsplit(box.url).netloc
+    auth = ""
+    if credentials:
+        auth = (f"Outkit-Access-Key: {box.key}\r\nOutkit-Access-Passphrase: {box.passphrase}"
+                f"\r\nOutkit-Access-Timestamp: {int(time.time())}\r\n"
+                "Outkit-Access-Signature: c2lnbmVk\r\n")  # fmt: skip
     return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode()  # fmt: skip
+            f"{auth}Content-Length: {length}\r\n\r\n").encode()  # fmt: skip
 
 
 def _answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
@@ -137,3 +144,50 @@ def test_bodies_held_by_many_connections_are_bounded_in_all(
         if status != 503 or time.monotonic() > deadline:
             break
     assert status == 200, doc
+
+
+def test_connections_without_valid_credentials_cannot_hold_the_body_budget(
+    start_sandbox: Callable[..., Sandbox],
+) -> None:
+    # attacker trial 1, finding 11: seven connections without credentials declaring 10 MiB
+    # bodies held the whole 64 MiB budget for 60 s, and every POST with a body got a 503
+    box = start_sandbox()
+    address = (urlsplit(box.url).hostname or "127.0.0.1", urlsplit(box.url).port or 80)
+    good = _post_head(box, MAX_BODY).decode()
+    stale = str(int(time.time()) - 3600)
+    variants = [
+        _post_head(box, MAX_BODY, credentials=False).decode(),  # nothing at all
+        good.replace(box.passphrase, "wrong-passphrase"),
+        good.replace(box.key, "no-such-key"),
+        good.replace(f"Timestamp: {int(time.time())}", f"Timestamp: {stale}"),
+        good.replace("Outkit-Access-Signature: c2lnbmVk\r\n", ""),
+        # chunked, without a length to reserve up front: counted as it arrives
+        _post_head(box, 0, credentials=False)
+        .decode()
+        .replace("Content-Length: 0", "Transfer-Encoding: chunked"),
+    ]
+    strangers = []
+    try:
+        for head in variants + variants[:1] * 6:  # more than the budget would hold
+            sock = socket.create_connection(address, timeout=30)
+            strangers.append(sock)
+            sock.sendall(head.encode() + b"x" * 1000)
+        # a key holder's signed POST with a body is taken while they are connected
+        body = {"message": {"type": "email", "to": "ada@example.com", "project": "demo",
+                            "text_body": "x" * (MAX_BODY // 2)}}  # fmt: skip
+        started = time.monotonic()
+        status, doc = box.request("POST", "/messages", body)
+        assert status == 200, doc
+        assert time.monotonic() - started < PROMPT
+        for sock in strangers:
+            status, doc = _answer(sock)
+            assert status == 401 and doc["error"]["code"] == "unauthorized", doc
+    finally:
+        for sock in strangers:
+            sock.close()
+    # a form for the inbox is small: a large one is refused before it is read
+    sock = socket.create_connection(address, timeout=30)
+    with sock:
+        sock.sendall(b"POST /clear HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+        status, doc = _answer(sock)
+    assert status == 413, doc

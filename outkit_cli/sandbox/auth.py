@@ -43,6 +43,32 @@ class Authenticator:
         """The request's key, or 401 `unauthorized` saying why. ``also``: other payloads
         a signature may cover instead of the body (a multipart create's message part,
         see attachments.py)."""
+        key, timestamp, sig = self._check_head(headers)
+        if timestamp is None or sig is None:
+            return key  # an unsigned key's secret, checked
+        if not any(
+            signing.verify(key.secret, timestamp, method, target, payload, sig)
+            for payload in (body, *also)
+        ):
+            what = "body (or the message part's text)" if also else "body"
+            raise unauthorized(
+                f"bad signature: {signing.SIGNATURE_HEADER} must be "
+                f"base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + {what})) "
+                f"for {method} {signing.request_target(target)} with {len(body)} body bytes"
+            )
+        return key
+
+    def precheck(self, headers: Mapping[str, str]) -> ApiKey:
+        """What can be checked before the body is read: a known key, its passphrase, and
+        either its secret (unsigned keys) or a timestamp within MAX_SKEW seconds and a
+        signature header (the signature itself covers the body). The HTTP front end asks
+        this before it reserves room for a request body, so that strangers cannot hold
+        the body budget. Raises 401 `unauthorized` as `authenticate` does."""
+        return self._check_head(headers)[0]
+
+    def _check_head(self, headers: Mapping[str, str]) -> tuple[ApiKey, str | None, str | None]:
+        """(key, timestamp, signature) after every check of the headers alone; timestamp
+        and signature are None when an unsigned key's secret was given and is right."""
         key_id = headers.get(signing.KEY_HEADER)
         if not key_id:
             raise unauthorized(f"missing header {signing.KEY_HEADER}")
@@ -60,7 +86,7 @@ class Authenticator:
         if not key.signed and given_secret is not None:
             if not _eq(given_secret, key.secret):
                 raise unauthorized(f"wrong secret ({signing.SECRET_HEADER})")
-            return key
+            return key, None, None
         if key.signed and given_secret is not None:
             raise unauthorized(
                 f"this key signs its requests: send {signing.TIMESTAMP_HEADER} and "
@@ -87,14 +113,4 @@ class Authenticator:
                 f"stale timestamp: {signing.TIMESTAMP_HEADER} is {timestamp}, server time is "
                 f"{int(now)} (allowed difference {MAX_SKEW} s)"
             )
-        if not any(
-            signing.verify(key.secret, timestamp, method, target, payload, sig)
-            for payload in (body, *also)
-        ):
-            what = "body (or the message part's text)" if also else "body"
-            raise unauthorized(
-                f"bad signature: {signing.SIGNATURE_HEADER} must be "
-                f"base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + {what})) "
-                f"for {method} {signing.request_target(target)} with {len(body)} body bytes"
-            )
-        return key
+        return key, timestamp, sig

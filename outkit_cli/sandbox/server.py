@@ -40,6 +40,11 @@ Limits (each answered or logged, never a traceback):
   over it gets a 503 `server_busy` (with `Retry-After: 1`) and its connection is closed;
   the bytes are released when the request is answered or its connection closes, however.
   Without it, 200 connections each sending a body just under `MAX_BODY` held 2 GB.
+  Room is given to an API body only once its head passed every check that needs no body
+  (`Authenticator.precheck`: a known key and passphrase, the secret, or a fresh timestamp and
+  a signature header), else a 401 is sent without reading it; bodies for other paths (the
+  inbox's forms) are at most `OTHER_MAX_BODY` bytes from a budget of their own
+  (`OTHER_BODY_BUDGET`). So connections without credentials cannot hold the API's budget.
 - Running out of descriptors (EMFILE) makes asyncio pause accepting for a second instead
   of spinning.
 
@@ -66,6 +71,7 @@ from typing import Any
 import h11
 
 from outkit_cli.sandbox.app import MAX_BODY, Response, SandboxApp, error_body
+from outkit_cli.sandbox.errors import ApiError
 from outkit_cli.terminal import escape_controls
 
 MAX_HEAD = 64 * 1024
@@ -76,6 +82,10 @@ IDLE_TIMEOUT = 120.0
 WORKERS = 8
 # bytes of request bodies held at once, over all connections (see the module docstring)
 BODY_BUDGET = 64 * 1024 * 1024
+# paths outside /v1 (the inbox) take small forms only, from a budget of their own: they are
+# read before anyone is known, so they must not take room from the API's bodies
+OTHER_MAX_BODY = 64 * 1024
+OTHER_BODY_BUDGET = 4 * 1024 * 1024
 # a chunk size this large does not fit in 64 bits: malformed, not merely too large
 CHUNK_SIZE_OVERFLOW = 1 << 64
 # descriptors kept for everything that is not a client connection: SQLite (database, WAL,
@@ -152,7 +162,7 @@ def bind(host: str, port: int) -> socket.socket:
 class _Conn:
     """One client connection's state as the limits see it."""
 
-    __slots__ = ("busy", "head", "idle", "reserved", "timer", "writer")
+    __slots__ = ("busy", "head", "idle", "other", "reserved", "timer", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -162,6 +172,7 @@ class _Conn:
         self.busy = False  # a request is being handled or streamed: not to be evicted
         self.idle = False  # between requests of a keep-alive connection
         self.reserved = 0  # bytes of the body budget this connection's request holds
+        self.other = False  # its request is not for the API: the other paths' budget
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -183,7 +194,8 @@ class SandboxServer:
     ) -> None:
         self.app = app
         self.body_budget = body_budget
-        self._buffered = 0  # bytes reserved by all connections' request bodies
+        self._buffered = 0  # bytes reserved by all connections' API request bodies
+        self._other_buffered = 0  # the same for other paths (the inbox's forms)
         self.socket = bind(*address)
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self.max_connections = max_connections or default_max_connections()
@@ -267,17 +279,45 @@ class SandboxServer:
                 return True
         return False
 
+    def _admit_body(self, conn: _Conn, target: str, headers: Headers) -> None:
+        """Before a body is given room: an API request must pass every check of its head
+        (a known key and passphrase, the secret or a fresh timestamp and a signature
+        header: `Authenticator.precheck`), else a 401 and nothing is read; other paths
+        (the inbox's forms) get at most OTHER_MAX_BODY bytes from a budget of their own.
+        Strangers cannot hold the API's body budget (attacker trial 1, finding 11)."""
+        if is_api(target):
+            try:
+                self.app.auth.precheck(headers)
+            except ApiError as exc:
+                raise _Refused(Response(exc.status, error_body(exc.code, exc.message),
+                                        exc.headers)) from None  # fmt: skip
+            return
+        conn.other = True  # _reserve holds it to OTHER_MAX_BODY
+
     def _reserve(self, conn: _Conn, size: int) -> None:
-        """Count `size` more bytes of `conn`'s request body against the body budget; raises
-        _Refused (503 server_busy) when they do not fit."""
-        if self._buffered + size > self.body_budget:
-            raise _Refused(_busy())
-        self._buffered += size
+        """Count `size` more bytes of `conn`'s request body against the body budget (the
+        API's, or the one of other paths); raises _Refused (503 server_busy) when they do
+        not fit, 413 past OTHER_MAX_BODY on other paths."""
+        if conn.other:
+            if conn.reserved + size > OTHER_MAX_BODY:
+                raise _Refused(_error(413, "payload_too_large", "the body is larger than "
+                                      f"{OTHER_MAX_BODY // 1024} KiB"))  # fmt: skip
+            if self._other_buffered + size > OTHER_BODY_BUDGET:
+                raise _Refused(_busy())
+            self._other_buffered += size
+        else:
+            if self._buffered + size > self.body_budget:
+                raise _Refused(_busy())
+            self._buffered += size
         conn.reserved += size
 
     def _release(self, conn: _Conn) -> None:
-        self._buffered -= conn.reserved
+        if conn.other:
+            self._other_buffered -= conn.reserved
+        else:
+            self._buffered -= conn.reserved
         conn.reserved = 0
+        conn.other = False
 
     # -- one connection --------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -381,7 +421,7 @@ class SandboxServer:
             for name, value in event.headers:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
             self._arm(conn, self.body_timeout)
-            body = await self._read_body(conn, h11conn, reader, writer, headers)
+            body = await self._read_body(conn, h11conn, reader, writer, headers, target)
             self._disarm(conn)
         except h11.RemoteProtocolError as exc:
             resp = _protocol_error(exc, conn.head)
@@ -417,10 +457,13 @@ class SandboxServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         headers: Headers,
+        target: str,
     ) -> bytes:
         length = headers.get("content-length")
         if length is not None and length.isascii() and length.isdigit() and int(length) > MAX_BODY:
             raise _Refused(_too_large())
+        if length != "0" and (length is not None or "transfer-encoding" in headers):
+            self._admit_body(conn, target, headers)
         if length is not None and length.isascii() and length.isdigit():
             self._reserve(conn, int(length))  # before 100 Continue: refused unsent
         if h11conn.they_are_waiting_for_100_continue:
