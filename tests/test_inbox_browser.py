@@ -289,6 +289,22 @@ def test_xss_payloads_in_every_field_never_run(
     assert "/x.css" not in box.log() and "/remote.png" not in box.log()
 
 
+def test_get_open_of_an_api_message_runs_none_of_its_script(browser: Any, tmp_path: Path) -> None:
+    """`outkit get --open` against an API that is not the sandbox writes the HTML body to a
+    file:// page: the message's scripts, refreshes, <base> and forms do nothing there, and
+    its text and layout still show."""
+    from outkit_cli.commands.get import guarded_html
+
+    for html in (XSS_HTML + "<p id=shown>hello</p>", "<!DOCTYPE html>" + XSS_HTML):
+        page = tmp_path / "message.html"
+        page.write_text(guarded_html(html), encoding="utf-8")
+        browser.get(page.as_uri())
+        time.sleep(0.3)  # a refresh or script would have run by now; none may
+        assert browser.current_url == page.as_uri()
+        assert_not_pwned(browser, "get --open page")
+    assert browser.execute_script("return document.compatMode") == "CSS1Compat"
+
+
 def test_remote_images_load_only_when_asked(browser: Any, start_sandbox: Start) -> None:
     from selenium.webdriver.common.by import By
 

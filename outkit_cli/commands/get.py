@@ -6,6 +6,7 @@ only to draw a table and requests only once a request is made.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -239,6 +240,32 @@ def _open_in_inbox(messages: Sequence[Mapping[str, Any]], root: str) -> list[Out
     return []
 
 
+# What a message opened from a file may do: show itself (inline styles, images, fonts) and
+# nothing more. No script, plugin, frame, fetch, form or <base> rewrite: the HTML comes from
+# the API, and a file:// page runs its scripts with the user's browser (CSP Level 3).
+OPEN_CSP = (
+    "default-src 'none'; img-src data: http: https:; style-src 'unsafe-inline' http: https:; "
+    "font-src data: http: https:; media-src data: http: https:; base-uri 'none'; "
+    "form-action 'none'"
+)
+_DOCTYPE = re.compile(r"\A(\ufeff?\s*<!doctype[^>]*>)", re.IGNORECASE)
+
+
+def guarded_html(html: str) -> str:
+    """``html`` with a Content-Security-Policy ``<meta>`` (``OPEN_CSP``) as its first element.
+
+    The HTML parser puts a ``<meta>`` met before ``<html>`` into the head it creates, and a
+    policy applies to everything parsed after it, so no script in the body runs; a leading
+    doctype stays first (moving it would switch the page to quirks mode). A policy in the
+    message itself can only add restrictions (CSP: policies combine by intersection).
+    """
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{OPEN_CSP}">'
+    match = _DOCTYPE.match(html)
+    if match:
+        return match.group(1) + meta + html[match.end() :]
+    return meta + html
+
+
 def _open_bodies(messages: Sequence[Mapping[str, Any]]) -> list[OutkitError]:
     import tempfile
     import webbrowser
@@ -257,7 +284,7 @@ def _open_bodies(messages: Sequence[Mapping[str, Any]]) -> list[OutkitError]:
         # id is server text, so it never goes into the file name)
         fd, name = tempfile.mkstemp(prefix="message-", suffix=".html", dir=directory)
         with open(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
+            fh.write(guarded_html(html))
         opened = webbrowser.open(Path(name).as_uri())
         click.echo(f"{'opened' if opened else 'no browser found; the HTML is in'} {name}", err=True)
     return failures
