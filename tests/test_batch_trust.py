@@ -366,7 +366,7 @@ def test_a_bad_byte_is_reported_on_its_line_before_anything_is_sent(sandbox, tmp
     assert res.stdout == ""  # nothing sent, nothing printed valid
     assert res.stderr.strip() == (
         "error: line 1500: byte 0xe9 is not UTF-8: save the file as UTF-8, or pass "
-        "--encoding latin-1 (or the encoding it was written in)"
+        "--encoding cp1252 (Excel on Windows) or the encoding it was written in"
     )
     assert held(sandbox, "lat") == Counter()
     small = tmp_path / "l3.csv"
@@ -377,6 +377,50 @@ def test_a_bad_byte_is_reported_on_its_line_before_anything_is_sent(sandbox, tmp
     assert code == 0, err
     names = {m["data"]["name"] for m in sandbox.messages() if m["to"].startswith("l3-")}
     assert names == {"A", "José"}
+
+
+def test_windows_1252_read_as_latin_1_is_refused_not_sent_garbled(sandbox, tmp_path):
+    """Excel's CSV on Windows is Windows-1252: read as latin-1, its quotes, dashes and euro
+    sign are C1 control characters that would reach the recipient invisible. The file is
+    refused before anything is sent, naming cp1252; with it, the text arrives whole."""
+    src = tmp_path / "excel.csv"
+    text = "to;data.name\r\ncp-0@example.com;Se\u00e1n O\u2019Brien \u2013 5 \u20ac\r\n"
+    src.write_bytes(text.encode("cp1252"))
+    res = run("send", "--batch", str(src), *DEMO, "--encoding", "latin-1", env=sandbox.env())
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    assert res.stderr.strip() == (
+        "error: line 2: U+0092 is a control character in iso8859-1 ('\u2019' in "
+        "Windows-1252): files Excel saves on Windows are Windows-1252: pass --encoding cp1252"
+    )
+    assert held(sandbox, "cp-") == Counter()
+    code, _, err = batch(src, "--encoding", "cp1252", env=sandbox.env())
+    assert code == 0, err
+    (msg,) = [m for m in sandbox.messages() if m["to"] == "cp-0@example.com"]
+    assert msg["data"]["name"] == "Se\u00e1n O\u2019Brien \u2013 5 \u20ac"
+
+
+def test_trailing_separators_are_empty_cells_not_a_bad_row(tmp_path):
+    """Excel writes `a;b;;` under a two-column header (and sometimes in the header too)."""
+    src = tmp_path / "trail.csv"
+    src.write_text("to;data.name;;\na@example.com;A;;\nb@example.com;B\nc@example.com;C;x\n")
+    res = run("send", "--batch", str(src), *DEMO, "--dry-run")
+    by_row = {r["row"]: (r["status"], r.get("error")) for r in results(res.stdout)}
+    assert by_row == {
+        2: ("valid", None),
+        3: ("valid", None),
+        4: ("invalid", "has 3 cells, the header has 2"),  # a value past the header is data
+    }
+
+
+def test_a_capitalised_header_names_the_lower_case_column(tmp_path):
+    src = tmp_path / "caps.csv"
+    src.write_text("To;Data.Name\na@example.com;A\n")
+    res = run("send", "--batch", str(src), *DEMO, "--dry-run")
+    assert res.exit_code == 2
+    assert res.stderr.startswith(
+        "error: line 1: unknown column 'To' (column names are lower case: 'to'): "
+    )
 
 
 def test_an_empty_to_cell_says_so(tmp_path):

@@ -140,14 +140,45 @@ def check_encoding(name: str | None) -> str:
     return "utf-8-sig" if info.name == "utf-8" else info.name
 
 
+# C1 control characters (U+0080-U+009F) are never text a person wrote: in a file read as
+# latin-1 they are Windows-1252's quotes, dashes and euro sign (what Excel writes on
+# Windows), which would reach recipients as invisible controls.
+_C1_CONTROL = re.compile("[\x80-\x9f]")
+
+
 def _decoded_lines(source: BatchInput) -> Iterator[str]:
-    """The input's lines as text, each decoded on its own: a bad byte names its line."""
+    """The input's lines as text, each decoded on its own: a bad byte names its line.
+
+    Raises UsageError for a byte the encoding cannot read and for a C1 control character
+    (the file is in another encoding than the one it is read with)."""
     decoder = codecs.getincrementaldecoder(source.encoding)()
     for number, line in enumerate(source.raw, 1):
         try:
-            yield decoder.decode(line)
+            text = decoder.decode(line)
         except UnicodeDecodeError as exc:
             raise UsageError(_decode_problem(number, exc, source.encoding)) from None
+        control = _C1_CONTROL.search(text)
+        if control:
+            raise UsageError(_control_problem(number, control.group(), source.encoding))
+        yield text
+
+
+def _control_problem(line: int, char: str, encoding: str) -> str:
+    shown = f"U+{ord(char):04X}"
+    if codecs.lookup(encoding).name in ("iso8859-1", "latin-1"):
+        try:
+            meant = char.encode("latin-1").decode("cp1252")
+        except UnicodeDecodeError:
+            meant = ""
+        as_cp1252 = f" ({meant!r} in Windows-1252)" if meant else ""
+        return (
+            f"line {line}: {shown} is a control character in {encoding}{as_cp1252}: files "
+            "Excel saves on Windows are Windows-1252: pass --encoding cp1252"
+        )
+    return (
+        f"line {line}: {shown} is a control character, not text: save the file as UTF-8, "
+        "or pass --encoding with the encoding it was written in"
+    )
 
 
 def _decode_problem(line: int, exc: UnicodeDecodeError, encoding: str) -> str:
@@ -156,7 +187,7 @@ def _decode_problem(line: int, exc: UnicodeDecodeError, encoding: str) -> str:
     if encoding == "utf-8-sig":
         return (
             f"line {line}: byte {shown} is not UTF-8: save the file as UTF-8, or pass "
-            "--encoding latin-1 (or the encoding it was written in)"
+            "--encoding cp1252 (Excel on Windows) or the encoding it was written in"
         )
     return f"line {line}: byte {shown} is not valid {encoding} (--encoding)"
 
@@ -245,7 +276,7 @@ def detect_delimiter(header_line: str) -> str:
             cells = next(csv.reader([header_line], delimiter=delimiter))
         except (csv.Error, StopIteration):
             continue
-        known = sum(1 for c in cells if _column_kind(c.strip()) is not None)
+        known = sum(1 for c in cells if _column_kind(c.strip().lower()) is not None)
         if known > best_known:
             best, best_known = delimiter, known
     return best
@@ -256,9 +287,16 @@ def _other_delimiter(column: str, delimiter: str) -> str:
     for other, name in DELIMITERS.items():
         if other != delimiter and other in column:
             parts = [p.strip() for p in column.split(other)]
-            if sum(1 for p in parts if _column_kind(p) is not None) >= 1:
+            if sum(1 for p in parts if _column_kind(p.lower()) is not None) >= 1:
                 shown = "tab" if other == "\t" else repr(other)
                 return f" (the header looks {name}-separated: pass --delimiter {shown})"
+    return ""
+
+
+def _case_hint(column: str) -> str:
+    """A hint when an unknown column is a known one in other letter case (`To`)."""
+    if column != column.lower() and _column_kind(column.lower()) is not None:
+        return f" (column names are lower case: {column.lower()!r})"
     return ""
 
 
@@ -292,10 +330,13 @@ def _csv_rows(lines: Iterator[str], delimiter: str | None) -> Iterator[Row | Bad
             ) from None
         raise UsageError(f"{at}: the CSV header does not parse: {exc}") from None
     header = [h.strip() for h in header]
+    while len(header) > 1 and header[-1] == "":
+        header.pop()  # trailing separators (Excel): no column
     unknown = [h for h in header if _column_kind(h) is None]
     if unknown:
         raise UsageError(
-            f"{at}: unknown column {unknown[0]!r}{_other_delimiter(unknown[0], delimiter)}: "
+            f"{at}: unknown column {unknown[0]!r}"
+            f"{_other_delimiter(unknown[0], delimiter) or _case_hint(unknown[0])}: "
             f"columns are message fields ({', '.join(STRING_FIELDS + BOOL_FIELDS)}), "
             "data.NAME for a template local, data for a JSON object of locals, or attachments"
         )
@@ -316,6 +357,8 @@ def _csv_rows(lines: Iterator[str], delimiter: str | None) -> Iterator[Row | Bad
         end = reader.line_num + skipped
         if not cells or all(not c.strip() for c in cells):
             continue
+        if len(cells) > len(header) and not any(c.strip() for c in cells[len(header) :]):
+            cells = cells[: len(header)]  # Excel writes trailing separators: empty cells
         if len(cells) != len(header):
             yield BadRow(start, f"has {len(cells)} cells, the header has {len(header)}")
             continue
