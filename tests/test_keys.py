@@ -70,6 +70,31 @@ def test_add_again_needs_force_in_scripts(config_file: Path) -> None:
     assert load_config(config_file)["profiles"]["prod"]["key"] == "new"
 
 
+def test_replacing_credentials_keeps_the_profiles_settings(config_file: Path) -> None:
+    """Replacing a sandbox profile's key must not point it at production: the API URL,
+    signing, project, sender, backend and hand-added settings stay unless given."""
+    add("local", "--api-url", "http://127.0.0.1:8025/v1", "--unsigned", "--project", "demo")
+    edit = config_file.read_text().replace('project = "demo"', 'project = "demo"\nrate = 5')
+    config_file.write_text(edit)
+    result = run(
+        "keys", "add", "local", "--key", "k2", "--passphrase", "p2", "--secret", "s2", "--force"
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    prof = load_config(config_file)["profiles"]["local"]
+    assert prof["key"] == "k2" and prof["secret"] == "s2"
+    assert prof["api_url"] == "http://127.0.0.1:8025/v1"
+    assert prof["signed"] is False
+    assert (prof["project"], prof["rate"]) == ("demo", 5)
+    result = run(
+        "keys", "add", "local", "--key", "k3", "--passphrase", "p3", "--secret", "s3",
+        "--force", "--signed", "--project", "acme",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    prof = load_config(config_file)["profiles"]["local"]
+    assert (prof["signed"], prof["project"], prof["key"]) == (True, "acme", "k3")
+    assert prof["api_url"] == "http://127.0.0.1:8025/v1"
+
+
 def test_unsigned_is_stored(config_file: Path) -> None:
     add("legacy", "--unsigned")
     assert load_config(config_file)["profiles"]["legacy"]["signed"] is False

@@ -47,9 +47,10 @@ from outkit_cli.signing import is_utf8_text
 )
 @click.option("--api-url", metavar="URL", help="API base URL (default: https://api.outkit.io/v1).")
 @click.option(
-    "--unsigned",
-    is_flag=True,
-    help="The key opted out of signing: send Outkit-Access-Secret instead of a signature.",
+    "--unsigned/--signed",
+    default=None,
+    help="The key opted out of signing: send Outkit-Access-Secret instead of a signature "
+    "(--signed: sign, the default for a new profile).",
 )
 @click.option("--project", metavar="ID", help="Default project for `outkit send`.")
 @click.option("--from", "from_", metavar="SENDER", help="Default sender for `outkit send`.")
@@ -68,7 +69,7 @@ def add(
     secret_stdin: bool,
     passphrase_stdin: bool,
     api_url: str | None,
-    unsigned: bool,
+    unsigned: bool | None,
     project: str | None,
     from_: str | None,
     backend: str | None,
@@ -77,7 +78,9 @@ def add(
 ) -> None:
     """Values not given are prompted for on a terminal (secrets hidden); without one they
     are required. The first profile added becomes the default. Replacing an existing
-    profile asks first on a terminal; in scripts pass --force.
+    profile asks first on a terminal; in scripts pass --force. A replaced profile keeps
+    its settings (API URL, signing, project, sender, backend, anything added by hand)
+    unless an option gives a new value; its key, passphrase and secret are replaced.
     """
     from outkit_cli.config import header_problem, load_config, profiles, save_profile
     from outkit_cli.errors import UsageError
@@ -112,11 +115,15 @@ def add(
     if empty:
         raise UsageError(f"{', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty")
     # refuse a broken file, or a profile that would be replaced, before prompting
-    existed = name in profiles(load_config(app.config_path))
+    old = profiles(load_config(app.config_path)).get(name)
+    existed = old is not None
     if existed and not force:
         if not stdin_is_tty() or from_stdin:
             raise UsageError(f"profile {name!r} exists: pass --force to replace it")
-        if not click.confirm(f"Replace profile {name!r} in {app.config_path}?"):
+        if not click.confirm(
+            f"Replace the credentials of profile {name!r} in {app.config_path} (its other "
+            "settings are kept unless given)?"
+        ):
             click.echo("nothing changed", err=True)
             return
     missing = [f for f, v in values.items() if not v]
@@ -129,17 +136,16 @@ def add(
     for f in missing:
         # click.prompt asks again on empty input, so every value ends up non-empty
         values[f] = click.prompt(f.capitalize(), hide_input=f != "key")
+    kept = {k: v for k, v in (old or {}).items() if k not in values}
+    if unsigned is None:
+        unsigned = kept.get("signed") is False
     for f in ("key", "passphrase") if not unsigned else ("key", "passphrase", "secret"):
         problem = header_problem(values[f])
         if problem:  # caught now, not on every later request; the value is not shown
             raise UsageError(f"the {f} cannot be sent in an HTTP header: {problem}")
-    values.update(
-        api_url=api_url,
-        signed=not unsigned,
-        project=project,
-        backend=backend,
-        **{"from": from_},
-    )
+    given_settings = {"api_url": api_url, "signed": not unsigned, "project": project,
+                      "backend": backend, "from": from_}  # fmt: skip
+    values = {**kept, **values, **{k: v for k, v in given_settings.items() if v is not None}}
     became_default = save_profile(app.config_path, name, values, make_default=make_default)
     verb = "replaced" if existed else "added"
     note = " (the default profile)" if became_default else ""
