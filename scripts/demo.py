@@ -11,6 +11,7 @@ script exits non-zero as soon as a step fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -69,7 +70,6 @@ def start_sandbox(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen
             raise StepFailed(
                 f"the sandbox did not start ({exc}): {detail or 'no output'}"
             ) from None
-    print(f"listening on {url}; profile 'sandbox' written to {env['OUTKIT_CONFIG']}")
     return proc, url
 
 
@@ -99,8 +99,9 @@ def demo(tmp: Path) -> None:
     env["OUTKIT_CONFIG"] = str(tmp / "config.toml")  # a throw-away config, never yours
     data_dir = tmp / "data"
     data_dir.mkdir()
-    server, _ = start_sandbox(data_dir, env)
+    server, url = start_sandbox(data_dir, env)
     try:
+        print(f"listening on {url}; profile 'sandbox' written to {env['OUTKIT_CONFIG']}")
         if keys_test_available():
             step("Checking the credentials of the new profile", ["keys", "test"], env)
         out = step(
@@ -134,9 +135,11 @@ def demo(tmp: Path) -> None:
             if line.split(":", 1)[0].lower() in {"from", "to", "subject", "date"}:
                 print(f"  {line}")
     finally:
-        heading("Stopping the sandbox")
+        # stopped before anything is printed: printing fails once a reader such as
+        # `| head` has gone, and the sandbox must not outlive the demo
         stop_sandbox(server)
-        print("stopped")
+        with contextlib.suppress(BrokenPipeError):
+            heading("Stopped the sandbox")
 
 
 def main() -> int:
@@ -149,6 +152,14 @@ def main() -> int:
     except StepFailed as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ndemo interrupted; the sandbox is stopped", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (`make demo | head`): stop quietly, as `cat` does;
+        # stdout goes to /dev/null so that flushing it at exit raises nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         if args.keep:
             print(f"\nkept {tmp} (sandbox data, outbox, config)")
