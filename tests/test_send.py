@@ -376,3 +376,38 @@ def test_poll_delays_grow_from_a_fifth_of_a_second_to_two_seconds() -> None:
     assert delays[0] == 0.2
     assert all(b >= a for a, b in pairwise(delays))
     assert delays[-1] == 2.0 and max(delays) == 2.0
+
+
+def test_ctrl_c_while_waiting_names_the_created_message(start_sandbox) -> None:
+    """Ctrl-C during --wait stops the waiting, not the message: the id still reaches stdout
+    and stderr says how to follow it (it used to vanish with the spinner line)."""
+    import os
+    import signal
+    import sys
+
+    box = start_sandbox(latency=3_000)  # every answer 3 s late: the waiting goes on
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "-v", "send", "--to", "a@example.com",
+         "--project", "demo", "--text-body", "x", "--wait", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **box.env()},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    try:
+        for line in iter(proc.stderr.readline, b""):
+            seen.append(line.decode())
+            if line.startswith(b"debug: > GET "):  # the POST was answered: now waiting
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    message_id = out.decode().strip()
+    assert proc.returncode == 130, "".join(seen) + err.decode()
+    assert UUID_RE.match(message_id)
+    assert (
+        f"interrupted while waiting: message {message_id} was created; follow it with: "
+        f"outkit get {message_id} --wait"
+    ) in err.decode()
+    assert "Traceback" not in err.decode()

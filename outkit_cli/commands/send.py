@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import sys
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from outkit_cli.commands.options import OutputSpec, network_options, output_opti
 from outkit_cli.errors import OutkitError, UsageError
 from outkit_cli.fields import SENT, Field
 from outkit_cli.message import MessageInput
+from outkit_cli.output import shown
 
 FILE_HELP = " '@FILE' reads it from a file, '@-' from stdin."
 
@@ -183,7 +185,6 @@ def send_one(
         return
 
     from outkit_cli.client import Client
-    from outkit_cli.message_view import show_messages
 
     with Client(settings) as client:
         created = client.create_message(
@@ -200,12 +201,27 @@ def send_one(
             except OutkitError as exc:
                 # the message exists: still print what is known (the id above all), then fail
                 problem = exc
+            except KeyboardInterrupt:
+                # Ctrl-C stops the waiting, not the message: say which one was created
+                _show_created(output, created, quiet=quiet)
+                click.echo(
+                    f"interrupted while waiting: message {shown(created.get('id'))} was "
+                    f"created; follow it with: outkit get {shown(created.get('id'))} --wait",
+                    err=True,
+                )
+                sys.exit(130)
+    _show_created(output, created, quiet=quiet)
+    if problem is not None:
+        raise problem
+
+
+def _show_created(output: OutputSpec, created: Any, *, quiet: bool) -> None:
+    from outkit_cli.message_view import show_messages
+
     if quiet:
         click.echo(created.get("id"))
     else:
         show_messages(output, [created], single=True)
-    if problem is not None:
-        raise problem
 
 
 def _check_combinations(
