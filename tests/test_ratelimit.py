@@ -27,8 +27,36 @@ def test_fixed_rate_spreads_requests_evenly() -> None:
     sent = [limiter.acquire() for _ in range(101)]
     gaps = {round(b - a, 6) for a, b in itertools.pairwise(sent)}
     assert gaps == {0.02}
-    # 100 intervals, of which CATCH_UP_SLOTS may be taken up front
-    assert t.now - 100.0 == pytest.approx(2.0 - CATCH_UP_SLOTS * 0.02)
+    # 100 intervals from the first request: no slot is taken up front
+    assert t.now - 100.0 == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("idle_before_first", [0.0, 30.0])
+def test_fixed_rate_never_bursts_at_the_start(idle_before_first: float) -> None:
+    """--rate 2: the first requests go 0.5 s apart, however long the batch took to start
+    (a burst of five made a server's 2-per-second limit answer 429)."""
+    t = FakeTime()
+    limiter = RateLimiter(2, clock=t.clock, sleep=t.sleep)
+    t.now += idle_before_first
+    start = t.now
+    sent_at = []
+    for _ in range(5):
+        limiter.acquire()
+        sent_at.append(t.now - start)
+    assert sent_at == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_a_fast_schedule_that_fell_behind_makes_up_a_few_slots() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(200, clock=t.clock, sleep=t.sleep)
+    limiter.acquire()
+    t.now += 1.0  # every worker was busy
+    times = []
+    for _ in range(10):
+        limiter.acquire()
+        times.append(t.now)
+    assert times[: CATCH_UP_SLOTS + 1] == [times[0]] * (CATCH_UP_SLOTS + 1)
+    assert times[-1] - times[0] == pytest.approx(5 * 0.005)
 
 
 def test_fixed_rate_never_bursts_after_idle_time() -> None:
@@ -106,3 +134,19 @@ def test_adaptive_rate_follows_a_server_limit() -> None:
         t.now += 0.001
     assert ok / 30 >= 0.9 * 200
     assert throttled / (ok + throttled) <= 0.02
+
+
+def test_the_summary_reports_the_rate_sent_when_the_pace_held_nothing_back() -> None:
+    """After a cut, the allowed pace climbs (CUBIC) while slow answers keep the batch near
+    2/s: the summary says 2/s, not the allowed 17/s nobody reached."""
+    t = FakeTime()
+    limiter = RateLimiter(clock=t.clock, sleep=t.sleep)
+    for _ in range(20):
+        at = limiter.acquire()
+        t.now += 0.5  # slow answers: 2/s
+    limiter.on_answer(429, at)
+    for _ in range(60):
+        limiter.acquire()
+        t.now += 0.5
+    assert limiter.rate is not None and limiter.rate > 5
+    assert "adapted to 2/s" in limiter.snapshot().describe()

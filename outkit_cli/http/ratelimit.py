@@ -17,9 +17,10 @@ adaptive retry mode does (botocore ``retries/adaptive.py``, ``retries/standard.p
 With ``rate`` given (`--rate N`, profile ``rate``) the pace is fixed at N requests per
 second, spread evenly; 429s still pause everyone for their Retry-After.
 
-Requests are spread evenly: each takes the next slot of a schedule ``1/rate`` apart; a
-schedule that fell behind makes up at most CATCH_UP_SLOTS slots at once, so idle workers
-never turn into a burst.
+Requests are spread evenly: each takes the next slot of a schedule ``1/rate`` apart,
+starting with the first request (not when the limiter was made); a schedule that fell
+behind makes up at most CATCH_UP_SLOTS slots and CATCH_UP_SECONDS at once, so idle workers
+never turn into a burst that a per-second limit would count.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ SMOOTHING = 0.8  # weight of the newest sample in the measured rate (botocore)
 # Slots a schedule that fell behind may make up at once (a worker overslept, or all were
 # busy): without it the pace drifts below the rate; with more it would come in bursts.
 CATCH_UP_SLOTS = 4
+# ... and never more than this much time: at 2/s, four slots would be 5 requests at once.
+CATCH_UP_SECONDS = 0.05
 
 
 @dataclass
@@ -84,7 +87,7 @@ class RateLimiter:
         self.stats = RateStats(fixed=self.fixed)
         self._lock = threading.Lock()
         self._rate: float | None = rate  # the pace in force; None: unpaced
-        self._next_slot = 0.0
+        self._next_slot: float | None = None  # set by the first request
         # adaptive state
         self._measured = 0.0
         self._window_start = clock()
@@ -112,7 +115,11 @@ class RateLimiter:
             if not self.fixed:
                 rate = self._rate = self._cubic(now)
             interval = 1.0 / rate
-            slot = max(self._next_slot, now - CATCH_UP_SLOTS * interval)
+            if self._next_slot is None:
+                slot = now
+            else:
+                behind = min(CATCH_UP_SLOTS * interval, CATCH_UP_SECONDS)
+                slot = max(self._next_slot, now - behind)
             self._next_slot = slot + interval
         wait = slot - now
         if deadline is not None:
@@ -147,7 +154,12 @@ class RateLimiter:
 
     def snapshot(self) -> RateStats:
         with self._lock:
-            self.stats.paced_rate = self._rate
+            paced = self._rate
+            if paced is not None and not self.fixed and self._measured:
+                # an allowed pace above what was sent (slow answers, failures) held nothing
+                # back: report the rate that was actually sent
+                paced = min(paced, self._measured)
+            self.stats.paced_rate = paced
             return RateStats(**vars(self.stats))
 
     # -- adaptive pieces (called with the lock held) --------------------------------------
