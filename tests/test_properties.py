@@ -614,6 +614,6 @@ def test_an_unsigned_secret_is_checked_a_signing_secret_is_not(config_file: Path
     assert "the secret from OUTKIT_ACCESS_SECRET cannot be sent in an HTTP header" in result.stderr
     assert "spaced secret" not in result.stderr
     assert (
-        run(*add, "--secret", " spaced secret ", "--force").exit_code == 0
-    )  # signed: HMAC key only
+        run(*add, "--secret", " spaced secret ", "--force", "--signed").exit_code == 0
+    )  # signed: HMAC key only (a replaced profile stays unsigned unless --signed)
     assert run("sign", "GET", "/v1/messages", "--timestamp", "1").exit_code == 0
