@@ -69,7 +69,9 @@ TRAFFIC = re_compile(r"(\d+) requests?, (\d+) answered 429 \([^)]*\), (\d+) retr
 
 def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_path):
     """No --rate: the first 429s cut the pace, so most requests pass (issue 11)."""
-    box = start_sandbox(rate_limit=50)
+    # a limit far below what a batch sends even on a loaded machine (at 50/s a busy CI
+    # worker sent 56/s: the burst and refill covered all 200 rows, and no 429 came)
+    box = start_sandbox(rate_limit=20)
     src = write_csv(tmp_path / "rows.csv", people(200, "adapt"))
     res = run(*send_batch(src), env=box.env())
     assert res.exit_code == 0, res.stderr
@@ -78,8 +80,8 @@ def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_pat
     assert found, res.stderr
     requests, throttled, retries = (int(g) for g in found.groups())
     assert requests >= 200 + throttled and retries == throttled
-    # hammering would be ~150 429s (150 rows over the burst of 50, each retried after 1 s)
-    assert throttled <= 30, res.stderr
+    # hammering would be ~180 429s (180 rows over the burst of 20, each retried after 1 s)
+    assert 0 < throttled <= 40, res.stderr
     assert "adapted to" in res.stderr
 
 

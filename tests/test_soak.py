@@ -19,9 +19,10 @@ def test_short_soak_every_row_exactly_once(tmp_path: Path) -> None:
     work, output = tmp_path / "work", tmp_path / "soak.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", "3", "--clients", "3",
-         # a limit below what 3 clients reach even on a loaded machine: the batch's rate
-         # adaptation keeps 429s rare, and the check wants to see some
-         "--rate-limit", "10", "--fail-rate", "0.05", "--work", str(work),
+         # a limit below what 3 clients reach even on a loaded machine (at 10/s a busy CI
+         # worker sent 30 rows in 3 s and drew no 429), and a fault rate that ~30 requests
+         # cannot miss (0.05 left 21% of runs without a 503): the check wants to see both
+         "--rate-limit", "3", "--fail-rate", "0.2", "--work", str(work),
          "--output", str(output)],
         capture_output=True,
         timeout=180,
