@@ -230,7 +230,8 @@ def serve(
     # the profile at once
     click.echo(running.url)
     sys.stdout.flush()  # scripts waiting for the URL line see it now
-    click.echo(f"inbox: {running.inbox_url}", err=True)
+    login = running.inbox_login
+    click.echo(f"inbox: {running.inbox_url}" + (f" ({login})" if login else ""), err=True)
     click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
     running.serve_until_stopped()
 

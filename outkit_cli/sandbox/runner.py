@@ -55,9 +55,16 @@ class Running:
 
     @property
     def inbox_url(self) -> str:
-        """The browser inbox's root URL, with its token when one is required."""
+        """The browser inbox's root URL (the token, when one is required, is in
+        `inbox_login`)."""
         assert self.app.inbox is not None
         return self.app.inbox.base_url
+
+    @property
+    def inbox_login(self) -> str | None:
+        """How to sign in to the inbox (user and password), or None when it needs no token."""
+        assert self.app.inbox is not None
+        return self.app.inbox.login
 
     def signed_key(self) -> ApiKey:
         return next(k for k in self.keys if k.signed)

@@ -19,7 +19,10 @@ Safety: pages are Jinja2 templates with autoescaping, and carry a Content-Securi
 that allows only this server's own script and styles; a message's HTML is served on its
 own URL with a policy that forbids scripts, forms, plugins and every network load
 (`sandbox` directive and a sandboxed iframe), remote images only on request. With `token`
-set (any host that is not loopback) every path requires it, by cookie or `?token=`.
+set (any host that is not loopback) every path requires it, as the password of HTTP Basic
+authentication (RFC 7617) or in `?token=`; never in a cookie: cookies ignore ports (RFC
+6265 section 8.5), so every other server on the host would receive it, while a browser
+keeps Basic credentials for this origin (scheme, host and port) only.
 On loopback the Host header must name a loopback host (no DNS rebinding). POSTs require
 the per-server CSRF token.
 """
@@ -51,7 +54,9 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 MAX_SEARCH = 200
-COOKIE = "outkit_inbox_token"
+# HTTP Basic authentication (RFC 7617): the user name is not checked; this one is shown
+BASIC_USER = "outkit"
+CHALLENGE = 'Basic realm="outkit inbox", charset="UTF-8"'
 # how often a live view looks at the store's change counter (seconds); a change shows in
 # the browser within this plus one fetch, and each open tab fetches at most this often
 POLL_INTERVAL = 0.5
@@ -95,9 +100,10 @@ _LOOPBACK_HOST = re.compile(r"(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d{1,5})?",
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message = status, message
+        self.headers = dict(headers or {})
 
 
 class Inbox:
@@ -120,9 +126,15 @@ class Inbox:
 
     @property
     def base_url(self) -> str:
-        """The inbox's root URL (with the token when one is required)."""
-        root = self.api_url.rsplit("/v1", 1)[0] + "/"
-        return root + (f"?token={self.token}" if self.token else "")
+        """The inbox's root URL (never with the token: see `login`)."""
+        return self.api_url.rsplit("/v1", 1)[0] + "/"
+
+    @property
+    def login(self) -> str | None:
+        """How to sign in when a token is required (None: no token), for the start line."""
+        if self.token is None:
+            return None
+        return f"user {BASIC_USER}, password {self.token}"
 
     def message_url(self, message_id: str) -> str:
         return self.api_url.rsplit("/v1", 1)[0] + "/messages/" + quote(message_id, safe="")
@@ -144,7 +156,9 @@ class Inbox:
                 raise Refused(405, f"{method} is not allowed here")
             return self._get(path, query)
         except Refused as exc:
-            return self._page(exc.status, "error.html", message=exc.message)
+            page = self._page(exc.status, "error.html", message=exc.message)
+            page.headers.update(exc.headers)
+            return page
 
     # -- access ------------------------------------------------------------------------------
     def _check_access(
@@ -156,27 +170,15 @@ class Inbox:
                 # a page elsewhere that got its name resolved to 127.0.0.1 (DNS rebinding)
                 raise Refused(403, "this inbox answers only to a loopback host name")
             return None
-        given = query.get("token", [""])[-1]
+        given = query.get("token", [""])[-1] or _basic_password(headers.get("authorization"))
         if given and hmac.compare_digest(given.encode(), self.token.encode()):
-            rest = {k: v for k, v in query.items() if k != "token"}
-            # only a path on this server: "//evil.example/" would be another host to the
-            # browser (RFC 3986 section 4.2, a network-path reference), "/\\evil" too
-            local = path if path.startswith("/") and path[1:2] not in ("/", "\\") else "/"
-            location = local + ("?" + urlencode(rest, doseq=True) if rest else "")
-            return Response(
-                303,
-                "",
-                {
-                    "Location": location,
-                    "Set-Cookie": f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict",
-                    **COMMON_HEADERS,
-                },
-            )
-        cookie = _cookie(headers.get("cookie") or "", COOKIE)
-        if cookie and hmac.compare_digest(cookie.encode(), self.token.encode()):
             return None
-        raise Refused(401, "this inbox needs the token that `outkit serve` printed at start "
-                      "(open the inbox URL it printed)")  # fmt: skip
+        raise Refused(
+            401,
+            "this inbox needs the token that `outkit serve` printed at start (as the "
+            "password when the browser asks)",
+            {"WWW-Authenticate": CHALLENGE},
+        )
 
     def _check_csrf(self, form: dict[str, list[str]], headers: Mapping[str, str]) -> None:
         given = form.get("csrf", [""])[-1] or headers.get("x-csrf-token") or ""
@@ -610,12 +612,21 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, [""])[-1] in ("1", "true", "yes")
 
 
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
+def _basic_password(header: str | None) -> str:
+    """The password of an ``Authorization: Basic`` header (RFC 7617), or "" for anything
+    else (another scheme, bad base64, no colon)."""
+    import base64
+    import binascii
+
+    scheme, _, value = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    _user, colon, password = decoded.partition(":")
+    return password if colon else ""
 
 
 def _redirect(location: str) -> Response:
