@@ -13,9 +13,12 @@ def main() -> None:
     """Import the CLI and run it; exit 130, silently, when interrupted while importing."""
     import gc
 
-    # Importing click and the CLI creates tens of thousands of objects and no garbage;
-    # the cyclic collector would scan them some twenty times for nothing (a tenth of
-    # `outkit sign`'s start-up, docs/benchmarks.md). It is on again before any command runs.
+    # Importing click and the CLI creates tens of thousands of objects, all kept for the
+    # life of the process: the cyclic collector would scan them some twenty times for
+    # nothing (a tenth of `outkit sign`'s start-up, docs/benchmarks.md). So it is off while
+    # importing; then those objects are frozen (moved out of the collector's view, as the
+    # gc docs suggest for long-lived start-up objects) and it is on again before any
+    # command runs. Without the freeze the first collection would scan them all at once.
     gc.disable()
     try:
         from outkit_cli.cli import main as run
@@ -24,6 +27,7 @@ def main() -> None:
         # exit status for SIGINT (128 + 2), as the CLI itself exits later on
         sys.exit(130)
     finally:
+        gc.freeze()
         gc.enable()
     run()
 
