@@ -342,6 +342,38 @@ def test_every_command_help_ends_with_examples_and_lists_exit_codes() -> None:
             assert vague not in out, (path, vague)
 
 
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_every_help_fits_80_columns(columns: str) -> None:
+    """The root's and every command's help, on an 80-column terminal and on a wide one
+    (where click's own wrapping stops at 100 columns, the examples and exit codes are
+    written to fit 80)."""
+    from outkit_cli.commands import COMMANDS
+    from outkit_cli.commands.keys import keys
+
+    paths = [()] + [(name,) for name in COMMANDS] + [("keys", name) for name in keys.commands]
+    for path in paths:
+        result = run(*path, "--help", env={"COLUMNS": columns})
+        assert result.exit_code == 0, (path, result.stderr)
+        limit = 80 if columns == "80" else 100
+        wide = [line for line in result.stdout.splitlines() if len(line) > limit]
+        assert not wide, (path, wide)
+        # what is written to fit (click's \b blocks: exit codes, examples) fits 80 at any width
+        out = result.stdout
+        codes = out[out.index("Exit codes:") :].split("\n\n")[0]
+        examples = out[out.index("Examples:") :] if path else ""
+        fixed = [line for line in f"{codes}\n{examples}".splitlines() if len(line) > 80]
+        assert not fixed, (path, fixed)
+
+
+def test_a_long_exit_code_meaning_wraps_under_itself() -> None:
+    from outkit_cli.commands import exit_codes_text
+
+    text = exit_codes_text({2: "word " * 30})
+    lines = text.splitlines()[2:]
+    assert len(lines) > 1 and all(len(line) <= 78 for line in lines)
+    assert lines[0].startswith("    2  word") and lines[1].startswith("       word")
+
+
 def test_keys_help_lists_every_subcommand_whole() -> None:
     out = run("keys", "--help").stdout
     from outkit_cli.commands.keys import keys

@@ -33,13 +33,25 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# every line of `--help` fits this many columns (the usual terminal); the epilog's lines are
+# kept as written (click's \b), and click indents them by 2
+HELP_WIDTH = 80
+_EPILOG_WIDTH = HELP_WIDTH - 2
+
+
 def exit_codes_text(codes: Mapping[int, str | None]) -> str:
-    """`Exit codes:` lines; a code given without its own text gets the table's meaning."""
+    """`Exit codes:` lines; a code given without its own text gets the table's meaning.
+    A meaning too long for one line goes on under itself (a hanging indent)."""
     from outkit_cli.errors import EXIT_CODE_HELP, ExitCode
 
-    lines = [
-        f"  {code:>3}  {text or EXIT_CODE_HELP[ExitCode(code)]}" for code, text in codes.items()
-    ]
+    lines = []
+    for code, text in codes.items():
+        line = f"  {code:>3}  {text or EXIT_CODE_HELP[ExitCode(code)]}"
+        if len(line) > _EPILOG_WIDTH:
+            import textwrap  # only for a long line: `outkit sign`'s help fits (start-up)
+
+            line = "\n".join(textwrap.wrap(line, _EPILOG_WIDTH, subsequent_indent=" " * 7))
+        lines.append(line)
     return "\b\nExit codes:\n" + "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ def completion_script(shell: str) -> str:
     examples=[
         "mkdir -p ~/.local/share/bash-completion/completions",
         "outkit completion bash > ~/.local/share/bash-completion/completions/outkit",
-        "mkdir -p ~/.zfunc   # and fpath=(~/.zfunc $fpath) in ~/.zshrc, before compinit",
+        "mkdir -p ~/.zfunc  # fpath=(~/.zfunc $fpath) in ~/.zshrc, before compinit",
         "outkit completion zsh > ~/.zfunc/_outkit",
         "mkdir -p ~/.config/fish/completions",
         "outkit completion fish > ~/.config/fish/completions/outkit.fish",

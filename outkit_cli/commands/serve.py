@@ -40,8 +40,9 @@ def _check_skew(value: float) -> float:
     },
     examples=[
         "outkit serve --port 0 --init-profile",
-        "outkit -p sandbox send --template welcome --to you@example.com --data name=Ada",
-        "outkit serve --data-dir ./sandbox-data --templates ./templates --rate-limit 10",
+        "outkit -p sandbox send --template welcome --to you@example.com \\",
+        "    --data name=Ada",
+        "outkit serve --data-dir ./data --templates ./templates --rate-limit 10",
     ],
 )
 @click.option(

@@ -21,7 +21,8 @@ from outkit_cli.commands.keys.show import show
     exit_codes={0: None, 2: "bad input, unknown profile, or a config file that does not parse",
                 3: "keys test: the credentials were rejected", 8: "keys test: API unreachable"},
     examples=[
-        "outkit keys add production --key KEY --passphrase-stdin --secret-stdin < creds.txt",
+        "outkit keys add production --key KEY \\",
+        "    --passphrase-stdin --secret-stdin < creds.txt",
         "outkit keys list",
         "outkit keys default production",
         "outkit keys test production",

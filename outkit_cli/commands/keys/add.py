@@ -19,9 +19,11 @@ from outkit_cli.signing import is_utf8_text
     exit_codes={0: "added or replaced", 2: "bad or missing value, the profile exists "
                 "(without --force), or a config file that does not parse"},
     examples=[
-        "outkit keys add production --key AKIA123      # prompts for the rest on a terminal",
-        'outkit keys add ci --key "$KEY" --secret-stdin < secret.txt   # passphrase from',
-        "    # OUTKIT_ACCESS_PASSPHRASE; or --passphrase-stdin --secret-stdin < two-lines.txt",
+        "outkit keys add production --key AKIA123   # asks for the rest on a terminal",
+        "# the passphrase from OUTKIT_ACCESS_PASSPHRASE, the secret from a file:",
+        'outkit keys add ci --key "$KEY" --secret-stdin < secret.txt',
+        "# both from one file, a line each:",
+        'outkit keys add ci --key "$KEY" --passphrase-stdin --secret-stdin < two.txt',
         "outkit keys add local --key k --passphrase p --secret s --force \\",
         "    --api-url http://127.0.0.1:8025/v1",
     ],
