@@ -137,3 +137,48 @@ def test_entry_point_is_the_module_that_defers_the_imports() -> None:
         [sys.executable, "-c", "import json; " + code], capture_output=True, text=True
     )
     assert json.loads(out.stdout) is False, out.stderr
+
+
+# Ctrl-C while the CLI is still starting: a sitecustomize module (imported by the interpreter
+# at start-up, before the console script runs) sends the process SIGINT the moment click's
+# import begins, as a user pressing Ctrl-C then would.
+INTERRUPT_CLICK_IMPORT = """
+import os, signal, sys
+
+
+class InterruptClickImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, InterruptClickImport())
+"""
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_ctrl_c_during_start_up_exits_130_without_a_traceback(how: str, tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_CLICK_IMPORT)
+    script = Path(sys.executable).with_name("outkit")
+    argv = [str(script)] if how == "console script" else [sys.executable, "-m", "outkit_cli"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        [*argv, "sign", "GET", "/v1/messages", "--secret", "s"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")
+    # the same run without the interruption signs: the hook did not break the start-up
+    del env["PYTHONPATH"]
+    proc = subprocess.run(
+        [*argv, "sign", "GET", "/v1/messages", "--secret", "s"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "Signature" in proc.stdout, proc.stderr
