@@ -5,12 +5,11 @@ answers like a broken or hostile one."""
 from __future__ import annotations
 
 import contextlib
-import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.netservers import QuietHandler, serving
 
 # (status, JSON value or raw bytes)
 Answer = tuple[int, Any]
@@ -34,45 +33,18 @@ class FakeApi:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that stopped reading (a huge answer) is not news; and the default
-        # traceback would land in the stderr the test is checking (CliRunner swaps it)
-        pass
-
-
 @contextlib.contextmanager
 def fake_api(route: Route) -> Iterator[FakeApi]:
     api = FakeApi("", route)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _any(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self.read_body()
             api.seen.append((self.command, self.path))
-            status, value = api.route(self.command, self.path, body)
-            raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(*api.route(self.command, self.path, body))
 
         do_GET = do_POST = do_PUT = do_DELETE = _any
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    api.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    with serving(Handler) as origin:
+        api.url = f"{origin}/v1"
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()

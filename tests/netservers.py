@@ -74,6 +74,70 @@ def make_private_ca(d: Path) -> PrivateCA:
     return PrivateCA(ca_crt, crt, key, hashed)
 
 
+# --------------------------------------------------------------------- serving a handler
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server for tests: daemon threads, none waited for on close, and no
+    traceback for a client that went away (CliRunner swaps sys.stderr, so one would land in
+    the stderr a test checks)."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive) request handler that logs nothing, with the helpers every
+    test server here needs."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def record(self, body: bytes) -> dict[str, Any]:
+        """The request as tests look at it: method, path, headers, body."""
+        return {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                "body": body}  # fmt: skip
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """Answer `payload` (JSON-encoded unless bytes) with its Content-Length."""
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response_only(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@contextlib.contextmanager
+def serving(
+    handler: type[BaseHTTPRequestHandler], *, tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve `handler` on a free port of 127.0.0.1 from a daemon thread until the block
+    ends. Yields the origin: http://127.0.0.1:PORT, or https://localhost:PORT with `tls`
+    (the name the test certificates carry)."""
+    server = QuietServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    scheme, host = ("https", "localhost") if tls is not None else ("http", "127.0.0.1")
+    try:
+        yield f"{scheme}://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --------------------------------------------------------------------- the API server
 
 
@@ -82,12 +146,6 @@ class Seen:
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
     dropped: int = 0
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
 
 
 @contextlib.contextmanager
@@ -109,25 +167,19 @@ def api_server(
     """
     seen = Seen()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def setup(self) -> None:
             super().setup()
             seen.connections += 1
 
         def _any(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self.read_body()
             if self.command == "POST" and seen.dropped < drop_posts:
                 seen.dropped += 1
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            seen.requests.append({"method": self.command, "path": self.path,
-                                  "headers": dict(self.headers), "body": body})  # fmt: skip
+            seen.requests.append(self.record(body))
             try:
                 self._answer()
             except OSError:
@@ -192,18 +244,8 @@ def api_server(
 
         do_GET = do_POST = _any
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    scheme = "https" if tls else "http"
-    host = "localhost" if tls else "127.0.0.1"
-    try:
-        yield f"{scheme}://{host}:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler, tls=tls) as origin:
+        yield f"{origin}/v1", seen
 
 
 # --------------------------------------------------------------------- a CONNECT proxy
@@ -216,12 +258,7 @@ def connect_proxy(upstream_port: int) -> Iterator[tuple[str, list[str]]]:
     Proxy-Authorization headers. Yields (proxy URL, ["CONNECT target | auth", ...])."""
     log: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_CONNECT(self) -> None:
             log.append(f"{self.path} | {self.headers.get('Proxy-Authorization', '')}")
             upstream = socket.create_connection(("127.0.0.1", upstream_port))
@@ -245,14 +282,8 @@ def connect_proxy(upstream_port: int) -> Iterator[tuple[str, list[str]]]:
                 upstream.close()
                 self.close_connection = True
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", log
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as origin:
+        yield origin, log
 
 
 def closed_port() -> int:

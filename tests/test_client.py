@@ -10,7 +10,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from outkit_cli.client import (
 from outkit_cli.config import Settings, save_profile
 from outkit_cli.errors import UsageError
 from tests.helpers import run, server_tls
+from tests.netservers import QuietHandler, serving
 from tests.sandbox_fixture import Sandbox
 
 CREDS = {
@@ -40,11 +40,6 @@ CREDS = {
 Action = Any  # "close" | "hang" | (status, headers, body) | callable(handler)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-
 @contextlib.contextmanager
 def fake_api(
     *actions: Action, tls: ssl.SSLContext | None = None, date_offset: float = 0.0
@@ -56,23 +51,9 @@ def fake_api(
     """
     seen: list[dict[str, Any]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _any(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            seen.append(
-                {
-                    "method": self.command,
-                    "path": self.path,
-                    "headers": dict(self.headers),
-                    "body": body,
-                    "at": time.time(),
-                }
-            )
+            seen.append({**self.record(self.read_body()), "at": time.time()})
             action = actions[min(len(seen), len(actions)) - 1]
             if action == "close":  # read the request, then drop the connection unanswered
                 self.close_connection = True
@@ -82,30 +63,13 @@ def fake_api(
                 self.close_connection = True
                 return
             status, headers, payload = action
-            raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response_only(status)
-            self.send_header("Date", email.utils.formatdate(time.time() + date_offset, usegmt=True))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(raw)
+            date = email.utils.formatdate(time.time() + date_offset, usegmt=True)
+            self.send_json(status, payload, {"Date": date, **headers})
 
         do_GET = do_POST = _any
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    scheme = "https" if tls else "http"
-    host = "localhost" if tls else "127.0.0.1"
-    try:
-        yield f"{scheme}://{host}:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler, tls=tls) as origin:
+        yield f"{origin}/v1", seen
 
 
 MESSAGE = {"id": "m-1", "status": "received", "done": False}

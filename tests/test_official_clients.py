@@ -95,6 +95,33 @@ def hmac_b64(key: str, payload: str | bytes) -> str:
     return base64.b64encode(hmac.new(key.encode(), raw, hashlib.sha256).digest()).decode()
 
 
+def client_headers(
+    sb: Sandbox,
+    ts: str,
+    signature: str,
+    own: Iterable[tuple[str, str]] = (),
+    *,
+    lower_case: bool = False,
+) -> list[tuple[str, str]]:
+    """A client's request headers: its `own` ones in its order, then the four
+    Outkit-Access-* headers, which every official client adds last and in this order
+    (key, signature, timestamp, passphrase); `lower_case` names them as axios does."""
+    access = [
+        ("Outkit-Access-Key", sb.key),
+        ("Outkit-Access-Signature", signature),
+        ("Outkit-Access-Timestamp", ts),
+        ("Outkit-Access-Passphrase", sb.passphrase),
+    ]
+    if lower_case:
+        access = [(name.lower(), value) for name, value in access]
+    return [*own, *access]
+
+
+def signature(secret: str, ts: str, method: str, path: str, body: str = "") -> str:
+    """The pre-signature every client signs: timestamp + method + path + body."""
+    return hmac_b64(secret, ts + method + path + body)
+
+
 def send(
     sb: Sandbox,
     method: str,
@@ -175,23 +202,16 @@ def test_javascript_request_client_with_fractional_timestamp(sandbox: Sandbox) -
     body = js_stringify({"message": {**MESSAGE, "sync": True}})
     ts = js_timestamp()
     path = v1(sandbox, "/messages")
-    headers = [
-        ("User-Agent", "outkit-javascript-client"),
-        ("Accept", "application/json"),
-        ("Content-Type", "application/json"),
-        ("Outkit-Access-Key", sandbox.key),
-        ("Outkit-Access-Signature", hmac_b64(sandbox.secret, ts + "POST" + path + body)),
-        ("Outkit-Access-Timestamp", ts),
-        ("Outkit-Access-Passphrase", sandbox.passphrase),
-    ]
+    own = [("User-Agent", "outkit-javascript-client"), ("Accept", "application/json"),
+           ("Content-Type", "application/json")]  # fmt: skip
+    headers = client_headers(sandbox, ts, signature(sandbox.secret, ts, "POST", path, body), own)
     status, _, raw = send(sandbox, "POST", path, headers, body.encode())
     msg = data_of(status, raw)
     assert msg["status"] == "delivered" and msg["to"] == MESSAGE["to"]
     # the client's getMessage: GET signs the path and an empty body
     ts = js_timestamp()
     get_path = v1(sandbox, f"/messages/{msg['id']}")
-    headers[4] = ("Outkit-Access-Signature", hmac_b64(sandbox.secret, ts + "GET" + get_path))
-    headers[5] = ("Outkit-Access-Timestamp", ts)
+    headers = client_headers(sandbox, ts, signature(sandbox.secret, ts, "GET", get_path), own)
     status, _, raw = send(sandbox, "GET", get_path, headers)
     got = data_of(status, raw)
     assert got["id"] == msg["id"]
@@ -206,15 +226,9 @@ def _axios_headers(
 ) -> list[tuple[str, str]]:
     # _addHeaders: form-data's own content-type, then user-agent and accept, then the four
     # outkit-access-* headers, every name in lower case
-    return [
-        ("content-type", content_type),
-        ("user-agent", "outkit-javascript-client"),
-        ("accept", "application/json"),
-        ("outkit-access-key", sb.key),
-        ("outkit-access-signature", signature),
-        ("outkit-access-timestamp", ts),
-        ("outkit-access-passphrase", sb.passphrase),
-    ]
+    own = [("content-type", content_type), ("user-agent", "outkit-javascript-client"),
+           ("accept", "application/json")]  # fmt: skip
+    return client_headers(sb, ts, signature, own, lower_case=True)
 
 
 def form_data_body(
@@ -297,14 +311,9 @@ def test_javascript_axios_json_create_is_refused_as_its_signature_is_wrong(
 
 
 def _php_headers(sb: Sandbox, ts: str, signature: str) -> list[tuple[str, str]]:
-    return [
-        ("Content-Type", "application/json"),  # sendsJson()
-        ("User-Agent", "outkit-php-client"),
-        ("Outkit-Access-Key", sb.key),
-        ("Outkit-Access-Signature", signature),
-        ("Outkit-Access-Timestamp", ts),
-        ("Outkit-Access-Passphrase", sb.passphrase),
-    ]
+    # sendsJson() sets the content type first
+    own = [("Content-Type", "application/json"), ("User-Agent", "outkit-php-client")]
+    return client_headers(sb, ts, signature, own)
 
 
 def test_php_client_escapes_and_empty_data_array(sandbox: Sandbox) -> None:
@@ -340,15 +349,9 @@ def test_elixir_client_every_field_with_null_and_no_send(sandbox: Sandbox) -> No
     body = jason_encode({"message": message})
     ts = str(int(time.time()))
     path = v1(sandbox, "/messages")  # endpoint "https://.../v1/" <> "messages"
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json"),
-        ("User-Agent", "outkit-elixir-client"),
-        ("Outkit-Access-Key", sandbox.key),
-        ("Outkit-Access-Signature", hmac_b64(sandbox.secret, ts + "POST" + path + body)),
-        ("Outkit-Access-Timestamp", ts),
-        ("Outkit-Access-Passphrase", sandbox.passphrase),
-    ]
+    own = [("Content-Type", "application/json"), ("Accept", "application/json"),
+           ("User-Agent", "outkit-elixir-client")]  # fmt: skip
+    headers = client_headers(sandbox, ts, signature(sandbox.secret, ts, "POST", path, body), own)
     status, _, raw = send(sandbox, "POST", path, headers, body.encode())
     msg = data_of(status, raw)
     # Outkit.Message.new(body["data"]): the struct has public_id and no id
@@ -381,14 +384,8 @@ def csharp_message(**fields: Any) -> dict[str, Any]:
 
 
 def _csharp_headers(sb: Sandbox, ts: str, signature: str) -> list[tuple[str, str]]:
-    return [
-        ("Accept", "application/json"),
-        ("User-Agent", "outkit-c#-client"),
-        ("Outkit-Access-Key", sb.key),
-        ("Outkit-Access-Signature", signature),
-        ("Outkit-Access-Timestamp", ts),
-        ("Outkit-Access-Passphrase", sb.passphrase),
-    ]
+    own = [("Accept", "application/json"), ("User-Agent", "outkit-c#-client")]
+    return client_headers(sb, ts, signature, own)
 
 
 def test_csharp_client_json_create_with_escapes_and_nulls(sandbox: Sandbox) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +16,7 @@ from hypothesis import strategies as st
 from outkit_cli import signing
 from outkit_cli.config import save_profile
 from tests.helpers import run, run_on_pty
+from tests.netservers import QuietHandler, serving
 
 BODY = '{"message":{"type":"email","to":"some.email@example.com"}}'
 SIG = "WcgNBkmlED60m1K4lM4xUn6eB65k8NIKg2ydaSjbCx0="
@@ -290,43 +289,20 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -
     assert message in result.stderr
 
 
-class _Capture(BaseHTTPRequestHandler):
-    """Records one request as received on the wire."""
-
-    seen: ClassVar[list[dict[str, Any]]] = []
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.seen.append(
-            {
-                "method": self.command,
-                "path": self.path,
-                "headers": dict(self.headers),
-                "body": self.rfile.read(length),
-            }
-        )
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = do_PUT = _handle
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def capture_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(origin, the requests it got); every request is answered 200 with no body."""
     seen: list[dict[str, Any]] = []
-    handler = type("Handler", (_Capture,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+
+    class Handler(QuietHandler):
+        def _handle(self) -> None:
+            seen.append(self.record(self.read_body()))
+            self.send_json(200, b"")
+
+        do_GET = do_POST = do_PUT = _handle
+
+    with serving(Handler) as origin:
+        yield origin, seen
 
 
 def _run_curl(command: str) -> None:

@@ -5,15 +5,14 @@ small loopback server plays a hosted API that ignores them."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import run
+from tests.netservers import QuietHandler, serving
 from tests.test_client import env_for
 
 UNRELATED = {"id": "m-old", "id_from_submitter": "someone-else", "status": "delivered",
@@ -26,37 +25,22 @@ def ignoring_api() -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
     created: list[int] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _answer(self, payload: Any) -> None:
-            raw = json.dumps({"data": payload}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(200, {"data": payload})
 
         def do_GET(self) -> None:
             seen.append("GET")
             self._answer([UNRELATED])
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = json.loads(self.read_body())
             seen.append("POST")
             created.append(1)
             self._answer({**body["message"], "id": f"m-{len(created)}", "status": "received"})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as origin:
+        yield f"{origin}/v1", seen
 
 
 def test_a_batch_sends_rows_a_filterless_list_does_not_name(
