@@ -47,21 +47,24 @@ def counts_by_recipient(box: Sandbox, tag: str) -> Counter[str]:
 
 
 def test_every_row_accepted_once_under_rate_limit_and_failures(start_sandbox, tmp_path):
-    box = start_sandbox(rate_limit=50, fail_rate=0.05)
-    src = write_csv(tmp_path / "rows.csv", people(200, "rl"))
+    # a limit of 10/s is met by any machine (one loaded by other suites still sent 29/s and
+    # so never met the 50/s this test had, and the check that the sandbox pushed back
+    # failed); 10% failures over at least 100 requests: a 503 is all but certain
+    box = start_sandbox(rate_limit=10, fail_rate=0.1)
+    src = write_csv(tmp_path / "rows.csv", people(100, "rl"))
     res = run(*send_batch(src), env=box.env())
     assert res.exit_code == 0, res.stderr
     lines = result_lines(res.stdout)
-    assert len(lines) == 200
+    assert len(lines) == 100
     assert {r["status"] for r in lines} == {"accepted"}
-    assert sorted(r["row"] for r in lines) == list(range(2, 202))
+    assert sorted(r["row"] for r in lines) == list(range(2, 102))
     held = counts_by_recipient(box, "rl")
-    assert len(held) == 200
+    assert len(held) == 100
     assert set(held.values()) == {1}
-    assert "200 accepted" in res.stderr
+    assert "100 accepted" in res.stderr
     # the sandbox really pushed back: both faults were served during the run
     log = box.log()
-    assert " 429 " in log and " 503 " in log
+    assert " 429 " in log and " 503 " in log, res.stderr
 
 
 TRAFFIC = re_compile(r"(\d+) requests?, (\d+) answered 429 \([^)]*\), (\d+) retr(?:y|ies)")
@@ -69,19 +72,18 @@ TRAFFIC = re_compile(r"(\d+) requests?, (\d+) answered 429 \([^)]*\), (\d+) retr
 
 def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_path):
     """No --rate: the first 429s cut the pace, so most requests pass (issue 11)."""
-    # a limit far below what a batch sends even on a loaded machine (at 50/s a busy CI
-    # worker sent 56/s: the burst and refill covered all 200 rows, and no 429 came)
-    box = start_sandbox(rate_limit=20)
-    src = write_csv(tmp_path / "rows.csv", people(200, "adapt"))
+    # 10/s: a limit any machine meets (at 50/s a loaded machine sending 29/s never met it)
+    box = start_sandbox(rate_limit=10)
+    src = write_csv(tmp_path / "rows.csv", people(100, "adapt"))
     res = run(*send_batch(src), env=box.env())
     assert res.exit_code == 0, res.stderr
     assert {r["status"] for r in result_lines(res.stdout)} == {"accepted"}
     found = TRAFFIC.search(res.stderr)
     assert found, res.stderr
     requests, throttled, retries = (int(g) for g in found.groups())
-    assert requests >= 200 + throttled and retries == throttled
-    # hammering would be ~180 429s (180 rows over the burst of 20, each retried after 1 s)
-    assert 0 < throttled <= 40, res.stderr
+    assert requests >= 100 + throttled and retries == throttled
+    # hammering would be over 90 429s (90 rows over the burst of 10, each retried after 1 s)
+    assert 0 < throttled <= 30, res.stderr
     assert "adapted to" in res.stderr
 
 
