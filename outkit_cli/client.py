@@ -54,7 +54,9 @@ USER_AGENT = f"outkit-cli/{__version__}"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
-# A Retry-After longer than this is not waited out: the command fails and says so.
+# A Retry-After longer than this is not waited out: the command fails and says so. The
+# waits between one request's attempts add up to no more than this either, so a server
+# asking for 100 s on every answer cannot hold a command for retries x 100 s.
 MAX_RETRY_AFTER = 120.0
 # A request that may take more than a day is not bounded at all (and inf or 1e308 would
 # overflow the socket and clock arithmetic).
@@ -398,10 +400,12 @@ class Client:
         method = method.upper()
         accept = frozenset(accept)
         attempt = 0
+        waited = 0.0  # seconds asked for between this request's attempts so far
         while True:
             self.backoff.wait_turn(deadline)
             sent_at = self.limiter.acquire(deadline) if self.limiter else 0.0
             wait: float | None = None
+            resp_status = 0
             try:
                 resp, elapsed = self._send_once(method, path, body, params, deadline, form)
             except Unsent as exc:
@@ -421,21 +425,30 @@ class Client:
                 if resp.status_code not in RETRY_STATUSES or resp.status_code in accept:
                     return self._finish(resp, elapsed, attempt + 1, accept)
                 error = self._error_for(resp, _json_or_none(resp))
+                resp_status = resp.status_code
                 wait = parse_retry_after(resp.headers.get("Retry-After"))
                 if wait is not None and wait > MAX_RETRY_AFTER:
                     error.message += f"; the server asks to wait {wait:.0f} s, not retrying"
                     raise error
-                if resp.status_code == 429:
-                    # everyone sharing this backoff waits, not just this caller
-                    self.backoff.pause_all(
-                        wait if wait is not None else self.backoff.delay(attempt)
-                    )
-                    wait = 0.0
+            shared = 0.0
+            if resp_status == 429:
+                # everyone sharing this backoff waits, not just this caller
+                shared = wait if wait is not None else self.backoff.delay(attempt)
+                self.backoff.pause_all(shared)
             if attempt >= self.retries:
                 if self.retries:
                     error.message += f" (gave up after {attempt + 1} attempts)"
                 raise error
-            pause = self.backoff.delay(attempt) if wait is None else wait
+            pause = shared or (self.backoff.delay(attempt) if wait is None else wait)
+            if waited + pause > MAX_RETRY_AFTER:
+                error.message += (
+                    f"; retrying would wait {pause:.0f} s more, over {MAX_RETRY_AFTER:g} s in "
+                    "all for one request: not retrying"
+                )
+                raise error
+            waited += pause
+            if shared:
+                pause = 0.0  # waited out in wait_turn, with the others
             if deadline is not None and time.monotonic() + pause >= deadline:
                 raise DeadlineReached(error.message)
             debug(f"retrying in {max(pause, self.backoff.paused_for()):.2f} s: {error.message}")

@@ -155,25 +155,56 @@ def api_server(
     tls: ssl.SSLContext | None = None,
     location: str = "",
     drop_posts: int = 0,
+    retry_after: str = "100",
 ) -> Iterator[tuple[str, Seen]]:
     """An API answering as Outkit does, except as ``mode`` says:
 
     ok: well-behaved, keep-alive; close: closes the connection after every answer without
     saying so; trickle: the answer's body one byte a second; huge: a 400 MB body with its
     Content-Length; huge-stream: an endless body without a length; redirect: 307 to
-    ``location``. The first ``drop_posts`` POSTs are read and their connections closed
-    with no answer, as if the server went away before taking them (they are counted in
-    ``Seen.dropped``, not in ``Seen.requests``). Yields (base URL, what it saw).
+    ``location``. The hostile ones, each taking a minute or more to answer (or never):
+    trickle-head: the status line and headers one byte a second; trickle-chunked: a chunked
+    body, one one-byte chunk a second; silent: reads the request, never answers; mute: reads
+    nothing, writes nothing (a TLS handshake that never completes); trickle-handshake: the
+    start of a TLS record, then one byte a second; slow-read: reads the request body one
+    byte a second, then answers; retry-after: every answer a 503 with
+    ``Retry-After: {retry_after}``. The first ``drop_posts`` POSTs are read and their
+    connections closed with no answer, as if the server went away before taking them
+    (they are counted in ``Seen.dropped``, not in ``Seen.requests``). Yields (base URL,
+    what it saw).
     """
     seen = Seen()
+    stop = threading.Event()  # ends the hostile modes' waits when the server shuts down
+
+    def trickle(wfile: Any, raw: bytes) -> None:
+        for i in range(len(raw)):
+            if stop.wait(1):
+                return
+            wfile.write(raw[i : i + 1])
 
     class Handler(QuietHandler):
         def setup(self) -> None:
             super().setup()
             seen.connections += 1
 
+        def handle(self) -> None:
+            if mode == "mute":
+                stop.wait(120)
+            elif mode == "trickle-handshake":
+                # a TLS handshake record's header (RFC 8446 5.1), then its body trickled
+                with contextlib.suppress(OSError):
+                    trickle(self.wfile, b"\x16\x03\x03\x40\x00" + b"\x02" * 120)
+            else:
+                super().handle()
+
         def _any(self) -> None:
-            body = self.read_body()
+            if mode == "slow-read":
+                length = int(self.headers.get("Content-Length") or 0)
+                body = b""
+                while len(body) < length and not stop.wait(1):
+                    body += self.rfile.read(1)
+            else:
+                body = self.read_body()
             if self.command == "POST" and seen.dropped < drop_posts:
                 seen.dropped += 1
                 self.close_connection = True
@@ -186,6 +217,16 @@ def api_server(
                 self.close_connection = True
 
         def _answer(self) -> None:
+            if mode == "silent":
+                stop.wait(120)
+                self.close_connection = True
+                return
+            if mode == "retry-after":
+                self.send_response_only(503)
+                self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if mode == "redirect":
                 self.send_response_only(307)
                 self.send_header("Location", location)
@@ -207,6 +248,23 @@ def api_server(
                 return
             status, payload = self._route()
             raw = json.dumps(payload).encode()
+            if mode == "trickle-head":
+                head = (f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(raw)}\r\n\r\n")  # fmt: skip
+                trickle(self.wfile, head.encode())
+                self.wfile.write(raw)
+                return
+            if mode == "trickle-chunked":
+                self.send_response_only(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(len(raw)):
+                    if stop.wait(1):
+                        return
+                    self.wfile.write(b"1\r\n" + raw[i : i + 1] + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+                return
             self.send_response_only(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
@@ -245,22 +303,36 @@ def api_server(
         do_GET = do_POST = _any
 
     with serving(Handler, tls=tls) as origin:
-        yield f"{origin}/v1", seen
+        try:
+            yield f"{origin}/v1", seen
+        finally:
+            stop.set()
 
 
 # --------------------------------------------------------------------- a CONNECT proxy
 
 
 @contextlib.contextmanager
-def connect_proxy(upstream_port: int) -> Iterator[tuple[str, list[str]]]:
+def connect_proxy(upstream_port: int, *, trickle: bool = False) -> Iterator[tuple[str, list[str]]]:
     """An HTTP proxy that tunnels every CONNECT to 127.0.0.1:``upstream_port`` whatever
     host it names (so a made-up API host works), recording the CONNECT targets and
-    Proxy-Authorization headers. Yields (proxy URL, ["CONNECT target | auth", ...])."""
+    Proxy-Authorization headers. Yields (proxy URL, ["CONNECT target | auth", ...]).
+    With ``trickle``, its answer to CONNECT comes one byte a second (a minute in all)."""
     log: list[str] = []
+    stop = threading.Event()
 
     class Handler(QuietHandler):
         def do_CONNECT(self) -> None:
             log.append(f"{self.path} | {self.headers.get('Proxy-Authorization', '')}")
+            if trickle:
+                answer = b"HTTP/1.1 200 Connection established\r\nVia: 1.1 slow\r\n\r\n"
+                with contextlib.suppress(OSError):
+                    for i in range(len(answer)):
+                        if stop.wait(1):
+                            break
+                        self.wfile.write(answer[i : i + 1])
+                self.close_connection = True
+                return
             upstream = socket.create_connection(("127.0.0.1", upstream_port))
             self.send_response_only(200, "Connection established")
             self.end_headers()
@@ -283,7 +355,10 @@ def connect_proxy(upstream_port: int) -> Iterator[tuple[str, list[str]]]:
                 self.close_connection = True
 
     with serving(Handler) as origin:
-        yield origin, log
+        try:
+            yield origin, log
+        finally:
+            stop.set()
 
 
 def closed_port() -> int:

@@ -174,6 +174,87 @@ def test_trickling_answer_is_cut_at_the_timeout(command: Command, tmp_path: Path
     assert_one_clean_line(result)
 
 
+def _cut_at_the_timeout(result: Result, elapsed: float) -> None:
+    assert result.exit_code == 8, result.output
+    # each hostile answer takes a minute or more; --timeout 2 with no retries must end it
+    # in about 2 s (20 leaves room for a loaded machine)
+    assert elapsed < 20, elapsed
+    assert "within 2 s" in result.output, result.output
+    assert_one_clean_line(result)
+
+
+@pytest.mark.parametrize("mode", ["trickle-head", "trickle-chunked", "silent"])
+def test_hostile_answer_is_cut_at_the_timeout(command: Command, tmp_path: Path, mode: str) -> None:
+    """The status line and headers trickled, a chunked body trickled chunk by chunk, or no
+    answer at all: the timeout bounds the request whatever part of the answer is slow."""
+    with api_server(mode) as (url, _):
+        started = time.monotonic()
+        result = command.run(url, tmp_path, "--timeout", "2", "--retries", "0")
+        _cut_at_the_timeout(result, time.monotonic() - started)
+
+
+@pytest.mark.parametrize("mode", ["mute", "trickle-handshake"])
+def test_stalled_tls_handshake_is_cut_at_the_timeout(
+    command: Command, tmp_path: Path, mode: str
+) -> None:
+    """A server that accepts and never answers the ClientHello, or answers it one byte a
+    second: the handshake is part of the request the timeout bounds."""
+    with api_server(mode) as (url, _):
+        url = url.replace("http://127.0.0.1", "https://localhost")
+        started = time.monotonic()
+        result = command.run(url, tmp_path, "--timeout", "2", "--retries", "0")
+        _cut_at_the_timeout(result, time.monotonic() - started)
+
+
+def test_trickling_proxy_is_cut_at_the_timeout(command: Command, tmp_path: Path) -> None:
+    """The proxy's answer to CONNECT one byte a second."""
+    with connect_proxy(closed_port(), trickle=True) as (proxy, log):
+        started = time.monotonic()
+        result = command.run(f"https://{API_HOST}/v1", tmp_path, "--timeout", "2",
+                             "--retries", "0", env={"HTTPS_PROXY": proxy})  # fmt: skip
+        _cut_at_the_timeout(result, time.monotonic() - started)
+    assert log  # the request did go to the proxy
+
+
+@pytest.mark.parametrize("command", COMMANDS[:2], ids=["send", "send --batch"])
+def test_server_reading_the_request_slowly_is_cut_at_the_timeout(
+    command: Command, tmp_path: Path
+) -> None:
+    """A server reading a POST's body one byte a second: sending is part of the request."""
+    body = tmp_path / "body.txt"
+    body.write_text("x" * (24 * 1024 * 1024))  # more than the socket buffers hold
+    with api_server("slow-read") as (url, _):
+        started = time.monotonic()
+        result = command.run(url, tmp_path, "--timeout", "2", "--retries", "0",
+                             "--text-body", f"@{body}")  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 8, result.output[-2000:]
+    # a batch looks the row up and sends it again, three rounds (docs/batch.md): 4 x 2 s
+    assert elapsed < 40, elapsed
+    assert "within 2 s" in result.output, result.output[-2000:]
+    assert_one_clean_line(result)
+
+
+def test_retry_after_on_every_answer_is_not_waited_out_past_the_budget(
+    command: Command, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 with Retry-After: 2 on every answer and --retries 20: the waits of one
+    request add up to at most MAX_RETRY_AFTER (lowered to 5 s here), then the command
+    fails saying why, instead of waiting 20 x 2 s."""
+    import outkit_cli.client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_RETRY_AFTER", 5.0)
+    with api_server("retry-after", retry_after="2") as (url, seen):
+        started = time.monotonic()
+        result = command.run(url, tmp_path, "--timeout", "2", "--retries", "20")
+        elapsed = time.monotonic() - started
+    assert result.exit_code in (7, 8), result.output
+    assert elapsed < 30, elapsed
+    assert "over 5 s in all for one request: not retrying" in result.output, result.output
+    assert 3 <= len(seen.requests) <= 8  # two waits of 2 s, not twenty
+    assert_one_clean_line(result)
+
+
 @pytest.mark.parametrize("mode", ["huge", "huge-stream"])
 def test_huge_answer_is_cut_off(command: Command, tmp_path: Path, mode: str) -> None:
     with api_server(mode) as (url, _):
