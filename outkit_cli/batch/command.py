@@ -121,6 +121,7 @@ def run_batch_command(
         # read ahead: a bad header or byte stops the batch before anything is sent (or a
         # dry run before any row is called valid), and the progress bar gets a true total
         total = count_rows(batch_input.path, batch_input)
+        opts.expected_rows = total
     _check_results_path(request.results_path, batch_input.path, request.journal_path)
     results = _open_results(request.results_path)
     opts.results = results

@@ -30,6 +30,7 @@ class BatchOptions:
     results: IO[str] | None = None
     # what every row inherits from the command: part of each row's identity
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    expected_rows: int = 0  # the input's row count when known ahead (sizes per-row tables)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class RowPlanner:
         self.unknown = unknown
         self.sink = sink
         self.generation = state.generation + (1 if opts.resend else 0)
-        self.identities = RowIdentities(opts.defaults, self.generation)
+        self.identities = RowIdentities(opts.defaults, self.generation, opts.expected_rows)
         self.changed: list[tuple[int, str]] = []  # (line, identity accepted there before)
 
     def task(self, item: Row | BadRow) -> Task | None:
