@@ -249,14 +249,17 @@ def prepare_call(
     params: Mapping[str, Any] | None = None,
     timestamp: int | None = None,
     form: Form | None = None,
+    base_url: str | None = None,
 ) -> PreparedCall:
     """The exact request for ``method path``: URL, headers (signed over ``body``), body.
     With ``form`` (a create with attachments) its multipart body is sent and its
     `message` part is what gets signed (multipart.py).
 
     Without credentials the auth headers are left out (dry runs still show the request).
+    ``base_url``: ``settings.api_url`` already checked (a client checks it once, not on
+    every request of a batch).
     """
-    url = join_url(check_api_url(settings.api_url), path, params)
+    url = join_url(base_url or check_api_url(settings.api_url), path, params)
     headers = base_headers(bool(body) or form is not None)
     if form is not None:
         headers["Content-Type"] = form.content_type
@@ -473,7 +476,10 @@ class Client:
             if timeout <= 0:
                 raise DeadlineReached("the time ran out")
         # a fresh timestamp and signature for every attempt
-        call = prepare_call(self.settings, method, path, body=body, params=params, form=form)
+        call = prepare_call(
+            self.settings, method, path, body=body, params=params, form=form,
+            base_url=self.base_url,
+        )  # fmt: skip
         if is_verbose():
             debug(f"> {method} {call.url}")
             for name, value in mask_headers(call.headers).items():

@@ -170,6 +170,9 @@ class _Run:
         # a C queue, cheap per row; dispatch() keeps it to about two chunks, so workers
         # stay busy while the next chunk is read and journalled
         self.tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        # set by a worker when the queue drops below a chunk: dispatch() sleeps on it
+        # instead of polling (a wake-up every 2 ms took CPU from the workers)
+        self._room = threading.Event()
         self.outcomes: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.aborted = threading.Event()
         self.abort_error: OutkitError | None = None
@@ -190,7 +193,10 @@ class _Run:
         while self.tasks.qsize() >= CHUNK:
             if stop.is_set() or self.aborted.is_set():
                 return
-            time.sleep(0.002)
+            self._room.clear()
+            if self.tasks.qsize() >= CHUNK:
+                # the timeout only bounds how late a stop is seen
+                self._room.wait(0.1)
         self.journal.pending((t.line, t.identity, t.ifs) for t in chunk)
         if stop.is_set() or self.aborted.is_set():
             # recorded as pending but never sent: the rerun's lookup finds nothing and
@@ -227,6 +233,8 @@ class _Run:
     def _work(self) -> None:
         while True:
             task = self.tasks.get()
+            if not self._room.is_set() and self.tasks.qsize() < CHUNK:
+                self._room.set()
             if task is None:
                 return
             if self.aborted.is_set() or self.stop.is_set():
