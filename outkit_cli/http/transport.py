@@ -153,6 +153,9 @@ class Transport:
         except (ex.LocationValueError, ValueError, UnicodeError) as exc:
             raise UsageError(f"cannot send this request: {reason(exc)}") from None
         except (ex.HTTPError, OSError) as exc:
+            if _timed_out_inside(exc):
+                # the socket's own timeout while sending, a moment before the watchdog's
+                raise self._timed_out(timeout) from None
             raise MaybeSent(f"connection to {self.host} lost: {reason(exc)}") from None
 
     def _read(self, resp: Any) -> bytes:
@@ -259,6 +262,21 @@ def _guarded_connection(*, https: bool) -> Any:
 
     _connection_classes[https] = Guarded
     return Guarded
+
+
+def _timed_out_inside(exc: BaseException) -> bool:
+    """Whether a socket timeout (TimeoutError) is anywhere in urllib3's wrapping of ``exc``."""
+    cur: Any = exc
+    seen: set[int] = set()
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, TimeoutError):
+            return True
+        seen.add(id(cur))
+        nxt = getattr(cur, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = next((a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)), None)
+        cur = nxt if isinstance(nxt, BaseException) else cur.__context__
+    return False
 
 
 def reason(exc: BaseException) -> str:
