@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from outkit_cli import __version__
-from outkit_cli.commands import COMMANDS
+from outkit_cli.commands import COMMANDS, SuggestingGroup
 from outkit_cli.commands.options import add_global_options, root_options
 from outkit_cli.errors import ExitCode, OutkitError, exit_code_table
 from outkit_cli.terminal import Terminal, escape_controls, one_line
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pathlib and dataclasses cost `outkit --help` a few millisec
     from pathlib import Path
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

@@ -374,6 +374,24 @@ def test_a_long_exit_code_meaning_wraps_under_itself() -> None:
     assert lines[0].startswith("    2  word") and lines[1].startswith("       word")
 
 
+@pytest.mark.parametrize(
+    ("args", "typed", "suggestion", "where"),
+    [
+        (("sned",), "sned", "send", "outkit"),
+        (("sgin", "GET", "/v1"), "sgin", "sign", "outkit"),
+        (("keys", "lsit"), "lsit", "list", "outkit keys"),
+        (("xyzzy",), "xyzzy", None, "outkit"),
+    ],
+)
+def test_a_mistyped_command_gets_the_nearest_one(
+    args: tuple[str, ...], typed: str, suggestion: str | None, where: str
+) -> None:
+    result = run(*args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    hint = f" Did you mean {suggestion!r}?" if suggestion else ""
+    assert result.stderr == f"error: No such command {typed!r}.{hint} (see '{where} --help')\n"
+
+
 def test_keys_help_lists_every_subcommand_whole() -> None:
     out = run("keys", "--help").stdout
     from outkit_cli.commands.keys import keys

@@ -29,7 +29,8 @@ SIGN = ("sign", "POST", "/v1/messages", "--body", '{"message":{"type":"email"}}'
 NEVER = {
     "requests", "rich", "urllib3", "pathlib", "dataclasses", "copy", "urllib.parse",
     "ipaddress", "shutil", "tempfile", "platformdirs", "tomllib", "tomli", "json",
-    "base64", "outkit_cli.fsutil", "outkit_cli.client", "outkit_cli.message_view",
+    "base64", "difflib", "outkit_cli.fsutil", "outkit_cli.client",
+    "outkit_cli.message_view",
 }  # fmt: skip
 # signing needs hashlib (HMAC-SHA256); nothing else does
 SIGNING = {"hashlib", "_hashlib", "hmac", "outkit_cli.signing"}

@@ -64,6 +64,24 @@ def help_epilog(examples: Sequence[str], exit_codes: Mapping[int, str | None]) -
     return f"{exit_codes_text(exit_codes)}\n\n{GLOBAL_HELP_NOTE}\n\n\b\nExamples:\n{shown}"
 
 
+class SuggestingGroup(click.Group):
+    """A group that answers a mistyped command name with the nearest one, as gh does:
+    `outkit sned` -> "No such command 'sned'. Did you mean 'send'?" (exit 2, one line)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        typo = name and not name.startswith("-") and not ctx.resilient_parsing
+        if typo and self.get_command(ctx, name) is None:
+            import difflib  # the error path only
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")
+        return super().resolve_command(ctx, args)
+
+
 def command(
     name: str,
     *,
@@ -83,6 +101,8 @@ def command(
         line = summary if summary is not None else COMMANDS[name][2]
         details = inspect.cleandoc(func.__doc__ or "")
         help_text = f"{line}\n\n{details}" if details else line
+        if group:
+            settings.setdefault("cls", SuggestingGroup)
         make = click.group if group else click.command
         return make(
             name,
