@@ -596,9 +596,19 @@ def _server_message(payload: Any) -> tuple[str, str]:
     err = payload.get("error")
     if not isinstance(err, dict):
         return "", ""
-    message = one_line(str(err.get("message") or ""))
-    code = one_line(str(err.get("code") or ""))
-    return message, code
+    return answer_text(err.get("message")), answer_text(err.get("code"))
+
+
+def answer_text(value: Any) -> str:
+    """A value from an API answer for one line of an error or a view: a string as it is,
+    anything else (a number, an object, a list) as JSON text, never a Python repr; null is
+    empty; controls escaped (terminal.escape_controls)."""
+    from outkit_cli.output import shown
+
+    try:
+        return shown(value)
+    except (RecursionError, ValueError):  # nested too deeply, or NaN-like floats
+        return "(a value too deeply nested to show)"
 
 
 def exact_headers(call: PreparedCall) -> dict[str, str]:

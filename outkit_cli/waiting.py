@@ -132,14 +132,16 @@ def outcome_error(
     message: Mapping[str, Any], timed_out: bool, wait_timeout: float
 ) -> OutkitError | None:
     """The exit for a waited-on message: None (done and fine), 9 (error status), 10 (time)."""
-    message_id = message.get("id")
-    status = message.get("status")
+    from outkit_cli.client import answer_text
+
+    message_id = answer_text(message.get("id"))
+    status = answer_text(message.get("status"))
     if timed_out:
         return WaitTimeoutError(
             f"message {message_id} not done after {wait_timeout:g} s (status {status}); "
             f"`outkit get {message_id} --wait` waits again"
         )
     if is_failed(message):
-        reason = message.get("status_message") or "no reason given"
+        reason = answer_text(message.get("status_message")) or "no reason given"
         return MessageFailedError(f"message {message_id} ended in {status}: {reason}")
     return None

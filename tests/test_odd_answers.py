@@ -130,3 +130,39 @@ def test_wrong_shaped_data_is_exit_7_with_the_reason(api: FakeApi, command: str,
         # a POST: the message may exist; say so, and how to find it
         assert "may have been created" in result.stderr
         assert "outkit get" in result.stderr or "--id-from-submitter" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        ({"message": {"field": ["to"], "why": 1}, "code": 422},
+         'rejected: {"field":["to"],"why":1} (HTTP 422, 422)'),
+        ({"message": 12.5, "code": {"k": None}}, 'rejected: 12.5 (HTTP 422, {"k":null})'),
+        ({"message": ["a\x1b[2Jb", True], "code": False},
+         'rejected: ["a\\u001b[2Jb",true] (HTTP 422, false)'),
+        ({"message": None, "code": "bad_to"}, "rejected: Unprocessable Entity (HTTP 422, bad_to)"),
+    ],
+)  # fmt: skip
+def test_an_error_answer_that_is_not_text_is_shown_as_json(
+    api: FakeApi, error: dict[str, Any], shown: str
+) -> None:
+    SCRIPT.answer = (422, {"error": error})
+    result = run("get", "m-1", env=api.env())
+    assert result.exit_code == 5, result
+    assert result.stderr.startswith(f"error: message m-1: {shown}; "), result.stderr
+    assert "{'" not in result.stderr and "True" not in result.stderr  # no Python repr
+    assert "\x1b" not in result.stderr
+
+
+def test_a_waited_message_whose_status_is_not_text_is_shown_as_json() -> None:
+    from outkit_cli.waiting import outcome_error
+
+    message = {"id": "m-1", "done": False, "status": {"phase": 2}}
+    timed_out = outcome_error(message, timed_out=True, wait_timeout=1)
+    assert timed_out is not None
+    assert timed_out.message.startswith('message m-1 not done after 1 s (status {"phase":2});')
+    failed = {"id": "m-1", "done": True, "status": "render_error",
+              "status_message": ["no", "\x1b]0;x\x07"]}  # fmt: skip
+    error = outcome_error(failed, timed_out=False, wait_timeout=1)
+    assert error is not None
+    assert error.message == 'message m-1 ended in render_error: ["no","\\u001b]0;x\\u0007"]'
