@@ -42,7 +42,6 @@ from outkit_cli.http.transport import (
     Unsent,
 )
 from outkit_cli.netaddr import is_loopback
-from outkit_cli.terminal import one_line
 
 if TYPE_CHECKING:
     from outkit_cli.http.ratelimit import RateLimiter
