@@ -86,6 +86,18 @@ class MaybeSentError(NetworkError):
     """A request went out and its answer was lost: it may have taken effect."""
 
 
+# 128 + SIGPIPE: the shell's status for a writer whose reader went away (`| head`)
+OUTPUT_CLOSED_EXIT = 141
+
+
+class OutputClosedError(OutkitError):
+    """stdout's reader went away while a batch was sending (`send --batch f.csv | head -1`):
+    the batch stops as after Ctrl-C and exits OUTPUT_CLOSED_EXIT; its journal has every row
+    sent, so running it again sends the rest."""
+
+    exit_code = ExitCode.USAGE  # what it would be without the batch's own exit (never used)
+
+
 class MessageFailedError(OutkitError):
     exit_code = ExitCode.MESSAGE_FAILED
 

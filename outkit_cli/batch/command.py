@@ -11,7 +11,7 @@ import click
 
 from outkit_cli.batch.options import BatchRequest
 from outkit_cli.batch.rows import ATTACHMENTS
-from outkit_cli.errors import UsageError
+from outkit_cli.errors import OUTPUT_CLOSED_EXIT, UsageError
 from outkit_cli.fsutil import open_private
 from outkit_cli.message import MessageInput
 
@@ -157,6 +157,9 @@ def run_batch_command(
                     "again to see them)"
                 ) from None
     click.echo(summary.line(), err=True)
+    if summary.output_closed:
+        click.echo(f"batch stopped: {summary.aborted}", err=True)
+        return OUTPUT_CLOSED_EXIT
     if summary.aborted:
         click.echo(f"error: {summary.aborted}; the batch was stopped", err=True)
     if summary.interrupted:

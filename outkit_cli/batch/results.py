@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from outkit_cli.errors import UsageError
+from outkit_cli.errors import OutputClosedError, UsageError
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Summary:
     still_pending: int = 0
     wait_reported: bool = False
     aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
+    output_closed: bool = False  # stdout's reader went away (`| head`): exit 141
     traffic: str | None = None  # requests, 429s, retries, pace (http.ratelimit.RateStats)
     dry_run: bool = False
     rerun: bool = False  # the journal had earlier runs
@@ -148,6 +149,11 @@ class ResultSink:
             return UsageError(
                 f"cannot write the results to {where}: {exc.strerror or exc} (a dry run: "
                 "nothing was sent)"
+            )
+        if isinstance(exc, BrokenPipeError) and self._out is sys.stdout:
+            return OutputClosedError(
+                "stdout was closed by its reader; the journal has every "
+                "row sent: run the same command again to send the rest"
             )
         return UsageError(
             f"cannot write the results to {where}: {exc.strerror or exc} (the journal has "

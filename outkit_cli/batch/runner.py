@@ -26,7 +26,7 @@ from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
 from outkit_cli.batch.results import ResultSink, Summary, result_line
 from outkit_cli.batch.rows import BatchInput, read_rows
 from outkit_cli.batch.wait import wait_all
-from outkit_cli.errors import AuthError, MaybeSentError, OutkitError
+from outkit_cli.errors import AuthError, MaybeSentError, OutkitError, OutputClosedError
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
@@ -133,6 +133,7 @@ def _send_all(
     summary.changed = rows.changed_lines()
     if run.abort_error is not None:
         summary.aborted = run.abort_error.message
+        summary.output_closed = isinstance(run.abort_error, OutputClosedError)
         summary.fail(run.abort_error.exit_code)
     if opts.wait and not summary.interrupted and summary.aborted is None:
         wait_all(
