@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from outkit_cli.errors import OutputClosedError, UsageError
+from outkit_cli.errors import OutkitError, OutputClosedError, UsageError
 
 
 @dataclass
@@ -127,7 +127,7 @@ class ResultSink:
             except OSError as exc:
                 raise self._write_error(exc) from None
 
-    def _write_error(self, exc: OSError) -> UsageError:
+    def _write_error(self, exc: OSError) -> OutkitError:
         # e.g. a full disk under --results or stdout: the journal holds every outcome,
         # so a rerun reports the rows sent as skipped, with their ids
         name = getattr(self._out, "name", None)
