@@ -48,9 +48,9 @@ class LazyGroup(SuggestingGroup):
         # the app context exists before any option is parsed: global options' callbacks,
         # at the root and after the command name, write into it in command-line order
         if parent is None:
-            from outkit_cli.diagnostics import set_verbose
+            from outkit_cli.diagnostics import start_run
 
-            set_verbose(False)  # a second run in one process (tests) starts quiet again
+            start_run()  # a second run in one process (tests) starts afresh
             # the width click's help formatter would get from shutil, whose import (zlib,
             # bz2, lzma) costs `outkit --help` milliseconds; inherited by every subcommand
             width = extra.get("max_content_width") or self.context_settings.get(
@@ -71,6 +71,7 @@ class AppContext:
 
     def __init__(self) -> None:
         self.profile: str | None = None
+        self.profile_source: str | None = None  # "OUTKIT_PROFILE" when that chose it
         self.config: str | None = None  # --config PATH as given
         self.api_url: str | None = None
         self.timeout: float | None = None
@@ -103,7 +104,9 @@ class AppContext:
                 flags.setdefault(name, getattr(self, name))
         # the location as a string: `outkit sign` gets here without importing pathlib
         location = config_location(self.config)
-        return resolve_settings(location, profile=self.profile, overrides=flags)
+        return resolve_settings(
+            location, profile=self.profile, overrides=flags, profile_source=self.profile_source
+        )
 
 
 EPILOG = "\b\nExit codes:\n" + exit_code_table()

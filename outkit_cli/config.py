@@ -279,9 +279,12 @@ def default_profile_name(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def unknown_profile(name: str, data: Mapping[str, Any]) -> UsageError:
+def unknown_profile(name: str, data: Mapping[str, Any], *, source: str | None = None) -> UsageError:
+    """The error for a profile NAME the config file lacks; ``source`` names where NAME
+    came from when not from the command line (an environment variable)."""
     known = ", ".join(sorted(profiles(data))) or "none; add one with `outkit keys add NAME`"
-    return UsageError(f"unknown profile {name!r} (known profiles: {known})")
+    where = f" (from {source})" if source else ""
+    return UsageError(f"unknown profile {name!r}{where} (known profiles: {known})")
 
 
 def save_profile(
@@ -383,14 +386,19 @@ def resolve_settings(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     require_profile_file: bool = False,
+    profile_source: str | None = None,
 ) -> Settings:
-    """Precedence: command-line flag > environment > selected profile > built-in default."""
+    """Precedence: command-line flag > environment > selected profile > built-in default.
+
+    ``profile_source``: where ``profile`` came from when not the command line (the
+    variable that set it), named in the error for an unknown profile."""
     env = os.environ if env is None else env
     data = load_config(path)
     profs = profiles(data)
     name = profile or env.get("OUTKIT_PROFILE") or None
     if name is not None and name not in profs:
-        raise unknown_profile(name, data)
+        # a stale export is easy to forget: say where the name came from
+        raise unknown_profile(name, data, source=profile_source if profile else "OUTKIT_PROFILE")
     if name is None:
         name = default_profile_name(data)
     prof = profs.get(name, {}) if name else {}

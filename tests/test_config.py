@@ -340,6 +340,24 @@ def test_profile_selection(config_file: Path) -> None:
     assert resolve_settings(config_file, profile="a", env={"OUTKIT_PROFILE": "b"}).key == "ka"
     with pytest.raises(UsageError, match=r"unknown profile 'c' \(known profiles: a, b\)"):
         resolve_settings(config_file, profile="c", env={})
+    # a name from the environment says so: a stale export is easy to forget
+    stale = run("get", env={"OUTKIT_PROFILE": "sandb"})
+    assert stale.exit_code == 2
+    assert stale.stderr == (
+        "error: unknown profile 'sandb' (from OUTKIT_PROFILE) (known profiles: a, b)\n"
+    )
+
+
+def test_a_loose_mode_warns_once_per_command(config_file: Path) -> None:
+    """A command that reads the config twice (settings, then the profile list) warns once;
+    the next command warns again."""
+    save_profile(config_file, "a", {"key": "ka", "passphrase": "p", "secret": "s",
+                                    "api_url": "http://127.0.0.1:9/v1"})  # fmt: skip
+    config_file.chmod(0o644)
+    for _ in range(2):
+        result = run("send", "--to", "a@b.co", "--project", "demo", "--text-body", "x",
+                     "--dry-run")  # fmt: skip
+        assert result.stderr.count("is readable by other users") == 1, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from outkit_cli.errors import UsageError
 from outkit_cli.output import OutputSpec
@@ -65,6 +66,9 @@ def _remember(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]
         if value is None or value is False or app is None:
             return value
         setattr(app, attr, value)
+        if attr == "profile":
+            from_env = ctx.get_parameter_source(param.name or "") is ParameterSource.ENVIRONMENT
+            app.profile_source = "OUTKIT_PROFILE" if from_env else None
         if attr == "verbose":
             from outkit_cli.diagnostics import set_verbose
 
