@@ -77,6 +77,10 @@ def show_messages(spec: OutputSpec, messages: Sequence[Mapping[str, Any]], *, si
                 print_message_table(messages)
             else:
                 _plain_table(messages)
+        elif tty:
+            # a person looking at an empty list gets told so (a pipe gets nothing, as
+            # `grep` prints nothing: scripts count lines)
+            click.echo("no messages", err=True)
 
     if single and not messages:
         return

@@ -284,3 +284,17 @@ def test_terminal_table_keeps_ids_whole_on_a_narrow_terminal(
     monkeypatch.setenv("COLUMNS", "160")
     print_message_table(rows)
     assert "2026-11-26 07:10:14" in capsys.readouterr().out
+
+
+def test_an_empty_list_says_so_on_a_terminal_and_prints_nothing_to_a_pipe(
+    sandbox: Sandbox,
+) -> None:
+    from outkit_cli.terminal import Terminal, use
+
+    args = ("get", "--id-from-submitter", "no-such-ref")
+    with use(Terminal(stdout_tty=True, stderr_tty=True, width=100)):
+        seen = run(*args, env=sandbox.env())
+    assert seen.exit_code == 0, seen.stderr
+    assert (seen.stdout, seen.stderr) == ("", "no messages\n")
+    piped = run(*args, env=sandbox.env())
+    assert (piped.exit_code, piped.stdout, piped.stderr) == (0, "", "")
