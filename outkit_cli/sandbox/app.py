@@ -37,6 +37,7 @@ from outkit_cli.sandbox.errors import (
 )
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey
+from outkit_cli.sandbox.logbuf import BatchedLog
 from outkit_cli.sandbox.render_pool import RenderLimits, RenderPool, RenderStopped
 from outkit_cli.sandbox.storage import (
     DB_NAME,
@@ -157,7 +158,9 @@ class SandboxApp:
         self.auth = Authenticator(keys, clock=self.faults.now)
         self.renderer = RenderPool(render_limits)
         self._sync_waits = threading.BoundedSemaphore(MAX_SYNC_WAITS)
-        self.log = log or (lambda line: sys.stderr.write(line + "\n"))
+        # the request log of `outkit serve` goes to stderr in batches (logbuf.py)
+        self._own_log = BatchedLog(sys.stderr) if log is None else None
+        self.log: Callable[[str], Any] = log if self._own_log is None else self._own_log
         outbox = Backend(
             "outbox",
             stable_id("backend", "outbox"),
@@ -195,6 +198,8 @@ class SandboxApp:
         self.renderer.close()
         self.worker.stop()
         self.store.close()
+        if self._own_log is not None:
+            self._own_log.close()  # the lines still queued are written
 
     # -- routing ---------------------------------------------------------------------------
     @staticmethod
