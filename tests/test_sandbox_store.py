@@ -127,3 +127,82 @@ def test_a_document_sqlite_cannot_parse_does_not_break_the_list(tmp_path: Path) 
     assert rows[1][1]["subject"] == "fine" and rows[0][1]["status"] == "received"
     assert [doc["id"] for _, doc in store.page(limit=10, search="fine")] == ["t-1"]
     assert store.page(limit=10, where={"type": "email"}) == []
+
+
+def _in_database(path: Path, message_id: str) -> str | None:
+    """The message's text as another process would read it (no cache of ours)."""
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT doc FROM messages WHERE id = ?", (message_id,)).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def test_get_text_always_answers_what_the_database_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outkit_cli.sandbox.store as store_module
+
+    path = tmp_path / "db.sqlite3"
+    # a small memory for recent texts, so that some are dropped and read from the database
+    monkeypatch.setattr(store_module, "RECENT_CHARS", 2000)
+    monkeypatch.setattr(store_module, "RECENT_TEXT_MAX", 400)
+    store = Store(path)
+    for i in range(40):
+        store.insert(_doc(i))
+    store.insert({**_doc(99), "big": "x" * 1000})  # over RECENT_TEXT_MAX: never kept
+    doc = {**_doc(5), "status": "delivered", "done": True}
+    store.update(doc)
+    assert store.delete("t-7")
+    for i in (*range(40), 99):
+        assert store.get_text(f"t-{i}") == _in_database(path, f"t-{i}"), i
+    assert store.get("t-5") == doc and store.get_text("t-7") is None
+    assert store.clear() == 40
+    assert store.get_text("t-5") is None and store.get_text("t-39") is None
+    store.close()
+
+
+def test_an_update_that_fails_leaves_get_text_on_the_stored_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    store.insert(_doc(1))
+    before = store.get_text("t-1")
+
+    def broken(self: Store) -> object:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "connection", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        store.update({**_doc(1), "status": "delivered", "done": True})
+    monkeypatch.undo()
+    assert store.get_text("t-1") == before == _in_database(path, "t-1")
+    store.close()
+
+
+def test_concurrent_updates_and_reads_end_on_the_last_write(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    for i in range(20):
+        store.insert(_doc(i))
+
+    def writer(k: int) -> None:
+        for n in range(30):
+            i = (k * 7 + n) % 20
+            store.update({**_doc(i), "n": n, "by": k})
+
+    def reader() -> None:
+        for n in range(300):
+            assert store.get_text(f"t-{n % 20}") is not None
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    threads += [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(20):
+        assert store.get_text(f"t-{i}") == _in_database(path, f"t-{i}")
+    store.close()
