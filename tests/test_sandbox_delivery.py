@@ -155,3 +155,26 @@ def test_smtp_test_message_is_not_sent(
     assert doc["data"]["status"] == "delivered"
     time.sleep(0.1)
     assert recorder.envelopes == []
+
+
+def test_the_outbox_is_a_maildir_that_mailbox_reads(tmp_path: Any) -> None:
+    """Files land whole in new/ under unique names, private, nothing left in tmp/."""
+    import mailbox
+    import stat
+
+    from outkit_cli.sandbox.delivery import Outbox
+
+    outbox = Outbox(tmp_path / "outbox")
+    doc = {"id": "m", "type": "email", "from": "a@example.com", "to": "b@example.com",
+           "subject": "Hi", "text_body": "one", "html_body": None}  # fmt: skip
+    paths = [outbox.deliver({**doc, "text_body": f"body {i}"})[1]["path"] for i in range(3)]
+    assert len(set(paths)) == 3
+    assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
+    for path in paths:
+        assert (
+            stat.S_IMODE((tmp_path / "outbox" / "new" / path.rsplit("/", 1)[1]).stat().st_mode)
+            == 0o600
+        )
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    bodies = sorted(m.get_payload(decode=True).decode().strip() for m in box)
+    assert bodies == ["body 0", "body 1", "body 2"]
