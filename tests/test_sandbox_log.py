@@ -72,3 +72,27 @@ def test_a_broken_stream_loses_lines_but_raises_nothing() -> None:
     log("lost")
     log.close()
     log("lost too")
+
+
+def test_a_stream_that_blocks_holds_a_bounded_number_of_lines() -> None:
+    release = threading.Event()
+
+    class Blocking(CountingStream):
+        def write(self, text: str) -> int:
+            release.wait(30)  # a pipe nobody reads, until it is read again
+            return super().write(text)
+
+    stream = Blocking()
+    log = BatchedLog(stream, max_queued=100)
+    log("first")  # taken by the writer, which then blocks in write()
+    deadline = time.monotonic() + 10
+    while log._lines and time.monotonic() < deadline:
+        time.sleep(0.005)
+    for i in range(1000):
+        log(f"line {i}")
+    assert len(log._lines) == 100
+    release.set()
+    log.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[:101] == ["first"] + [f"line {i}" for i in range(100)]
+    assert lines[101:] == ["(log: 900 lines left out: stderr was not read)"]

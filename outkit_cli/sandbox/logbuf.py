@@ -18,6 +18,9 @@ import time
 from typing import TextIO
 
 DELAY = 0.02  # seconds a line may wait, to be written with the lines that follow it
+# Lines waiting at most: a stderr nobody reads (a paused pager, a full pipe) blocks the
+# writer, and the lines of a flood of requests must not fill the memory meanwhile.
+MAX_QUEUED = 100_000
 
 
 class BatchedLog:
@@ -25,12 +28,16 @@ class BatchedLog:
 
     Lines keep their order; `close()` writes what is queued and stops the thread (later lines
     are written at once). A stream that cannot be written (closed, EPIPE) loses the lines:
-    a log must never take the server down.
+    a log must never take the server down. Past `max_queued` waiting lines (the stream
+    blocks), further lines are counted, not kept, and the count is written when the
+    stream takes lines again.
     """
 
-    def __init__(self, stream: TextIO, delay: float = DELAY) -> None:
+    def __init__(self, stream: TextIO, delay: float = DELAY, max_queued: int = MAX_QUEUED) -> None:
         self._stream = stream
         self._delay = delay
+        self._max_queued = max_queued
+        self._dropped = 0
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -42,6 +49,9 @@ class BatchedLog:
         with self._lock:
             if self._closed:
                 self._write([line])
+                return
+            if len(self._lines) >= self._max_queued:
+                self._dropped += 1
                 return
             self._lines.append(line)
             first = len(self._lines) == 1
@@ -64,6 +74,9 @@ class BatchedLog:
                 time.sleep(self._delay)
             with self._lock:
                 lines, self._lines = self._lines, []
+                if self._dropped:
+                    lines.append(f"(log: {self._dropped} lines left out: stderr was not read)")
+                    self._dropped = 0
                 self._wake.clear()
                 closed = self._closed
             self._write(lines)
