@@ -10,6 +10,10 @@ loop (one send, read headers + Content-Length), so it costs little next to eithe
 Both servers run as child processes with TCP_NODELAY; the sandbox's per-request log line
 goes to a file.
 
+After each POST round the script waits until the sandbox has rendered and delivered every
+message of it, so that no round shares the machine with the sandbox's deferred work; the
+seconds that took are reported.
+
 Targets (issue 9): GET >= 0.7x and POST >= 0.4x the fixed-JSON handler's rate, no errors.
 
     .venv/bin/python bench/bench_sandbox.py [--seconds 2] [--rounds 3] [--clients 4]
@@ -170,16 +174,43 @@ def measure(url: str, method: str, path: str, body: bytes, creds: dict | None,
     }
 
 
+def wait_delivered(url: str, creds: dict, timeout: float = 300.0) -> float:
+    """Wait until the sandbox's worker has finished every message (the newest one listed is
+    done: the worker takes them in order); returns the seconds waited. The next round
+    then does not share the machine with the sandbox's deferred rendering and delivery."""
+    import http.client
+
+    began = time.monotonic()
+    port = int(url.split(":")[2].split("/")[0])
+    path = "/v1/messages?limit=1"
+    while time.monotonic() - began < timeout:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", path, headers=auth_headers(method="GET", path=path, body=b"",
+                                                           **creds))  # fmt: skip
+            listed = json.loads(conn.getresponse().read())["data"]
+        finally:
+            conn.close()
+        if not listed or listed[0]["done"]:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
 def summarise(runs: list[dict]) -> dict:
     """Median rate over the rounds, errors summed, every round's rate kept."""
     rates = sorted(r["rate"] for r in runs)
-    return {
+    out = {
         "rate": statistics.median(rates),
         "rounds": [r["rate"] for r in runs],
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "last_error": next((r["last_error"] for r in runs if r["last_error"]), None),
     }
+    if any("drain" in r for r in runs):
+        # seconds after each round until every message it sent was delivered
+        out["drain"] = [r.get("drain") for r in runs]
+    return out
 
 
 def main() -> int:
@@ -229,6 +260,8 @@ def main() -> int:
                 sbx_runs.append(
                     measure(sbx_url, method, path, body, creds, opts.clients, opts.seconds, pool)
                 )
+                if method == "POST":
+                    sbx_runs[-1]["drain"] = round(wait_delivered(sbx_url, creds), 2)
             bare_r, sbx_r = summarise(bare_runs), summarise(sbx_runs)
             results[name] = {
                 "bare": bare_r,
@@ -255,6 +288,11 @@ def main() -> int:
             f"(target >= {targets[name]})   errors {r['sandbox']['errors'] + r['bare']['errors']}"
             f"   {'ok' if passed else 'MISSED'}"
         )
+        if "drain" in r["sandbox"]:
+            print(
+                f"      every message of a round delivered {r['sandbox']['drain']} s after "
+                "it (the next round waits)"
+            )
     write_report(
         opts.output,
         "sandbox",
