@@ -205,10 +205,27 @@ class _Child:
         """One frame from the child, or None if it did not come by ``deadline`` / EOF."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        header = _read_exactly(fd, _HEADER, deadline)
-        if header is None:
+        # The child writes one frame per job and then waits: the first read takes the
+        # header and, nearly always, the whole answer (one select and one read per render
+        # instead of two of each; each gives up the GIL to the HTTP threads).
+        first = _read_some(fd, 1 << 16, deadline)
+        if first is None:
             return None
-        return _read_exactly(fd, int.from_bytes(header, "big"), deadline)
+        if len(first) < _HEADER:
+            rest = _read_exactly(fd, _HEADER - len(first), deadline)
+            if rest is None:
+                return None
+            first += rest
+        size = int.from_bytes(first[:_HEADER], "big")
+        body = first[_HEADER:]
+        if len(body) > size:
+            return None  # more than one frame: not our child's protocol, it is replaced
+        if len(body) < size:
+            more = _read_exactly(fd, size - len(body), deadline)
+            if more is None:
+                return None
+            body += more
+        return body
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):
@@ -223,14 +240,19 @@ class _Child:
                     stream.close()
 
 
+def _read_some(fd: int, n: int, deadline: float) -> bytes | None:
+    """Up to `n` bytes, as soon as any come; None at the deadline or EOF."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+        return None
+    return os.read(fd, n) or None
+
+
 def _read_exactly(fd: int, n: int, deadline: float) -> bytes | None:
     chunks: list[bytes] = []
     while n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return None
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
+        chunk = _read_some(fd, min(n, 1 << 20), deadline)
+        if chunk is None:
             return None
         chunks.append(chunk)
         n -= len(chunk)
