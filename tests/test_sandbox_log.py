@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import threading
 import time
+from pathlib import Path
 
 from outkit_cli.sandbox.logbuf import BatchedLog
+
+
+def _child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
 
 
 class CountingStream(io.StringIO):
@@ -96,3 +103,47 @@ def test_a_stream_that_blocks_holds_a_bounded_number_of_lines() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[:101] == ["first"] + [f"line {i}" for i in range(100)]
     assert lines[101:] == ["(log: 900 lines left out: stderr was not read)"]
+
+
+def test_a_sandbox_whose_stderr_nobody_reads_keeps_answering(tmp_path: Path) -> None:
+    """`outkit serve 2> pipe` with the pipe not read (a paused pager): once the pipe's
+    buffer (64 KiB on Linux) is full, the log waits, not the requests. Before the batched
+    log, the event loop blocked in its write and every request timed out."""
+    import http.client
+    import subprocess
+    import sys
+
+    from outkit_cli.sandbox.process import start_url_process, stop_process
+    from outkit_cli.signing import auth_headers
+
+    data_dir = tmp_path / "data"
+    proc, url = start_url_process(
+        [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        env=_child_env(),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        keys = json.loads((data_dir / "keys.json").read_text())["keys"]
+        key = next(k for k in keys if k["signed"])
+        creds = {"key": key["key"], "passphrase": key["passphrase"], "secret": key["secret"]}
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        answered = 0
+        for i in range(2000):  # about 90 KB of log lines
+            path = f"/v1/messages/unread-stderr-{i}"
+            conn.request("GET", path, headers=auth_headers(method="GET", path=path, body=b"",
+                                                           **creds))  # fmt: skip
+            response = conn.getresponse()
+            response.read()
+            answered += response.status == 404
+        conn.close()
+        assert answered == 2000
+    finally:
+        proc.terminate()
+        try:  # a clean stop writes the log out; reading it lets the server finish
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, timeout=0)
+            raise
+        log = err.decode("utf-8", "replace")
+    assert log.count("GET /v1/messages/unread-stderr-") == 2000
