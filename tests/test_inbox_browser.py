@@ -23,9 +23,13 @@ WAIT = 30.0  # generous: a loaded machine is slow, and a pass is usually immedia
 
 
 def wait_for(browser: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.05).until(condition, what)
+    # the live list may be replaced between finding an element and reading it: look again
+    return WebDriverWait(
+        browser, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition, what)
 
 
 def by_id(browser: Any, element_id: str) -> Any:
