@@ -198,6 +198,91 @@ def open_private(path: str | os.PathLike[str], *, write: bool, truncate: bool = 
     return fd
 
 
+def open_beneath(root: str | os.PathLike[str], name: str) -> int:
+    """Open the regular file `name`, relative to the directory `root`, for reading, without
+    following a symbolic link anywhere from `root` down (each component opened with
+    O_NOFOLLOW, relative to its parent's fd: what is checked is what is read, with no
+    gap in which a component can be swapped for a link).
+
+    For files named by untrusted data (a batch row's attachments): a name cannot leave
+    `root`, through `..`, an absolute path or a link, whatever races the run.
+
+    Args:
+        root: the directory names start from (trusted: links in it are the user's own).
+        name: a relative path, `/`-separated.
+
+    Returns:
+        An fd (close-on-exec) of a regular file, open read-only.
+
+    Raises:
+        UnsafeFileError: `name` is absolute, holds `..` or a NUL character, a component is
+            a symbolic link, or the file is not a regular file (a directory, a FIFO).
+        OSError: the file cannot be opened (ENOENT, EACCES, ENAMETOOLONG, ENOTDIR, ...).
+    """
+    if "\x00" in name:
+        raise UnsafeFileError(name, "a name with a NUL character")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if os.path.isabs(name) or ".." in parts or not parts:
+        raise UnsafeFileError(name, OUTSIDE)
+    if not _POSIX:  # no dir fds: refuse links by lstat, then open (a narrow race remains)
+        path = os.path.join(root, *parts)
+        for i in range(1, len(parts) + 1):
+            if os.path.islink(os.path.join(root, *parts[:i])):
+                raise UnsafeFileError(name, _LINK_WHY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    else:
+        dfd = os.open(root, _DIRFLAGS)
+        try:
+            for part in parts[:-1]:
+                try:
+                    nfd = os.open(part, _DIRFLAGS | _NOFOLLOW, dir_fd=dfd)
+                except OSError as exc:
+                    _raise_if_link(exc, dfd, part, name)
+                    raise
+                os.close(dfd)
+                dfd = nfd
+            flags = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC  # a FIFO must not hang
+            try:
+                fd = os.open(parts[-1], flags, dir_fd=dfd)
+            except OSError as exc:
+                _raise_if_link(exc, dfd, parts[-1], name)
+                raise
+        finally:
+            os.close(dfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeFileError(name, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+OUTSIDE = "outside the directory"  # open_beneath's reason for a name that leaves it
+_LINK_WHY = "a symbolic link (refused: it could point outside the directory)"
+
+
+def _raise_if_link(exc: OSError, dfd: int, part: str, name: str) -> None:
+    """O_NOFOLLOW's failure (ELOOP for a file, ENOTDIR for O_PATH|O_DIRECTORY) told as
+    what it is when `part` is a symbolic link."""
+    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+        return
+    try:
+        st = os.stat(part, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(name, _LINK_WHY) from None
+
+
+def read_beneath(root: str | os.PathLike[str], name: str) -> bytes:
+    """The bytes of the regular file `name` under `root`, read from the one fd that
+    open_beneath checked. Raises what open_beneath raises, and OSError from the read."""
+    fd = open_beneath(root, name)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
 def ensure_private_dir(directory: str | os.PathLike[str], *, config: bool = False) -> Path:
     """Create `directory` (and missing parents) 0700; an existing one keeps its mode.
 

@@ -44,8 +44,10 @@ class ClientBatchApi:
             from outkit_cli import multipart
 
             message = {k: v for k, v in message.items() if k != ATTACHMENTS}
-            specs = attachment_specs(paths, self.files_base)
-            form = multipart.encode(message, multipart.read_files(specs), self.disposition)
+            # read now, each file opened once without following links: a file swapped
+            # since the row was checked is this row's error (UsageError: `failed`)
+            files = read_attachments(paths, self.files_base)
+            form = multipart.encode(message, files, self.disposition)
         return self.client.create_message(
             request_body(message), id_from_submitter=message.get("id_from_submitter"), form=form
         ).data
@@ -209,36 +211,62 @@ def _row_builder(
             # found before anything is sent: the row is reported, not half sent
             if msg.get("type") != "email":
                 raise UsageError("column attachments: only emails carry attachments")
-            for spec in attachment_specs(msg[ATTACHMENTS], files_base):
-                if not spec.path.is_file():
-                    raise UsageError(f"column attachments: {spec.path} is not a readable file")
+            check_attachments(msg[ATTACHMENTS], files_base)
         return msg
 
     return base, build
 
 
-def attachment_specs(paths: str, base: Path) -> list[Any]:
-    """The files of an `attachments` cell: paths separated by `;`, relative to the input
-    file's directory (the working directory for stdin); types are guessed from the names.
+def attachment_names(paths: str) -> list[str]:
+    """The paths of an `attachments` cell: separated by `;`, blanks dropped."""
+    return [name for name in (raw.strip() for raw in paths.split(";")) if name]
 
-    Rows are untrusted: a path that leaves that directory (absolute, `..`, or a symlink
-    pointing out) is refused with UsageError, so a batch file cannot mail other files.
-    """
+
+def check_attachments(paths: str, base: Path) -> None:
+    """Check, before anything is sent, that every file of an `attachments` cell can be
+    opened as read_attachments will open it. Raises UsageError naming the first that
+    cannot (the row is then `invalid`)."""
+    for name in attachment_names(paths):
+        os.close(_open_attachment(name, base))
+
+
+def read_attachments(paths: str, base: Path) -> list[Any]:
+    """The files of an `attachments` cell (multipart.AttachedFile, types guessed from the
+    names), each read from the one descriptor fsutil.open_beneath opened.
+
+    Rows are untrusted: a name is relative to the input file's directory `base` (the
+    working directory for stdin) and may not leave it (absolute, `..`) nor go through a
+    symbolic link, even one pointing inside: a link checked once can be retargeted before
+    it is read. Raises UsageError naming the file for those and for any file that cannot
+    be read (OSError), so that a row's file is that row's error, never the run's."""
     from outkit_cli import multipart
 
-    root = base.resolve()
-    specs = []
-    for raw in paths.split(";"):
-        name = raw.strip()
-        if not name:
-            continue
-        path = (root / name).resolve()
-        if Path(name).is_absolute() or not path.is_relative_to(root):
+    files = []
+    for name in attachment_names(paths):
+        fd = _open_attachment(name, base)
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise UsageError(f"column attachments: cannot read {name}: {exc.strerror}") from None
+        filename = name.rsplit("/", 1)[-1]
+        files.append(multipart.AttachedFile(filename, multipart.guess_type(filename), data, name))
+    return files
+
+
+def _open_attachment(name: str, base: Path) -> int:
+    from outkit_cli.fsutil import OUTSIDE, UnsafeFileError, open_beneath
+
+    try:
+        return open_beneath(base, name)
+    except UnsafeFileError as exc:
+        if exc.strerror == OUTSIDE:
             raise UsageError(
-                f"column attachments: {name} is outside the input file's directory {root}"
-            )
-        specs.append(multipart.FileSpec(path, path.name, multipart.guess_type(path.name)))
-    return specs
+                f"column attachments: {name} is outside the input file's directory {base}"
+            ) from None
+        raise UsageError(f"column attachments: {name} is {exc.strerror}") from None
+    except OSError as exc:
+        raise UsageError(f"column attachments: cannot read {name}: {exc.strerror or exc}") from None
 
 
 def _files_base(source: str | None) -> Path:
