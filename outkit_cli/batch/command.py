@@ -141,7 +141,9 @@ def run_batch_command(
             client = Client(settings, pool_size=opts.concurrency, limiter=limiter)
             api = ClientBatchApi(client, _files_base(request.source), inline)
         with batch_progress(total) as progress:
-            summary = run_batch(batch_input, build, api, opts, on_progress=progress.update)
+            summary = run_batch(
+                batch_input, build, api, opts, on_progress=progress.update, on_note=progress.note
+            )
             if limiter is not None:
                 summary.traffic = limiter.snapshot().describe()
             progress.finish(summary)

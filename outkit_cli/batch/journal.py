@@ -2,7 +2,10 @@
 
 Records are keyed by row identity (batch.identity), not by line, so a journal stays true
 when the file is edited. A header (`batch`, format version), then per run a `run` record
-(process id) and, for --resend, a `resend` record (its generation); before rows are
+(process id) and, for --resend, a `resend` record (its generation), and a `finished`
+record (the generation) when a run of a resend generation went through every row; a
+`resend` without its `finished` is a resend that was interrupted, and the next
+`--resend` continues it instead of starting another (no row sent a third time). Before rows are
 handed to the network they are recorded as `pending` (one fsync for a whole chunk); each
 outcome (`result`) is appended and fsynced before the row counts as done. On a rerun,
 accepted rows are skipped, and pending rows without an outcome (the process died while
@@ -39,6 +42,9 @@ class JournalState:
     in_doubt: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     lines: dict[int, str] = field(default_factory=dict)  # line -> identity accepted there
     generation: int = 0  # the latest --resend generation
+    # that generation was started and no run of it went through every row: a rerun,
+    # --resend or not, continues it
+    resend_open: bool = False
     runs: int = 0  # earlier runs recorded: 0 for a new (or lost) journal
 
     def is_new(self) -> bool:
@@ -116,7 +122,12 @@ def _replay(
     if kind == "run":
         state.runs += 1
     elif kind == "resend":
-        state.generation = max(state.generation, int(rec["generation"]))
+        generation = int(rec["generation"])
+        if generation > state.generation:
+            state.generation, state.resend_open = generation, True
+    elif kind == "finished":
+        if int(rec["generation"]) == state.generation:
+            state.resend_open = False
     elif kind == "pending":
         for row in rec["rows"]:
             # [line, identity] when the row is sent with its identity as id_from_submitter
@@ -213,6 +224,12 @@ class Journal:
         """Record the --resend generation this run sends, when it starts a new one."""
         if generation > self.state.generation:
             self._append([{"type": "resend", "generation": generation}])
+
+    def finish(self, generation: int) -> None:
+        """Record that this run went through every row of resend `generation` (after
+        which --resend starts the next one)."""
+        if generation:
+            self._append([{"type": "finished", "generation": generation}])
 
     def _append(self, records: Iterable[Mapping[str, Any]]) -> None:
         self._write(

@@ -139,7 +139,8 @@ def batch_options(func: Any) -> Any:
             "--resend",
             is_flag=True,
             help="--batch: send every row again, also those already sent, as new messages "
-            "(new ids); a rerun after an interruption continues that resend.",
+            "(new ids); a rerun after an interruption, with --resend or not, continues "
+            "that resend.",
         ),
         click.option(
             "--wait-lock",

@@ -63,7 +63,10 @@ class RowPlanner:
         self.state = state
         self.unknown = unknown
         self.sink = sink
-        self.generation = state.generation + (1 if opts.resend else 0)
+        # --resend starts a new generation, unless the latest one was interrupted: then it
+        # continues that one, as a rerun without --resend does (no row sent a third time)
+        self.continuing = state.resend_open
+        self.generation = state.generation + (1 if opts.resend and not self.continuing else 0)
         self.identities = RowIdentities(opts.defaults, self.generation, opts.expected_rows)
         self.changed: list[tuple[int, str]] = []  # (line, identity accepted there before)
 

@@ -18,6 +18,11 @@ class _NoProgress:
     def update(self, summary: Summary) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        import click
+
+        click.echo(text, err=True)
+
     def finish(self, summary: Summary) -> None:
         pass
 
@@ -39,6 +44,11 @@ class _Bar:
             return
         self._last = now
         self._draw(summary, now)
+
+    def note(self, text: str) -> None:
+        """A line for the user, printed above the bar."""
+        with self._lock:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def finish(self, summary: Summary) -> None:
         """The last frame: the same counts as the summary line."""

@@ -31,6 +31,15 @@ class Summary:
     dry_run: bool = False
     rerun: bool = False  # the journal had earlier runs
     changed: list[int] = field(default_factory=list)  # lines sent before with other content
+    resend_generation: int = 0  # the --resend generation this run sends (0: none)
+
+    def resume_hint(self) -> str:
+        """What "run the same command again" does after an interruption, when this run
+        sends a resend generation (it continues it, --resend or not)."""
+        g = self.resend_generation
+        if not g:
+            return ""
+        return f" (it continues this resend, ids ending -r{g}: no row is sent a third time)"
 
     def fail(self, code: int) -> None:
         # the highest failure code wins: it is the most severe class in docs/exit-codes.md
@@ -58,7 +67,9 @@ class Summary:
         if self.traffic:
             text += f"; {self.traffic}"
         if self.interrupted:
-            text += "; interrupted: run the same command again to send the rest"
+            text += (
+                f"; interrupted: run the same command again to send the rest{self.resume_hint()}"
+            )
         if self.dry_run:
             text += "; dry run: nothing was sent"
         if self.journal is not None:

@@ -48,9 +48,12 @@ def run_batch(
     opts: BatchOptions,
     *,
     on_progress: Callable[[Summary], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Summary:
     """Send every row of ``source`` exactly once. ``build`` merges a row into the command's
-    defaults and validates it (raising UsageError); ``api`` is None only for a dry run.
+    defaults and validates it (raising UsageError); ``api`` is None only for a dry run;
+    ``on_note`` is given a line for the user before sending starts (e.g. that this run
+    continues an interrupted resend).
     Raises UsageError when the input file is locked by another run (whatever its journal),
     or the journal cannot be used (locked by another run, not a journal, unwritable),
     before anything is sent."""
@@ -77,7 +80,7 @@ def run_batch(
     try:
         journal = Journal(journal_path, source.name, wait_lock=opts.wait_lock)
         try:
-            return _send_all(source, build, api, opts, journal, sink, on_progress, started)
+            return _send_all(source, build, api, opts, journal, sink, on_progress, on_note, started)
         finally:
             journal.close()
     finally:
@@ -93,6 +96,7 @@ def _send_all(
     journal: Journal,
     sink: ResultSink,
     on_progress: Callable[[Summary], None] | None,
+    on_note: Callable[[str], None] | None,
     started: float,
 ) -> Summary:
     summary = sink.summary
@@ -101,11 +105,19 @@ def _send_all(
     summary.rerun = not state.is_new()
     rows = RowPlanner(build, opts, state, {}, sink)
     journal.start_run(rows.generation)
+    summary.resend_generation = rows.generation
+    if rows.continuing and on_note is not None:
+        g = rows.generation
+        on_note(
+            f"resend: continuing the resend (generation {g}, ids ending -r{g}) that an "
+            "earlier run started and did not finish: rows it sent are not sent again; "
+            "once it has finished, --resend starts a new one"
+        )
     rows.unknown = resolve_in_doubt(state, api, journal, opts.concurrency)
 
     stop = threading.Event()
     run = _Run(api, journal, sink, summary, opts, on_progress, stop)
-    previous = _install_sigint(stop)
+    previous = _install_sigint(stop, summary.resume_hint())
     try:
         run.start()
         try:
@@ -127,6 +139,8 @@ def _send_all(
             run.finish()
         if not stop.is_set() and not run.aborted.is_set():
             settle_in_doubt(run.in_doubt, api, run.send, run.record)
+            # every row had its turn: a later --resend starts a new generation
+            journal.finish(rows.generation)
     finally:
         _restore_sigint(previous)
     summary.interrupted = stop.is_set()
@@ -311,7 +325,7 @@ class _Run:
             self.on_progress(self.summary)
 
 
-def _install_sigint(stop: threading.Event) -> Any:
+def _install_sigint(stop: threading.Event, resume: str = "") -> Any:
     """Ctrl-C stops taking new rows; rows in flight finish and are journalled. A second
     Ctrl-C quits at once: the journal already holds every row handed out as pending (so
     the rerun looks those up) and every outcome as soon as it is known; nothing else needs
@@ -331,7 +345,7 @@ def _install_sigint(stop: threading.Event) -> Any:
             # one SIGINT delivered twice within microseconds is not a second Ctrl-C
             if first and now - first[0] < DUPLICATE_SIGNAL:
                 return
-            _quit_now(tty)
+            _quit_now(tty, resume)
         first.append(now)
         stop.set()
         # on a terminal, end the line the progress bar (and the echoed ^C) is on
@@ -342,14 +356,12 @@ def _install_sigint(stop: threading.Event) -> Any:
     return previous
 
 
-def _quit_now(tty: bool) -> None:
+def _quit_now(tty: bool, resume: str = "") -> None:
     show_cursor = "\x1b[?25h" if tty else ""  # the progress bar hides it
+    lead = f"{show_cursor}\n" if tty else ""
     _say(
-        f"{show_cursor}\ninterrupted again: quitting now; run the same command again to send "
-        "the rest (rows in flight are looked up first)\n"
-        if tty
-        else "interrupted again: quitting now; run the same command again to send the rest "
-        "(rows in flight are looked up first)\n"
+        f"{lead}interrupted again: quitting now; run the same command again to send the rest"
+        f"{resume} (rows in flight are looked up first)\n"
     )
     os._exit(130)
 
