@@ -233,7 +233,8 @@ def test_a_second_run_on_a_locked_input_file_exits_2_naming_the_holder(sandbox, 
     link.symlink_to(src)
     holder = _child(src, sandbox, "--journal", str(tmp_path / "j1"))
     holder.communicate(timeout=60)  # the lock file exists now; hold it as a run would
-    (lock,) = (platformdirs.user_state_path("outkit") / "locks").iterdir()
+    locks = platformdirs.user_state_path("outkit") / "locks"
+    (lock,) = [p for p in locks.iterdir() if p.name.startswith("input-")]
     assert lock.stat().st_mode & 0o777 == 0o600 and lock.parent.stat().st_mode & 0o777 == 0o700
     more = write_csv(tmp_path / "held.csv", people(5, "hd"))  # same inode, two new rows
     assert more == src

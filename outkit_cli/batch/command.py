@@ -95,9 +95,10 @@ def run_batch_command(
 ) -> int:
     """The batch path of `send`: run it; returns the exit code (0 when every row was
     accepted). The options of the single-message path (--curl, -q) were refused before."""
+    from outkit_cli.batch.identity import BatchKey
     from outkit_cli.batch.plan import BatchOptions
     from outkit_cli.batch.progress import batch_progress
-    from outkit_cli.batch.rows import count_rows, open_input
+    from outkit_cli.batch.rows import BadRow, Row, count_rows, open_input
     from outkit_cli.batch.runner import run_batch
 
     settings = app.settings(timeout=timeout, retries=retries)
@@ -121,9 +122,17 @@ def run_batch_command(
     total = None
     if batch_input.path is not None:
         # read ahead: a bad header or byte stops the batch before anything is sent (or a
-        # dry run before any row is called valid), and the progress bar gets a true total
-        total = count_rows(batch_input.path, batch_input)
+        # dry run before any row is called valid), and the progress bar gets a true total;
+        # a run also learns its rows' key, which copies of the file share (RowsLock)
+        key = None if dry_run else BatchKey(defaults)
+
+        def each(item: Row | BadRow) -> None:
+            if key is not None and isinstance(item, Row):
+                key.add(item.fields)
+
+        total = count_rows(batch_input.path, batch_input, each)
         opts.expected_rows = total
+        opts.rows_key = key.hexdigest() if key is not None else None
     _check_results_path(request.results_path, batch_input.path, request.journal_path)
     results = _open_results(request.results_path)
     opts.results = results

@@ -27,6 +27,7 @@ class BatchOptions:
     wait_timeout: float = 60.0
     wait_lock: float = 0.0
     journal: Path | None = None
+    rows_key: str | None = None  # the batch's content key (identity.BatchKey): its lock
     results: IO[str] | None = None
     # what every row inherits from the command: part of each row's identity
     defaults: Mapping[str, Any] = field(default_factory=dict)

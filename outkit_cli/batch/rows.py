@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -229,10 +229,13 @@ def read_rows(source: BatchInput) -> Iterator[Row | BadRow]:
     raise UsageError(f"unknown batch format {source.format!r} (choose csv or jsonl)")
 
 
-def count_rows(path: Path, source: BatchInput) -> int:
+def count_rows(
+    path: Path, source: BatchInput, each: Callable[[Row | BadRow], None] | None = None
+) -> int:
     """How many results reading `path` as `source` gives, in a pass of its own (streamed:
-    constant memory). Reading the file ahead also finds a bad header or a byte the
-    encoding cannot read before anything is sent (UsageError)."""
+    constant memory); `each`, when given, sees every result. Reading the file ahead also
+    finds a bad header or a byte the encoding cannot read before anything is sent
+    (UsageError)."""
     try:
         raw = path.open("rb")
     except OSError as exc:
@@ -247,7 +250,13 @@ def count_rows(path: Path, source: BatchInput) -> int:
         source.delimiter,
     )
     with raw:
-        return sum(1 for _ in read_rows(copy))
+        if each is None:
+            return sum(1 for _ in read_rows(copy))
+        n = 0
+        for item in read_rows(copy):
+            each(item)
+            n += 1
+        return n
 
 
 # files to attach, `;`-separated paths relative to the input file (a list in JSONL)

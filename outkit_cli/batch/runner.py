@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from outkit_cli.batch.journal import Journal, default_journal_path, peek_journal
-from outkit_cli.batch.locks import InputLock
+from outkit_cli.batch.locks import InputLock, RowsLock, RunLock
 from outkit_cli.batch.plan import BatchOptions, RowPlanner, Task
 from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
 from outkit_cli.batch.results import ResultSink, Summary, result_line
@@ -73,19 +73,21 @@ def run_batch(
         sink.flush()
         return summary
     assert api is not None
-    # the input first, then the journal, in every run: no two runs wait on each other
-    held = None
-    if source.file_id is not None:
-        held = InputLock(source.name, source.file_id, wait_lock=opts.wait_lock)
+    # the input, its rows, then the journal, in every run: no two runs wait on each other
+    held: list[RunLock] = []
     try:
+        if source.file_id is not None:
+            held.append(InputLock(source.name, source.file_id, wait_lock=opts.wait_lock))
+        if opts.rows_key is not None:
+            held.append(RowsLock(source.name, opts.rows_key, wait_lock=opts.wait_lock))
         journal = Journal(journal_path, source.name, wait_lock=opts.wait_lock)
         try:
             return _send_all(source, build, api, opts, journal, sink, on_progress, on_note, started)
         finally:
             journal.close()
     finally:
-        if held is not None:
-            held.close()
+        for lock in reversed(held):
+            lock.close()
 
 
 def _send_all(
