@@ -267,6 +267,10 @@ def _raise_if_link(exc: OSError, dfd: int, part: str, name: str) -> None:
     what it is when `part` is a symbolic link."""
     if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
         return
+    if exc.errno in (errno.ELOOP, errno.EMLINK):
+        # O_NOFOLLOW met a link at `part` (one component: no other link was walked); it
+        # may be gone by now, which a second look would miss
+        raise UnsafeFileError(name, _LINK_WHY) from None
     try:
         st = os.stat(part, dir_fd=dfd, follow_symlinks=False)
     except OSError:

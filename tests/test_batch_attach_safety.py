@@ -42,8 +42,11 @@ def _leaked(box: Sandbox, secret: bytes) -> list[Path]:
     """Files of the sandbox (database, outbox) holding `secret`."""
     found = []
     for path in box.data_dir.rglob("*"):
-        if path.is_file() and secret in path.read_bytes():
-            found.append(path)
+        try:
+            if path.is_file() and secret in path.read_bytes():
+                found.append(path)
+        except FileNotFoundError:  # a temporary file the sandbox renamed or removed meanwhile
+            continue
     return found
 
 
