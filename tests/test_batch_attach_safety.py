@@ -89,6 +89,34 @@ def test_an_attachment_swapped_for_a_symlink_after_the_check_is_not_read(
     assert _leaked(sandbox, secret) == []
 
 
+def test_a_parent_directory_swapped_for_a_symlink_after_the_check_is_not_followed(
+    sandbox: Sandbox, shared: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent-directory variant of the race: `sub` becomes a link to a directory
+    outside holding a file of the same name (O_NOFOLLOW on the last component alone would
+    follow it)."""
+    d, secret = shared
+    outside = d.parent / "outside"
+    outside.mkdir()
+    (outside / "inner.txt").write_bytes(secret)
+    mark = f"pswap-{uuid.uuid4()}"
+    rows = _rows(d / "rows.jsonl", ["sub/inner.txt"], mark)
+    real_create = command.ClientBatchApi.create
+
+    def swapped(self, message):
+        os.rename(d / "sub", d / "sub.real")
+        (d / "sub").symlink_to(outside)
+        return real_create(self, message)
+
+    monkeypatch.setattr(command.ClientBatchApi, "create", swapped)
+    res = _send(sandbox, rows)
+    assert "Traceback" not in res.output and "a bug" not in res.stderr
+    row = _by_row(res.stdout)[1]
+    assert row["status"] == "failed" and "symbolic link" in row["error"], row
+    assert res.exit_code == 2
+    assert _leaked(sandbox, secret) == []
+
+
 def test_a_file_removed_after_the_check_fails_its_row_only(
     sandbox: Sandbox, shared: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
