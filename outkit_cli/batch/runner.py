@@ -144,7 +144,11 @@ def _send_all(
             # every row had its turn: a later --resend starts a new generation
             journal.finish(rows.generation)
     finally:
-        _restore_sigint(previous)
+        # after a Ctrl-C the batch's handler stays: a second one while the run winds down
+        # (the rows in flight can finish within the 40 ms between two presses) still
+        # quits at once with exit 130, not by the signal in the middle of the summary
+        if not stop.is_set():
+            _restore_sigint(previous)
     summary.interrupted = stop.is_set()
     summary.changed = rows.changed_lines()
     if run.abort_error is not None:
