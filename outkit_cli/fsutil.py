@@ -279,14 +279,6 @@ def _raise_if_link(exc: OSError, dfd: int, part: str, name: str) -> None:
         raise UnsafeFileError(name, _LINK_WHY) from None
 
 
-def read_beneath(root: str | os.PathLike[str], name: str) -> bytes:
-    """The bytes of the regular file `name` under `root`, read from the one fd that
-    open_beneath checked. Raises what open_beneath raises, and OSError from the read."""
-    fd = open_beneath(root, name)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
-
-
 def ensure_private_dir(directory: str | os.PathLike[str], *, config: bool = False) -> Path:
     """Create `directory` (and missing parents) 0700; an existing one keeps its mode.
 
