@@ -589,6 +589,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _TooBig(ValueError):
+    """A value that is valid JSON but past what the sandbox takes."""
+
+
+MAX_INT_DIGITS = 4000  # under Python's own limit (4,300), which some versions lack
+
+
+def _bounded_int(text: str) -> int:
+    # Python refuses to convert an integer of over 4,300 digits, with a message about its
+    # own settings; this one says what is wrong with the request
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooBig(
+            f"the body has an integer of {digits:,} digits; the sandbox takes at most "
+            f"{MAX_INT_DIGITS:,}"
+        )
+    return int(text)
+
+
 def _finite_float(text: str) -> float:
     # 1e999 is valid JSON that Python reads as inf: stored, it would be written back as
     # Infinity (not JSON) by GET /v1/messages and break SQLite's json functions
@@ -633,9 +652,14 @@ def parse_message(body: bytes) -> dict[str, Any]:
         # strict UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16 and encoded
         # surrogates, which no later step can store or send back
         text = body.decode("utf-8")
-        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        payload = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )  # fmt: skip
         if "\\ud" in text or "\\uD" in text:  # cheap test first: escapes are rare
             _reject_lone_surrogates(payload)
+    except _TooBig as exc:
+        raise bad_data(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_data(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -670,8 +694,23 @@ def parse_message(body: bytes) -> dict[str, Any]:
     for field in fields.HEADER_FIELDS:
         if field.name in msg and ("\n" in msg[field.name] or "\r" in msg[field.name]):
             raise bad_data(f"message.{field.name} must not contain a line break")
+        if field.name in msg and (control := _CONTROL.search(msg[field.name])) is not None:
+            # NUL and escape sequences would be written raw into the .eml's header
+            raise bad_data(
+                f"message.{field.name} must not contain a control character "
+                f"(U+{ord(control.group()):04X})"
+            )
     check_sizes(msg)
+    for field in fields.HEADER_FIELDS:
+        if field.mailbox and len(msg.get(field.name, "")) > MAX_MAILBOX_LIST:
+            raise bad_data(
+                f"message.{field.name} is {len(msg[field.name]):,} characters, over the "
+                f"limit of {MAX_MAILBOX_LIST:,} for a list of addresses"
+            )
     if msg["type"] == "email":
+        for field in fields.HEADER_FIELDS:
+            if field.mailbox and len(msg.get(field.name, "")) > MAX_ADDRESS:
+                _check_mailbox_lengths(field, msg[field.name])
         for name in _EMAIL_ADDRESS_FIELDS:
             if name in msg and not _is_email_address(msg[name]):
                 raise bad_data(f"message.{name} is not an email address: {msg[name]!r}")
@@ -683,6 +722,39 @@ def parse_message(body: bytes) -> dict[str, Any]:
 _EMAIL_ADDRESS_FIELDS = fields.names(tuple(f for f in fields.SENT if f.email_address))
 _BYTE_LIMITS = tuple((f.name, f.max_bytes) for f in fields.SENT if f.max_bytes)
 _CHAR_LIMITS = tuple((f.name, f.max_chars) for f in fields.SENT if f.max_chars)
+
+
+# C0 controls but tab, line feed and carriage return (named on their own), DEL, C1
+# controls, and the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+# RFC 5321 section 4.5.3.1.3: a path is at most 256 octets, its angle brackets included
+MAX_ADDRESS = 254
+# RFC 5322 section 2.1.1: a line is at most 998 characters; a mailbox (a display name and
+# its address) goes on one line after its header name. Non-ASCII names are encoded and
+# folded (RFC 2047), so only a long ASCII name can pass it.
+MAX_LINE = 998
+# A list of addresses is parsed by email.utils.getaddresses, whose time grows with the
+# length (3 MB took 20 s): a list is bounded (some 600 addresses).
+MAX_MAILBOX_LIST = 16 * 1024
+
+
+def _check_mailbox_lengths(field: fields.Field, value: str) -> None:
+    """422 for an address over 254 octets (RFC 5321 section 4.5.3.1.3) or a mailbox that
+    would make a header line over 998 characters (RFC 5322 section 2.1.1)."""
+    for name, address in getaddresses([value]):
+        size = len(address.encode("utf-8"))
+        if size > MAX_ADDRESS:
+            raise bad_data(
+                f"message.{field.name}: an address is {size:,} bytes, over the {MAX_ADDRESS} "
+                "an email address may have (RFC 5321 section 4.5.3.1.3)"
+            )
+        line = len(field.header or "") + 2 + len(name) + len(address) + 3
+        if name.isascii() and line > MAX_LINE:
+            raise bad_data(
+                f"message.{field.name}: a display name of {len(name):,} characters makes a "
+                f"header line of {line:,}, over the {MAX_LINE} a line may have "
+                "(RFC 5322 section 2.1.1)"
+            )
 
 
 def _is_email_address(value: str) -> bool:

@@ -228,6 +228,9 @@ def _content_type(raw: bytes | None) -> str:
     return "application/octet-stream"
 
 
+MAX_BOUNDARY = 70  # characters of a multipart boundary (RFC 2046 section 5.1.1)
+
+
 def parse_create(content_type: str, body: bytes) -> MultipartCreate:
     """A multipart create request's parts. Raises 422 `bad_data` for a body that is not
     multipart/form-data with a `message` part; a limit passed (422, or 413 for a file over
@@ -237,8 +240,13 @@ def parse_create(content_type: str, body: bytes) -> MultipartCreate:
 
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
-    if not boundary or len(boundary) > 200:
+    if not boundary:
         raise bad_data("multipart/form-data without a boundary parameter (RFC 7578)")
+    if len(boundary) > MAX_BOUNDARY:
+        raise bad_data(
+            f"multipart/form-data: the boundary is {len(boundary):,} characters long, over "
+            f"the {MAX_BOUNDARY} RFC 2046 section 5.1.1 allows"
+        )
     collector = _Collector()
     parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     try:

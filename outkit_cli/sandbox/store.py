@@ -12,6 +12,7 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,15 @@ class _Pending:
         self.row = row
         self.settled = False
         self.error: Exception | None = None
+
+
+class SearchCutShort(Exception):
+    """A page's query stopped at its deadline (`Store.page`'s `seconds`); `rows` holds
+    what it found until then, newest first, as `Store.page` returns them."""
+
+    def __init__(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        super().__init__(f"cut short after {len(rows)} rows")
+        self.rows = rows
 
 
 class Store:
@@ -338,23 +348,26 @@ class Store:
         before: int | None = None,
         where: dict[str, str] | None = None,
         search: str | None = None,
+        seconds: float | None = None,
     ) -> list[tuple[int, dict[str, Any]]]:
         """One page of messages for the inbox, newest first: [(seq, summary)].
 
         Keyset paging (`before` = the last seq of the previous page) keeps every page as
         cheap as the first. `where` filters on top-level fields (status, type, project,
         template) by equality; `search` is a case-insensitive (ASCII) substring of to,
-        subject, html_body or text_body. A summary holds INBOX_FIELDS only.
+        subject, html_body or text_body. A summary holds INBOX_FIELDS only. `seconds`
+        bounds the query's time (a search reads every body: 40 bodies of 9 MB took 4-7 s):
+        past it, SearchCutShort is raised with the rows found until then.
         """
         try:
-            return self._page(limit, before, where, search, guarded=False)
+            return self._page(limit, before, where, search, guarded=False, seconds=seconds)
         except sqlite3.OperationalError as exc:
             if "malformed JSON" not in str(exc):
                 raise
         # A document SQLite cannot parse (one stored before numbers were checked, with
         # Infinity in it) must not take the whole list down: read again with every
         # json_extract guarded, so such a message shows with its id and status only.
-        return self._page(limit, before, where, search, guarded=True)
+        return self._page(limit, before, where, search, guarded=True, seconds=seconds)
 
     def _page(
         self,
@@ -364,6 +377,7 @@ class Store:
         search: str | None,
         *,
         guarded: bool,
+        seconds: float | None = None,
     ) -> list[tuple[int, dict[str, Any]]]:
         def field(name: str) -> str:
             if guarded and name in ("id", "status"):
@@ -397,9 +411,26 @@ class Store:
         if conds:
             sql += " WHERE " + " AND ".join(conds)
         sql += " ORDER BY seq DESC LIMIT ?"
+        rows: list[Any] = []
+        cut = False
         with self.connection() as conn:
-            rows = conn.execute(sql, (*args, limit)).fetchall()
-        return [(r[0], dict(zip(INBOX_FIELDS, r[1:], strict=False))) for r in rows]
+            if seconds is not None:
+                stop = time.monotonic() + seconds
+                # called every 1,000 SQLite steps; a true answer interrupts the query
+                conn.set_progress_handler(lambda: time.monotonic() > stop, 1000)
+            try:
+                rows.extend(conn.execute(sql, (*args, limit)))  # rows already read stay
+            except sqlite3.OperationalError as exc:
+                if seconds is None or "interrupted" not in str(exc):
+                    raise
+                cut = True
+            finally:
+                if seconds is not None:
+                    conn.set_progress_handler(None, 0)
+        out = [(r[0], dict(zip(INBOX_FIELDS, r[1:], strict=False))) for r in rows]
+        if cut:
+            raise SearchCutShort(out)
+        return out
 
     def delete(self, message_id: str) -> bool:
         """Remove one message; False if there was none with this id."""
