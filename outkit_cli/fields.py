@@ -140,3 +140,19 @@ RESPONSE_FIELDS = names(tuple(f for f in FIELDS if f.answered and not f.sent))
 RECORD_FIELDS = names(tuple(f for f in FIELDS if f.shown))
 FILE_FIELDS = names(tuple(f for f in FIELDS if f.file))
 HEADER_FIELDS = tuple(f for f in FIELDS if f.header)
+
+
+# Control characters a header field's value may not hold (line breaks are named on their
+# own): C0 but tab, DEL, C1, and the Unicode line and paragraph separators. Written raw into
+# an email's header (NUL, ESC), they corrupt it or reach a reader's terminal.
+_HEADER_CONTROLS = frozenset(
+    [*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028", "\u2029"]
+) - {"\t", "\n", "\r"}
+
+
+def header_control(value: str) -> str | None:
+    """The first control character in a header field's value (see _HEADER_CONTROLS), or
+    None. The CLI (exit 2) and the sandbox (422) apply this one rule."""
+    if value.isprintable():  # C speed; most values
+        return None
+    return next((c for c in value if c in _HEADER_CONTROLS), None)

@@ -285,6 +285,11 @@ def check_values(msg: Mapping[str, Any]) -> None:
         # a header value: the API refuses line breaks (they would inject headers)
         if isinstance(value, str) and ("\n" in value or "\r" in value):
             raise UsageError(f"{OPTION_FOR[field.name]} must not contain a line break")
+        if isinstance(value, str) and (control := _fields.header_control(value)):
+            raise UsageError(
+                f"{OPTION_FOR[field.name]} must not contain a control character "
+                f"(U+{ord(control):04X})"
+            )
     check_recipient(kind, msg["to"])
     for name in _EMAIL_ADDRESS_FIELDS if kind == "email" else ():
         value = msg.get(name)

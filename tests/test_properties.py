@@ -292,6 +292,8 @@ def test_send_options_give_a_valid_body_or_a_clean_exit_2(files: Path, data: st.
         (["--to", "a@b.co\r\nBcc: eve@example.com"], "--to must not contain a line break"),
         (["--subject", "hi\nthere"], "--subject must not contain a line break"),
         (["--from", "x@y.co\n"], "--from must not contain a line break"),
+        (["--to", "a\x00@example.com"], "--to must not contain a control character (U+0000)"),
+        (["--subject", "hi \x1b[2J"], "--subject must not contain a control character (U+001B)"),
         (["--to", "  "], "missing recipient"),
     ],
 )

@@ -694,11 +694,10 @@ def parse_message(body: bytes) -> dict[str, Any]:
     for field in fields.HEADER_FIELDS:
         if field.name in msg and ("\n" in msg[field.name] or "\r" in msg[field.name]):
             raise bad_data(f"message.{field.name} must not contain a line break")
-        if field.name in msg and (control := _CONTROL.search(msg[field.name])) is not None:
+        if field.name in msg and (control := fields.header_control(msg[field.name])):
             # NUL and escape sequences would be written raw into the .eml's header
             raise bad_data(
-                f"message.{field.name} must not contain a control character "
-                f"(U+{ord(control.group()):04X})"
+                f"message.{field.name} must not contain a control character (U+{ord(control):04X})"
             )
     check_sizes(msg)
     for field in fields.HEADER_FIELDS:
@@ -724,9 +723,6 @@ _BYTE_LIMITS = tuple((f.name, f.max_bytes) for f in fields.SENT if f.max_bytes)
 _CHAR_LIMITS = tuple((f.name, f.max_chars) for f in fields.SENT if f.max_chars)
 
 
-# C0 controls but tab, line feed and carriage return (named on their own), DEL, C1
-# controls, and the Unicode line and paragraph separators
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 # RFC 5321 section 4.5.3.1.3: a path is at most 256 octets, its angle brackets included
 MAX_ADDRESS = 254
 # RFC 5322 section 2.1.1: a line is at most 998 characters; a mailbox (a display name and
