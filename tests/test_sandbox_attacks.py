@@ -162,11 +162,16 @@ def _create(box: Sandbox, **fields: Any) -> tuple[int, str]:
         ("a" * 3_000_000 + "@example.com", "over the limit of 16,384"),
         ("a" * 300 + "@example.com", "RFC 5321"),
         ("Ada " * 300 + "<ada@example.com>", "998"),
+        # comments nested 1,000 deep made the email package recurse past Python's limit: 500
+        ("(" * 1000 + "a@example.com", "nested too deeply"),
     ],
 )
 def test_hostile_addresses_are_refused_saying_why(sandbox: Sandbox, to: str, needle: str) -> None:
     status, text = _create(sandbox, to=to)
     assert status == 422 and needle in text, text[:500]
+    status, text = _create(sandbox, **{"from": to.replace("\u0000", "").replace("\u001b", "")})
+    if "control" not in needle:
+        assert status == 422 and needle in text and "message.from" in text, text[:500]
 
 
 def test_a_huge_integer_is_refused_in_our_words(sandbox: Sandbox) -> None:

@@ -737,7 +737,14 @@ MAX_MAILBOX_LIST = 16 * 1024
 def _check_mailbox_lengths(field: fields.Field, value: str) -> None:
     """422 for an address over 254 octets (RFC 5321 section 4.5.3.1.3) or a mailbox that
     would make a header line over 998 characters (RFC 5322 section 2.1.1)."""
-    for name, address in getaddresses([value]):
+    try:
+        pairs = getaddresses([value])
+    except RecursionError:  # the email package recurses into each nested comment
+        raise bad_data(
+            f"message.{field.name} is not an email address: its comments (parentheses) "
+            "are nested too deeply"
+        ) from None
+    for name, address in pairs:
         size = len(address.encode("utf-8"))
         if size > MAX_ADDRESS:
             raise bad_data(
