@@ -48,9 +48,15 @@ if TYPE_CHECKING:
     from outkit_cli.multipart import Form
 
 USER_AGENT = f"outkit-cli/{__version__}"
-# Statuses worth another attempt: the request had no effect (429, 503 answered before any
-# work; 502/504 from a proxy in front of the API). A 500 may have done something: not retried.
+# Statuses worth another attempt of a GET, which changes nothing: 429, and 502/503/504 (a
+# proxy in front of the API, or the API busy). A 500 is an error in the API itself, which
+# the same request would meet again: not retried.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A POST is sent again only when the server certainly did not take it: a 429 (the API
+# refused it; API reference, "Rate limits") or a connection that failed before the request
+# left. A 5xx (a gateway's 502/504 often comes after the API stored the message), a lost
+# answer or an answer of the wrong shape may follow a created message: MaybeSentError.
+POST_RETRY_STATUSES = frozenset({429})
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 # A Retry-After longer than this is not waited out: the command fails and says so. The
@@ -332,13 +338,15 @@ class Client:
         """POST /messages with ``body`` (the exact bytes to send and sign), or with
         ``form``, a multipart body with attachments.
 
-        Raises ServerError (exit 7) when a 2xx answer's ``data`` is not a message object;
-        the message may still have been created, and the error says how to find it."""
+        Raises MaybeSentError (exit 8) whenever the message may have been created without
+        the answer saying so: a 5xx, a lost answer, a 2xx answer whose ``data`` is not a
+        message object; the error says how to find the message. Other failures (4xx, a
+        429 after the retries) mean it was not created."""
         resp = self.request(
             "POST", "messages", body=body, id_from_submitter=id_from_submitter, form=form
         )
         if not _is_message(resp.data):
-            raise ServerError(
+            raise MaybeSentError(
                 self._lost_post(_odd_answer(self._host(), resp, "a message"), id_from_submitter)
             )
         return resp
@@ -424,8 +432,11 @@ class Client:
             else:
                 if self.limiter is not None:
                     self.limiter.on_answer(resp.status_code, sent_at)
-                if resp.status_code not in RETRY_STATUSES or resp.status_code in accept:
-                    return self._finish(resp, elapsed, attempt + 1, accept)
+                retried = POST_RETRY_STATUSES if method == "POST" else RETRY_STATUSES
+                if resp.status_code not in retried or resp.status_code in accept:
+                    return self._finish(
+                        method, resp, elapsed, attempt + 1, accept, id_from_submitter
+                    )
                 error = self._error_for(resp, _json_or_none(resp))
                 resp_status = resp.status_code
                 wait = parse_retry_after(resp.headers.get("Retry-After"))
@@ -524,23 +535,36 @@ class Client:
         )
 
     def _finish(
-        self, resp: Any, elapsed: float, attempts: int, accept: frozenset[int]
+        self,
+        method: str,
+        resp: Any,
+        elapsed: float,
+        attempts: int,
+        accept: frozenset[int],
+        id_from_submitter: str | None = None,
     ) -> ApiResponse:
         payload = _json_or_none(resp)
         status = resp.status_code
+        posted = method == "POST"
         if 200 <= status < 300:
             if not isinstance(payload, dict) or "data" not in payload:
-                raise ServerError(
+                what = (
                     f"unexpected answer from {self._host()} (HTTP {status}, not an Outkit "
-                    "JSON response); check --api-url"
+                    "JSON response)"
                 )
+                if posted:
+                    raise MaybeSentError(self._lost_post(what, id_from_submitter))
+                raise ServerError(f"{what}; check --api-url")
             return ApiResponse(status, payload["data"], resp.headers, elapsed, attempts)
         if status in accept:
             err = payload.get("error") if isinstance(payload, dict) else None
             return ApiResponse(
                 status, None, resp.headers, elapsed, attempts, err if isinstance(err, dict) else {}
             )
-        raise self._error_for(resp, payload)
+        error = self._error_for(resp, payload)
+        if posted and status >= 500:
+            raise MaybeSentError(self._lost_post(error.message, id_from_submitter))
+        raise error
 
     def _error_for(self, resp: Any, payload: Any) -> OutkitError:
         status = resp.status_code

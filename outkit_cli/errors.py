@@ -32,7 +32,7 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.REJECTED: "the API rejected the request (422 and other 4xx)",
     ExitCode.RATE_LIMITED: "rate limited (429) and retries ran out",
     ExitCode.SERVER: "server error (5xx) and retries ran out",
-    ExitCode.NETWORK: "network error or timeout",
+    ExitCode.NETWORK: "network error or timeout; send: maybe sent (outcome unknown)",
     ExitCode.MESSAGE_FAILED: "--wait: the message ended in an error status",
     ExitCode.WAIT_TIMEOUT: "--wait: the timeout passed before the message was done",
 }
@@ -96,6 +96,14 @@ class OutputClosedError(OutkitError):
     sent, so running it again sends the rest."""
 
     exit_code = ExitCode.USAGE  # what it would be without the batch's own exit (never used)
+
+
+class UndeterminedLookupError(OutkitError):
+    """A lookup by id_from_submitter whose answer cannot show the message is absent (the
+    server ignored the filter, or cut the list short): whether it was sent is unknown."""
+
+    exit_code = ExitCode.NETWORK
+    filter_ignored = False  # the server listed messages the filter did not ask for
 
 
 class MessageFailedError(OutkitError):

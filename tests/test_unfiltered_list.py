@@ -43,19 +43,28 @@ def ignoring_api() -> Iterator[tuple[str, list[str]]]:
         yield f"{origin}/v1", seen
 
 
-def test_a_batch_sends_rows_a_filterless_list_does_not_name(
+def test_a_batch_neither_skips_nor_sends_rows_a_filterless_list_cannot_tell(
     ignoring_api: tuple[str, list[str]], tmp_path: Path
 ) -> None:
+    """The list names another message: the rows are not taken for sent, and not sent
+    either, since the list cannot show they were never sent (docs/batch.md): unknown
+    until --resend-unknown."""
     url, seen = ignoring_api
     rows = tmp_path / "rows.csv"
     rows.write_text("to,subject\nada@example.com,Hi\nbob@example.com,Hi\n")
-    result = run("send", "--batch", str(rows), "--project", "acme", "--text-body", "hello",
-                 env=env_for(url))  # fmt: skip
+    args = ("send", "--batch", str(rows), "--project", "acme", "--text-body", "hello")
+    result = run(*args, env=env_for(url))
+    assert result.exit_code == 8, result.stderr
+    outcomes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(o["status"] for o in outcomes) == ["unknown", "unknown"]
+    assert "ignores the id_from_submitter filter" in outcomes[0]["error"]
+    assert seen.count("POST") == 0
+    assert "warning: the server at 127.0.0.1" in result.stderr
+    result = run(*args, "--resend-unknown", env=env_for(url))
     assert result.exit_code == 0, result.stderr
     outcomes = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(o["status"] for o in outcomes) == ["accepted", "accepted"]
-    assert seen.count("POST") == 2  # not taken for sent because the list named another
-    assert seen.count("GET") == 1  # one lookup for the chunk of rows, not one per row
+    assert seen.count("POST") == 2
 
 
 def test_get_by_id_from_submitter_shows_only_that_message(
@@ -65,3 +74,6 @@ def test_get_by_id_from_submitter_shows_only_that_message(
     result = run("get", "--id-from-submitter", "mine", "--json", env=env_for(url))
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == []
+    # the check `send` advises after a lost answer: an empty list is not "never sent"
+    assert result.stderr.startswith("warning: the server ignored the id_from_submitter")
+    assert "may still exist" in result.stderr

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import click
 
 from outkit_cli.batch.options import BatchRequest
 from outkit_cli.batch.rows import ATTACHMENTS
-from outkit_cli.errors import OUTPUT_CLOSED_EXIT, UsageError
+from outkit_cli.diagnostics import warn
+from outkit_cli.errors import OUTPUT_CLOSED_EXIT, UndeterminedLookupError, UsageError
 from outkit_cli.fsutil import open_private
 from outkit_cli.message import MessageInput
 
@@ -22,6 +26,32 @@ BATCH_DEFAULT_RETRIES = 10
 
 # a list holding every message of 100 ids, duplicates of earlier runs included
 LOOKUP_LIMIT = 1000
+# one row's lookup: its copies, or, from a server that ignores the filter but honours the
+# limit, its newest messages, among which a row whose answer was lost moments ago
+FIND_LIMIT = 100
+
+
+def read_lookup(
+    resp: Any, limit: int, filter_ignored: bool = False
+) -> tuple[dict[str, Mapping[str, Any]], bool]:
+    """What a list answer (`Client.list_messages`, asked by id_from_submitter with
+    ``limit``) shows: the newest message found for each id asked for, and whether "not
+    found" can be trusted for the others.
+
+    It can only when the answer shows the server applied the filter and the list is whole:
+    every message it listed is one asked for (``resp.listed``, counted before the client's
+    own filter, equals what that filter kept), fewer than ``limit`` of them, no next page
+    (a Link header with rel="next", RFC 8288), and the server was not seen ignoring the
+    filter before (``filter_ignored``: a server that caps its unfiltered list at 50 may
+    happen to list only messages asked for). The hosted API documents no filter on this
+    list (reference/outkit-facts.md): a server that ignores it answers its newest
+    messages, and a row's absence among them proves nothing."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for message in resp.data:  # newest first
+        found.setdefault(message["id_from_submitter"], message)
+    honoured = resp.listed == len(resp.data)
+    complete = resp.listed < limit and "next" not in resp.headers.get("Link", "")
+    return found, honoured and complete and not filter_ignored
 
 
 class ClientBatchApi:
@@ -32,6 +62,9 @@ class ClientBatchApi:
         self.client = client
         self.files_base = files_base  # where a row's relative attachment paths start
         self.disposition = "inline" if inline else "attachment"
+        self._probing = threading.Lock()
+        self._filter_ignored: bool | None = None
+        self._probe_id = f"outkit-probe-{uuid.uuid4()}"
 
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
         """The created message; MaybeSentError when the answer was lost after sending.
@@ -53,28 +86,74 @@ class ClientBatchApi:
         ).data
 
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None:
-        found = self.client.list_messages(id_from_submitter=id_from_submitter, limit=1).data
-        return found[0] if found else None
+        """The newest message the server holds with this id_from_submitter, or None when it
+        certainly holds none. Raises UndeterminedLookupError when its answer cannot show
+        that (`read_lookup`), and the client's errors when a request fails."""
+        ignored = self.filter_ignored()
+        resp = self.client.list_messages(id_from_submitter=id_from_submitter, limit=FIND_LIMIT)
+        found, trusted = self._read(resp, FIND_LIMIT, ignored)
+        if id_from_submitter in found:
+            return found[id_from_submitter]
+        if trusted:
+            return None
+        raise self._undetermined(resp)
 
     def find_many(self, ids: list[str]) -> dict[str, Mapping[str, Any] | None]:
         """What the server says of ``ids`` (id_from_submitter values): id -> its message, or
-        None when the server certainly holds none. An id left out is unsettled (ask again
-        for that row alone): its list answer was cut short (a size cap, a next page).
+        None when the server certainly holds none. An id left out is unsettled (`find`
+        decides for that row alone): the answer could not show it absent (`read_lookup`).
 
         One request per 100 ids: the sandbox answers repeated id_from_submitter parameters
         in one list; a server that ignores them answers messages the client's filter drops.
         """
         settled: dict[str, Mapping[str, Any] | None] = {}
+        ignored = self.filter_ignored()
         for start in range(0, len(ids), 100):
             part = ids[start : start + 100]
             resp = self.client.list_messages(id_from_submitter=part, limit=LOOKUP_LIMIT)
-            complete = resp.listed < LOOKUP_LIMIT and "next" not in resp.headers.get("Link", "")
-            for message in resp.data:
-                settled.setdefault(message["id_from_submitter"], message)
-            if complete:
+            found, trusted = self._read(resp, LOOKUP_LIMIT, ignored)
+            for ifs, message in found.items():
+                settled.setdefault(ifs, message)
+            if trusted:
                 for ifs in part:
                     settled.setdefault(ifs, None)
         return settled
+
+    def filter_ignored(self) -> bool:
+        """Whether the server ignores the id_from_submitter filter, found out once per run
+        by asking for an id nobody uses: a server that applies the filter lists nothing.
+        (An empty answer also comes from a server that holds no message at all, where
+        "not found" is true whatever the filter; later answers can still show it ignored.)
+        Raises the client's errors when the request fails (asked again next time)."""
+        with self._probing:
+            if self._filter_ignored is None:
+                resp = self.client.list_messages(id_from_submitter=self._probe_id, limit=1)
+                self._filter_ignored = resp.listed > 0
+            return self._filter_ignored
+
+    def _read(
+        self, resp: Any, limit: int, ignored: bool
+    ) -> tuple[dict[str, Mapping[str, Any]], bool]:
+        found, trusted = read_lookup(resp, limit, ignored)
+        if resp.listed != len(resp.data):
+            with self._probing:
+                self._filter_ignored = True
+        return found, trusted
+
+    def _undetermined(self, resp: Any) -> UndeterminedLookupError:
+        """Why a lookup's answer cannot show that a message is absent."""
+        host = urlsplit(self.client.base_url).netloc or self.client.base_url
+        if self._filter_ignored or resp.listed != len(resp.data):
+            error = UndeterminedLookupError(
+                f"the server at {host} ignores the id_from_submitter filter (it lists other "
+                "messages): whether it holds this one cannot be told"
+            )
+            error.filter_ignored = True
+            return error
+        return UndeterminedLookupError(
+            f"the server at {host} cut its list short ({resp.listed} messages, or a next "
+            "page): whether it holds this one cannot be told"
+        )
 
     def get(self, message_id: str) -> Mapping[str, Any]:
         return self.client.get_message(message_id).data
@@ -170,6 +249,8 @@ def run_batch_command(
                     "again to see them)"
                 ) from None
     click.echo(summary.line(), err=True)
+    if summary.undetermined:
+        warn(_undetermined_warning(summary, settings.api_url, request.resend_unknown))
     if summary.output_closed:
         click.echo(f"batch stopped: {summary.aborted}", err=True)
         return OUTPUT_CLOSED_EXIT
@@ -178,6 +259,27 @@ def run_batch_command(
     if summary.interrupted:
         return 130
     return summary.exit_code
+
+
+def _undetermined_warning(summary: Any, api_url: str, resend_unknown: bool) -> str:
+    """The risk a run without a journal takes when lookups cannot tell (docs/batch.md,
+    "A server that ignores the filter")."""
+    from outkit_cli.batch.results import plural
+
+    host = urlsplit(api_url).netloc or api_url
+    why = (
+        "ignores the id_from_submitter filter of GET /messages"
+        if summary.filter_ignored
+        else "cut its lists of messages short"
+    )
+    rows = plural(summary.undetermined, "row")
+    done = f"{rows} sent without that check (--resend-unknown)"
+    if not resend_unknown:
+        done = f"{rows} not sent (unknown): check them, then rerun with --resend-unknown"
+    return (
+        f"the server at {host} {why}: rows sent before from elsewhere (another "
+        f"machine, a run whose journal was lost) cannot be detected; {done}"
+    )
 
 
 def batch_rate(rate: float | None, settings: Any) -> float | None:

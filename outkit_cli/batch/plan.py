@@ -101,8 +101,9 @@ class RowPlanner:
             self.sink.emit(
                 item.line,
                 "unknown",
-                error="an earlier run sent this row and its outcome could not be found out; "
-                "check it, then rerun with --resend-unknown to send it again",
+                error="whether this row was sent could not be found out (an earlier run "
+                "lost its answer, or the server's lookup could not tell); check it, then rerun "
+                "with --resend-unknown to send it",
                 ifs=ifs,
                 code=ExitCode.NETWORK,
             )

@@ -110,7 +110,8 @@ def _settle(
             return {
                 "row": task.line,
                 "status": "unknown",
-                "error": f"the answer was lost and the message could not be looked up{why}",
+                "error": "sent, but whether the server took it is unknown (no answer, a 5xx or "
+                f"an odd answer) and looking it up did not tell{why}",
                 "code": ExitCode.NETWORK,
             }
         outcome = send(task)

@@ -41,6 +41,10 @@ class Summary:
             return ""
         return f" (it continues this resend, ids ending -r{g}: no row is sent a third time)"
 
+    # rows whose lookup could not tell whether they were sent before (UndeterminedLookupError)
+    undetermined: int = 0
+    filter_ignored: bool = False  # ... because the server ignores the id_from_submitter filter
+
     def fail(self, code: int) -> None:
         # the highest failure code wins: it is the most severe class in docs/exit-codes.md
         self.exit_code = max(self.exit_code, int(code))

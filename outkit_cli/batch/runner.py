@@ -26,10 +26,17 @@ from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
 from outkit_cli.batch.results import ResultSink, Summary, result_line
 from outkit_cli.batch.rows import BatchInput, read_rows
 from outkit_cli.batch.wait import wait_all
-from outkit_cli.errors import AuthError, MaybeSentError, OutkitError, OutputClosedError
+from outkit_cli.errors import (
+    AuthError,
+    MaybeSentError,
+    OutkitError,
+    OutputClosedError,
+    UndeterminedLookupError,
+)
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
+UNDETERMINED_HINT = "check it, then rerun with --resend-unknown to send it"
 # Seconds within which a second SIGINT is the first one delivered twice (timeout(1)).
 DUPLICATE_SIGNAL = 0.01
 
@@ -198,6 +205,7 @@ class _Run:
         self.aborted = threading.Event()
         self.abort_error: OutkitError | None = None
         self.in_doubt: list[Task] = []
+        self._noting = threading.Lock()
         self._workers = [
             threading.Thread(target=self._work, name=f"outkit-batch-{i}", daemon=True)
             for i in range(max(1, opts.concurrency))
@@ -272,6 +280,15 @@ class _Run:
             if task.lookup and task.ifs:
                 try:
                     found = self.api.find(task.ifs)
+                except UndeterminedLookupError as exc:
+                    # sent before from elsewhere? nobody can tell: not sent unless asked
+                    with self._noting:
+                        self.summary.undetermined += 1
+                        self.summary.filter_ignored |= exc.filter_ignored
+                    if not self.opts.resend_unknown:
+                        why = f"not sent: {exc.message}; {UNDETERMINED_HINT}"
+                        return {**base, "status": "unknown", "error": why, "code": exc.exit_code}
+                    found = None
                 except OutkitError as exc:
                     exc.message = f"not sent: looking for it on the server failed: {exc.message}"
                     raise

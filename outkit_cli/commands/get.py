@@ -103,10 +103,21 @@ def get(
 
     with Client(settings) as client:
         if not ids:
-            listed = client.list_messages(
+            resp = client.list_messages(
                 limit=limit or DEFAULT_LIMIT, status=status, id_from_submitter=id_from_submitter
-            ).data
-            show_messages(output, listed, single=False)
+            )
+            kept = len(resp.data)
+            others = resp.listed - kept if kept < (limit or DEFAULT_LIMIT) else 0
+            if id_from_submitter is not None and status is None and others > 0:
+                from outkit_cli.diagnostics import warn
+
+                # the check `send` advises after a lost answer: an empty list must not
+                # read as "not sent" (docs/get.md)
+                warn(
+                    f"the server ignored the id_from_submitter filter (it listed {others} "
+                    "other messages): a message missing here may still exist"
+                )
+            show_messages(output, resp.data, single=False)
             return
         messages, not_found, from_sandbox = _fetch(client, ids)
         late: list[OutkitError] = []

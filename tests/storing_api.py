@@ -1,0 +1,136 @@
+"""A loopback Outkit-like API that stores every message it is sent and can misbehave after
+storing it: a gateway error, a lost answer, an answer of the wrong shape, a list that
+ignores the `id_from_submitter` filter. Tests count what it stored: a row stored twice
+is a double send. Nothing here listens beyond 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# what to do with the n-th POST (1-based) after storing it: None answers the message;
+# (status, payload) answers that; "drop" closes the connection without an answer
+PostFault = Callable[[int], "tuple[int, Any] | str | None"]
+
+
+@dataclass
+class Store:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    posts: int = 0
+    gets: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stored(self) -> Counter[str]:
+        """How many times each id_from_submitter was stored."""
+        with self.lock:
+            return Counter(str(m.get("id_from_submitter")) for m in self.messages)
+
+    def add(self, message: dict[str, Any]) -> None:
+        """A message stored before the run (another machine's, another project's)."""
+        with self.lock:
+            self.messages.append({**message, "id": str(uuid.uuid4()), "status": "received"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def storing_api(
+    post_fault: PostFault | None = None,
+    *,
+    refuse: Callable[[int], tuple[int, Any] | None] | None = None,
+    filters: bool = True,
+    page: int | None = None,
+) -> Iterator[tuple[str, Store]]:
+    """Yields (API URL, its store).
+
+    ``refuse(n)`` answers the n-th POST before storing it (a 429). ``post_fault(n)``
+    misbehaves after storing it. ``filters=False``: `GET /messages` ignores
+    `id_from_submitter` and answers its newest messages (at most ``limit``, or at most
+    ``page`` whatever the limit when ``page`` is set), as the hosted API may: it documents
+    no filter (reference/outkit-facts.md)."""
+    store = Store()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self, status: int, payload: Any) -> None:
+            raw = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with store.lock:
+                store.posts += 1
+                n = store.posts
+            refused = refuse(n) if refuse else None
+            if refused is not None:
+                self._answer(*refused)
+                return
+            message = dict(json.loads(body)["message"])
+            message.update(id=str(uuid.uuid4()), status="received", done=False)
+            with store.lock:
+                store.messages.append(message)
+            fault = post_fault(n) if post_fault else None
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault is not None:
+                assert not isinstance(fault, str)
+                self._answer(*fault)
+                return
+            self._answer(200, {"data": message})
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            with store.lock:
+                store.gets += 1
+                newest_first = list(reversed(store.messages))
+            if url.path.rstrip("/").endswith("/messages"):
+                limit = int(query.get("limit", ["50"])[0])
+                wanted = set(query.get("id_from_submitter", []))
+                if filters:
+                    listed = [m for m in newest_first
+                              if not wanted or m.get("id_from_submitter") in wanted]  # fmt: skip
+                else:
+                    listed = newest_first
+                self._answer(200, {"data": listed[: page or limit]})
+                return
+            wanted_id = url.path.rsplit("/", 1)[1]
+            for m in newest_first:
+                if m["id"] == wanted_id:
+                    self._answer(200, {"data": m})
+                    return
+            self._answer(404, {"error": {"message": "no such message", "code": "not_found"}})
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", store
+    finally:
+        server.shutdown()
+        server.server_close()

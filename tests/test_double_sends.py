@@ -1,0 +1,196 @@
+"""No message is sent twice (attacker trial 1, findings 1, 3 and 4).
+
+A POST is retried only when the server certainly did not take it (429; a connection that
+failed before the request left). Any other failure of a POST (a 5xx, a lost answer, an
+answer of the wrong shape) may come after the server stored the message: `send` exits 8
+saying how to check, a batch looks the row up before sending it again. A lookup says "not
+found" only when the answer shows the server applied the `id_from_submitter` filter;
+otherwise the row is `unknown` and is not sent without `--resend-unknown`.
+
+Each test counts what a loopback API stored (tests/storing_api.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Result, run
+from tests.storing_api import Store, storing_api
+from tests.test_client import env_for
+
+SEND = ("send", "--to", "a@example.com", "--project", "p", "--text-body", "x")
+GATEWAY = {"error": {"message": "upstream timed out", "code": "gateway"}}
+
+
+def rows_file(tmp_path: Path, n: int) -> Path:
+    src = tmp_path / "rows.csv"
+    src.write_text("to\n" + "".join(f"p{i}@example.com\n" for i in range(n)))
+    return src
+
+
+def batch(url: str, src: Path, *extra: str) -> Result:
+    return run("send", "--batch", str(src), "--project", "p", "--text-body", "hello", *extra,
+               env=env_for(url))  # fmt: skip
+
+
+def statuses(result: Result) -> list[str]:
+    return sorted(json.loads(line)["status"] for line in result.stdout.splitlines())
+
+
+def stored_once(store: Store, n: int) -> None:
+    counts = store.stored()
+    assert len(counts) == n, counts
+    assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v > 1}
+
+
+def journal_statuses(src: Path) -> set[str]:
+    journal = src.with_name(src.name + ".outkit-journal")
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    return {r["status"] for r in records if r.get("type") == "result"}
+
+
+# ------------------------------------------------------------- finding 1: 5xx to a POST
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_send_answered_5xx_is_not_sent_again(status: int) -> None:
+    with storing_api(lambda n: (status, GATEWAY)) as (url, store):
+        result = run(*SEND, "--id-from-submitter", "order-1", "--retries", "3",
+                     env=env_for(url))  # fmt: skip
+    assert store.stored() == {"order-1": 1}
+    assert store.posts == 1
+    assert result.exit_code == 8, result
+    assert f"HTTP {status}" in result.stderr
+    assert "may have been created" in result.stderr
+    assert "outkit get --id-from-submitter order-1" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_send_answered_429_is_retried() -> None:
+    """A 429 is the server saying it did not take the request: sending again is safe."""
+    slow_down = {"error": {"message": "slow down", "code": "rate_limited"}}
+    with storing_api(refuse=lambda n: (429, slow_down) if n == 1 else None) as (url, store):
+        result = run(*SEND, "--id-from-submitter", "order-2", "--retries", "3", "-q",
+                     env=env_for(url))  # fmt: skip
+    assert result.exit_code == 0, result
+    assert store.posts == 2
+    assert store.stored() == {"order-2": 1}
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_batch_rows_answered_5xx_are_looked_up_not_resent(tmp_path: Path, status: int) -> None:
+    src = rows_file(tmp_path, 20)
+    with storing_api(lambda n: (status, GATEWAY) if n <= 3 else None) as (url, store):
+        result = batch(url, src)
+    assert result.exit_code == 0, result
+    assert statuses(result) == ["accepted"] * 20
+    stored_once(store, 20)
+    assert store.posts == 20
+
+
+# ------------------------------------------------------------- finding 3: odd 2xx answers
+
+
+def test_send_answered_with_the_wrong_shape_is_in_doubt() -> None:
+    with storing_api(lambda n: (200, {"data": None})) as (url, store):
+        result = run(*SEND, "--id-from-submitter", "order-3", env=env_for(url))
+    assert store.stored() == {"order-3": 1}
+    assert result.exit_code == 8, result
+    assert "may have been created" in result.stderr
+    assert "outkit get --id-from-submitter order-3" in result.stderr
+
+
+def test_batch_rows_answered_with_the_wrong_shape_are_looked_up(tmp_path: Path) -> None:
+    src = rows_file(tmp_path, 20)
+    odd = {"on": True}
+    with storing_api(lambda n: (200, {"data": None}) if odd["on"] else None) as (url, store):
+        first = batch(url, src)
+        assert first.exit_code == 0, first
+        assert statuses(first) == ["accepted"] * 20  # found on the server
+        assert "failed" not in journal_statuses(src)
+        odd["on"] = False
+        again = batch(url, src)
+    assert again.exit_code == 0, again
+    assert statuses(again) == ["skipped"] * 20
+    stored_once(store, 20)
+
+
+def test_wrong_shape_and_a_lookup_that_cannot_tell_leave_rows_unknown(tmp_path: Path) -> None:
+    """Answers of the wrong shape, and a list that ignores the filter and shows only the 5
+    newest messages: the other rows cannot be found out, so they are unknown, in the run
+    and in the journal, and the rerun does not send them."""
+    src = rows_file(tmp_path, 20)
+    odd = {"on": True}
+    fault: Any = lambda n: (200, {"data": None}) if odd["on"] else None  # noqa: E731
+    with storing_api(fault, filters=False, page=5) as (url, store):
+        first = batch(url, src)
+        assert first.exit_code == 8, first
+        assert statuses(first) == ["accepted"] * 5 + ["unknown"] * 15
+        assert journal_statuses(src) == {"accepted", "unknown"}
+        odd["on"] = False
+        again = batch(url, src)
+    assert again.exit_code == 8, again
+    assert statuses(again) == ["skipped"] * 5 + ["unknown"] * 15
+    assert "--resend-unknown" in again.stdout
+    stored_once(store, 20)
+
+
+# ------------------------------------------------------------- finding 4: unfiltered lists
+
+
+def test_lost_answers_are_found_in_a_list_that_ignores_the_filter(tmp_path: Path) -> None:
+    """(a) The server ignores `id_from_submitter` but honours `limit`: a lookup must not
+    take the newest, unrelated message's absence of a match for "not sent"."""
+    src = rows_file(tmp_path, 20)
+    with storing_api(lambda n: "drop" if n <= 3 else None, filters=False) as (url, store):
+        result = batch(url, src)
+    assert result.exit_code == 0, result
+    assert statuses(result) == ["accepted"] * 20
+    stored_once(store, 20)
+
+
+def test_lost_journal_rerun_against_an_unfiltered_list_sends_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """(b) A rerun after the journal was lost (a cron job): the server answers its 50
+    newest messages whatever the filter. Those rows are skipped; the others cannot be
+    told apart from rows never sent: unknown, not sent, and a warning says why."""
+    src = rows_file(tmp_path, 120)
+    with storing_api(filters=False, page=50) as (url, store):
+        # a first run told that nothing was sent before (the second chunk's lookups see
+        # the first chunk's messages, so they cannot tell)
+        first = batch(url, src, "--resend-unknown")
+        assert first.exit_code == 0, first
+        src.with_name(src.name + ".outkit-journal").unlink()
+        again = batch(url, src)
+    assert again.exit_code == 8, again
+    assert statuses(again) == ["skipped"] * 50 + ["unknown"] * 70
+    stored_once(store, 120)
+    warning = [line for line in again.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1, again.stderr
+    assert "ignores the id_from_submitter filter" in warning[0]
+    assert "cannot be detected" in warning[0] and "--resend-unknown" in warning[0]
+
+
+def test_first_run_against_an_unfiltered_list_asks_before_sending(tmp_path: Path) -> None:
+    """A first run whose lookups cannot tell (the server holds other messages and ignores
+    the filter) sends nothing until told to with --resend-unknown, then each row once."""
+    src = rows_file(tmp_path, 10)
+    with storing_api(filters=False) as (url, store):
+        store.add({"to": "old@example.com", "id_from_submitter": "someone-else"})
+        first = batch(url, src)
+        assert first.exit_code == 8, first
+        assert statuses(first) == ["unknown"] * 10
+        assert store.posts == 0
+        told = batch(url, src, "--resend-unknown")
+        assert told.exit_code == 0, told
+        assert statuses(told) == ["accepted"] * 10
+        again = batch(url, src)
+    assert again.exit_code == 0, again
+    assert statuses(again) == ["skipped"] * 10
+    counts = store.stored()
+    del counts["someone-else"]
+    assert len(counts) == 10 and set(counts.values()) == {1}
