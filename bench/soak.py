@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,14 +171,32 @@ def outkit(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 
 def probe(env: dict[str, str], to: str) -> dict[str, Any]:
-    """A fresh send, followed until delivered; returns the message or raises."""
-    code, out, err = outkit(
-        env, "send", "--project", "demo", "--template", "welcome", "--to", to,
-        "--data", "name=Probe", "--wait", "--json", "--retries", "20",
-    )  # fmt: skip
-    if code != 0:
-        raise RuntimeError(f"probe send to {to} exited {code}: {err.strip()}")
-    return json.loads(out)
+    """A fresh send, followed until delivered; returns the message or raises.
+
+    The sandbox's random 503s answer POSTs too, and a 5xx to a POST is "maybe sent"
+    (exit 8, never retried blindly: docs/network.md): do what a user would, look the
+    message up by its id_from_submitter and send again only when it is not there."""
+    ref = f"soak-probe-{uuid.uuid4()}"
+    for _ in range(5):
+        code, out, err = outkit(
+            env, "send", "--project", "demo", "--template", "welcome", "--to", to,
+            "--data", "name=Probe", "--wait", "--json", "--retries", "20",
+            "--id-from-submitter", ref,
+        )  # fmt: skip
+        if code == 0:
+            return json.loads(out)
+        if code != 8:
+            break
+        code, out, err = outkit(env, "get", "--id-from-submitter", ref, "--json",
+                                "--retries", "20")  # fmt: skip
+        found = json.loads(out) if code == 0 else []
+        if found:
+            code, out, err = outkit(env, "get", found[0]["id"], "--wait", "--json",
+                                    "--retries", "20")  # fmt: skip
+            if code == 0:
+                return json.loads(out)
+            break
+    raise RuntimeError(f"probe send to {to} exited {code}: {err.strip()}")
 
 
 def fetch(env: dict[str, str], message_id: str) -> dict[str, Any] | str:

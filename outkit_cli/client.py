@@ -52,10 +52,11 @@ USER_AGENT = f"outkit-cli/{__version__}"
 # proxy in front of the API, or the API busy). A 500 is an error in the API itself, which
 # the same request would meet again: not retried.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-# A POST is sent again only when the server certainly did not take it: a 429 (the API
-# refused it; API reference, "Rate limits") or a connection that failed before the request
-# left. A 5xx (a gateway's 502/504 often comes after the API stored the message), a lost
-# answer or an answer of the wrong shape may follow a created message: MaybeSentError.
+# A POST is sent again only when the server certainly did not take it (RFC 9110 9.2.2: no
+# automatic retry of a non-idempotent request that may have been applied): a 429 (the API
+# refused it; API reference, status code summary) or a connection that failed before the
+# request left. A 5xx (a gateway's 502/504 often comes after the API stored the message),
+# a lost answer or an answer of the wrong shape may follow a created message: MaybeSentError.
 POST_RETRY_STATUSES = frozenset({429})
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
