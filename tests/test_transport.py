@@ -132,11 +132,11 @@ def test_batch_row_lost_every_time_ends_unknown_not_sent_forever(tmp_path: Path)
     """Lost on every try: after three lookups and resends the row is `unknown` (exit 8),
     the run ends, and a rerun resolves it (docs/batch.md)."""
     with api_server(drop_posts=100) as (url, seen):
-        result = COMMANDS[1].run(url, tmp_path)
+        result = COMMANDS[1].run(url, tmp_path, "--retries", "3")
     assert result.exit_code == 8, result.output
     outcome = _batch_outcome(result)
     assert outcome["status"] == "unknown"
-    assert seen.dropped == 4  # the first send and three rounds
+    assert seen.dropped == 4  # the first send and three rounds (--retries 3)
     assert "connection to 127.0.0.1" in str(outcome["error"])
     assert_one_clean_line(result)
 

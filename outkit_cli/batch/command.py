@@ -177,10 +177,13 @@ def run_batch_command(
     from outkit_cli.batch.identity import BatchKey
     from outkit_cli.batch.plan import BatchOptions
     from outkit_cli.batch.progress import batch_progress
+    from outkit_cli.batch.recovery import SETTLE_ROUNDS
     from outkit_cli.batch.rows import BadRow, Row, count_rows, open_input
     from outkit_cli.batch.runner import run_batch
 
     settings = app.settings(timeout=timeout, retries=retries)
+    if "retries" not in settings.sources:
+        settings.retries = BATCH_DEFAULT_RETRIES
     defaults, build = _row_builder(message, request, settings)
     opts = BatchOptions(
         concurrency=request.concurrency,
@@ -193,6 +196,9 @@ def run_batch_command(
         wait_lock=request.wait_lock or 0.0,
         journal=request.journal_path,
         defaults=defaults,
+        # a resend follows a lookup that did not find the row: as safe as a retry of a
+        # request never sent, so it gets the retry budget (a server that keeps failing)
+        settle_rounds=max(SETTLE_ROUNDS, int(settings.retries)),
     )
     assert request.source is not None
     batch_input = open_input(
@@ -223,8 +229,6 @@ def run_batch_command(
             from outkit_cli.client import Client
             from outkit_cli.http.ratelimit import RateLimiter
 
-            if "retries" not in settings.sources:
-                settings.retries = BATCH_DEFAULT_RETRIES
             limiter = RateLimiter(batch_rate(request.rate, settings))
             client = Client(settings, pool_size=opts.concurrency, limiter=limiter)
             api = ClientBatchApi(client, _files_base(request.source), inline)

@@ -26,6 +26,7 @@ class BatchOptions:
     wait: bool = False
     wait_timeout: float = 60.0
     wait_lock: float = 0.0
+    settle_rounds: int = 3  # lookups and resends of a row in doubt (recovery.settle_in_doubt)
     journal: Path | None = None
     rows_key: str | None = None  # the batch's content key (identity.BatchKey): its lock
     results: IO[str] | None = None

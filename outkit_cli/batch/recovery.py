@@ -64,9 +64,10 @@ def resolve_in_doubt(
     return unknown
 
 
-# How many times a row whose answer was lost is looked up and, when the server does not
-# hold it, sent again in one run. Each resend follows a lookup that did not find the row,
-# so it never sends twice; a connection the server keeps dropping gets a few chances.
+# How many times (at least: a batch gives its --retries) a row in doubt is looked up and,
+# when the server certainly does not hold it, sent again in one run. Each resend follows a
+# lookup that did not find the row, so it never sends twice; a server that keeps dropping
+# connections or answering 503 gets that many chances.
 SETTLE_ROUNDS = 3
 
 

@@ -147,7 +147,7 @@ def _send_all(
             # rows already handed out are finished and journalled, whatever stopped the loop
             run.finish()
         if not stop.is_set() and not run.aborted.is_set():
-            settle_in_doubt(run.in_doubt, api, run.send, run.record)
+            settle_in_doubt(run.in_doubt, api, run.send, run.record, opts.settle_rounds)
             # every row had its turn: a later --resend starts a new generation
             journal.finish(rows.generation)
     finally:
