@@ -103,7 +103,10 @@ class UndeterminedLookupError(OutkitError):
     server ignored the filter, or cut the list short): whether it was sent is unknown."""
 
     exit_code = ExitCode.NETWORK
-    filter_ignored = False  # the server listed messages the filter did not ask for
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # "the server at HOST <reason>", for a run's warning line
 
 
 class MessageFailedError(OutkitError):

@@ -55,6 +55,7 @@ def storing_api(
     refuse: Callable[[int], tuple[int, Any] | None] | None = None,
     filters: bool = True,
     page: int | None = None,
+    blind: bool = False,
 ) -> Iterator[tuple[str, Store]]:
     """Yields (API URL, its store).
 
@@ -62,7 +63,8 @@ def storing_api(
     misbehaves after storing it. ``filters=False``: `GET /messages` ignores
     `id_from_submitter` and answers its newest messages (at most ``limit``, or at most
     ``page`` whatever the limit when ``page`` is set), as the hosted API may: it documents
-    no filter (reference/outkit-facts.md)."""
+    no filter (reference/outkit-facts.md). ``blind``: every list is empty, whatever is
+    stored (a list scoped to something else, or a stub)."""
     store = Store()
 
     class Handler(BaseHTTPRequestHandler):
@@ -112,7 +114,9 @@ def storing_api(
             if url.path.rstrip("/").endswith("/messages"):
                 limit = int(query.get("limit", ["50"])[0])
                 wanted = set(query.get("id_from_submitter", []))
-                if filters:
+                if blind:
+                    listed = []
+                elif filters:
                     listed = [m for m in newest_first
                               if not wanted or m.get("id_from_submitter") in wanted]  # fmt: skip
                 else:

@@ -152,6 +152,19 @@ def test_lost_answers_are_found_in_a_list_that_ignores_the_filter(tmp_path: Path
     stored_once(store, 20)
 
 
+def test_lost_answers_against_a_list_that_never_lists_anything(tmp_path: Path) -> None:
+    """A list that answers [] whatever the server holds looks like an honest "not found":
+    a lookup of a message this run created shows it is not, so the rows whose answers
+    were lost are unknown, not sent again."""
+    src = rows_file(tmp_path, 20)
+    with storing_api(lambda n: "drop" if n <= 3 else None, blind=True) as (url, store):
+        result = batch(url, src)
+    assert result.exit_code == 8, result
+    assert statuses(result) == ["accepted"] * 17 + ["unknown"] * 3
+    assert "does not list a message this run created" in result.stdout
+    stored_once(store, 20)
+
+
 def test_lost_journal_rerun_against_an_unfiltered_list_sends_nothing_twice(
     tmp_path: Path,
 ) -> None:

@@ -65,6 +65,8 @@ class ClientBatchApi:
         self._probing = threading.Lock()
         self._filter_ignored: bool | None = None
         self._probe_id = f"outkit-probe-{uuid.uuid4()}"
+        self._created: str | None = None  # the id_from_submitter of a message created here
+        self._lists_find: bool | None = None  # a lookup found a message (lists_find)
 
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
         """The created message; MaybeSentError when the answer was lost after sending.
@@ -81,22 +83,27 @@ class ClientBatchApi:
             # since the row was checked is this row's error (UsageError: `failed`)
             files = read_attachments(paths, self.files_base)
             form = multipart.encode(message, files, self.disposition)
-        return self.client.create_message(
-            request_body(message), id_from_submitter=message.get("id_from_submitter"), form=form
-        ).data
+        ifs = message.get("id_from_submitter")
+        data = self.client.create_message(request_body(message), id_from_submitter=ifs, form=form)
+        if ifs and self._created is None:
+            with self._probing:
+                self._created = self._created or ifs
+        return data.data
 
     def find(self, id_from_submitter: str) -> Mapping[str, Any] | None:
         """The newest message the server holds with this id_from_submitter, or None when it
         certainly holds none. Raises UndeterminedLookupError when its answer cannot show
-        that (`read_lookup`), and the client's errors when a request fails."""
+        that (`read_lookup`, `lists_find`), and the client's errors when a request fails."""
         ignored = self.filter_ignored()
         resp = self.client.list_messages(id_from_submitter=id_from_submitter, limit=FIND_LIMIT)
         found, trusted = self._read(resp, FIND_LIMIT, ignored)
         if id_from_submitter in found:
             return found[id_from_submitter]
-        if trusted:
-            return None
-        raise self._undetermined(resp)
+        if not trusted:
+            raise self._undetermined(resp)
+        if not self.lists_find():
+            raise self._blind()
+        return None
 
     def find_many(self, ids: list[str]) -> dict[str, Mapping[str, Any] | None]:
         """What the server says of ``ids`` (id_from_submitter values): id -> its message, or
@@ -114,7 +121,7 @@ class ClientBatchApi:
             found, trusted = self._read(resp, LOOKUP_LIMIT, ignored)
             for ifs, message in found.items():
                 settled.setdefault(ifs, message)
-            if trusted:
+            if trusted and (len(found) == len(set(part)) or self.lists_find()):
                 for ifs in part:
                     settled.setdefault(ifs, None)
         return settled
@@ -131,28 +138,55 @@ class ClientBatchApi:
                 self._filter_ignored = resp.listed > 0
             return self._filter_ignored
 
+    def lists_find(self) -> bool:
+        """Whether a lookup finds a message known to exist: the first message this run
+        created, looked up once before an empty answer is believed. A server whose list
+        answers nothing whatever it holds (a list scoped to something else, a stub) would
+        otherwise make every row in doubt look unsent. True while nothing was created yet.
+        Raises the client's errors when the request fails."""
+        with self._probing:
+            known, works = self._created, self._lists_find
+        if works is not None or known is None:
+            return works is not False
+        resp = self.client.list_messages(id_from_submitter=known, limit=FIND_LIMIT)
+        works = any(m["id_from_submitter"] == known for m in resp.data)
+        with self._probing:
+            self._lists_find = works
+        return works
+
     def _read(
         self, resp: Any, limit: int, ignored: bool
     ) -> tuple[dict[str, Mapping[str, Any]], bool]:
         found, trusted = read_lookup(resp, limit, ignored)
-        if resp.listed != len(resp.data):
-            with self._probing:
+        with self._probing:
+            if resp.listed != len(resp.data):
                 self._filter_ignored = True
+            if found:
+                self._lists_find = True
         return found, trusted
+
+    def _host(self) -> str:
+        return urlsplit(self.client.base_url).netloc or self.client.base_url
 
     def _undetermined(self, resp: Any) -> UndeterminedLookupError:
         """Why a lookup's answer cannot show that a message is absent."""
-        host = urlsplit(self.client.base_url).netloc or self.client.base_url
         if self._filter_ignored or resp.listed != len(resp.data):
-            error = UndeterminedLookupError(
-                f"the server at {host} ignores the id_from_submitter filter (it lists other "
-                "messages): whether it holds this one cannot be told"
+            return UndeterminedLookupError(
+                f"the server at {self._host()} ignores the id_from_submitter filter (it lists "
+                "other messages): whether it holds this one cannot be told",
+                reason="ignores the id_from_submitter filter of GET /messages",
             )
-            error.filter_ignored = True
-            return error
         return UndeterminedLookupError(
-            f"the server at {host} cut its list short ({resp.listed} messages, or a next "
-            "page): whether it holds this one cannot be told"
+            f"the server at {self._host()} cut its list short ({resp.listed} messages, or a "
+            "next page): whether it holds this one cannot be told",
+            reason="cut its lists of messages short",
+        )
+
+    def _blind(self) -> UndeterminedLookupError:
+        return UndeterminedLookupError(
+            f"the server at {self._host()} does not list a message this run created "
+            f"(id_from_submitter {self._created}): its empty answers cannot be believed",
+            reason="does not list messages it holds",
         )
 
     def get(self, message_id: str) -> Mapping[str, Any]:
@@ -271,11 +305,7 @@ def _undetermined_warning(summary: Any, api_url: str, resend_unknown: bool) -> s
     from outkit_cli.batch.results import plural
 
     host = urlsplit(api_url).netloc or api_url
-    why = (
-        "ignores the id_from_submitter filter of GET /messages"
-        if summary.filter_ignored
-        else "cut its lists of messages short"
-    )
+    why = summary.undetermined_reason
     rows = plural(summary.undetermined, "row")
     done = f"{rows} sent without that check (--resend-unknown)"
     if not resend_unknown:

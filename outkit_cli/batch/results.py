@@ -43,7 +43,7 @@ class Summary:
 
     # rows whose lookup could not tell whether they were sent before (UndeterminedLookupError)
     undetermined: int = 0
-    filter_ignored: bool = False  # ... because the server ignores the id_from_submitter filter
+    undetermined_reason: str = ""  # why, as UndeterminedLookupError.reason
 
     def fail(self, code: int) -> None:
         # the highest failure code wins: it is the most severe class in docs/exit-codes.md

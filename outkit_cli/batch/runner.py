@@ -284,7 +284,7 @@ class _Run:
                     # sent before from elsewhere? nobody can tell: not sent unless asked
                     with self._noting:
                         self.summary.undetermined += 1
-                        self.summary.filter_ignored |= exc.filter_ignored
+                        self.summary.undetermined_reason = exc.reason
                     if not self.opts.resend_unknown:
                         why = f"not sent: {exc.message}; {UNDETERMINED_HINT}"
                         return {**base, "status": "unknown", "error": why, "code": exc.exit_code}
