@@ -64,7 +64,7 @@ OPTION_FIELDS = {_param(f): f.name for f in SENT if f.type in ("string", "bool")
         5: None,
         6: None,
         7: None,
-        8: None,
+        8: "network error, or maybe sent (a 5xx, lost or odd answer; not retried)",
         9: None,
         10: None,
         130: "interrupted (Ctrl-C)",
