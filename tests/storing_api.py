@@ -13,9 +13,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.netservers import QuietHandler, serving
 
 # what to do with the n-th POST (1-based) after storing it: None answers the message;
 # (status, payload) answers that; "drop" closes the connection without an answer
@@ -40,14 +41,6 @@ class Store:
             self.messages.append({**message, "id": str(uuid.uuid4()), "status": "received"})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def storing_api(
     post_fault: PostFault | None = None,
@@ -67,22 +60,12 @@ def storing_api(
     stored (a list scoped to something else, or a stub)."""
     store = Store()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _answer(self, status: int, payload: Any) -> None:
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(status, payload)
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self.read_body()
             with store.lock:
                 store.posts += 1
                 n = store.posts
@@ -130,11 +113,5 @@ def storing_api(
                     return
             self._answer(404, {"error": {"message": "no such message", "code": "not_found"}})
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", store
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as origin:
+        yield f"{origin}/v1", store
