@@ -351,7 +351,8 @@ def test_token_rule_in_the_browser(browser: Any, start_sandbox: Start) -> None:
         "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {credentials}"}}
     )
     try:
-        browser.get(box.inbox_url)
+        # the event stream connected first: a send before that is not announced
+        open_inbox(browser, box)
         wait_for(browser, lambda b: "secret stuff" in by_id(b, "messages").text, "with the token")
         send(box, type="sms", to="+4712345678", text_body="live too")  # the event stream
         wait_for(browser, lambda b: "live too" in by_id(b, "messages").text, "live")
