@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -16,34 +15,16 @@ from re import compile as re_compile
 import pytest
 
 from outkit_cli.config import save_profile
+from tests.batch_helpers import held as counts_by_recipient
+from tests.batch_helpers import people, write_csv
+from tests.batch_helpers import results as result_lines
 from tests.helpers import batch_row_ids, journal_text, run, run_subprocess
 from tests.sandbox_fixture import Sandbox
-
-
-def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
-    header = header or list(rows[0])
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def people(n: int, tag: str) -> list[dict[str, str]]:
-    return [{"to": f"{tag}-{i}@example.com", "data.name": f"Person {i}"} for i in range(n)]
 
 
 def send_batch(src: Path | str) -> tuple[str, ...]:
     """`send --batch SRC` with the demo project and its welcome template as defaults."""
     return ("send", "--batch", str(src), "--project", "demo", "--template", "welcome")
-
-
-def result_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def counts_by_recipient(box: Sandbox, tag: str) -> Counter[str]:
-    return Counter(m["to"] for m in box.messages() if m["to"].startswith(f"{tag}-"))
 
 
 def test_every_row_accepted_once_under_rate_limit_and_failures(start_sandbox, tmp_path):

@@ -5,56 +5,24 @@ every row is stored once. Counted on the sandbox, by recipient."""
 
 from __future__ import annotations
 
-import csv
 import fcntl
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import platformdirs
 
+from tests.batch_helpers import DEMO, batch_child, held, people, write_csv
 from tests.helpers import run
-from tests.sandbox_fixture import Sandbox
-
-DEMO = ("--project", "demo", "--template", "welcome")
-
-
-def _csv(path: Path, tag: str, n: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["to", "data.name"])
-        writer.writerows([f"{tag}-{i}@example.com", f"P{i}"] for i in range(n))
-    return path
-
-
-def _held(box: Sandbox, tag: str) -> Counter[str]:
-    return Counter(m["to"] for m in box.messages() if m["to"].startswith(f"{tag}-"))
-
-
-def _child(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
-    env.update(box.env())
-    env["OUTKIT_CONFIG"] = str(src.parent / "config.toml")
-    return subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
 
 
 def test_two_runs_on_copies_in_two_directories_send_every_row_once(start_sandbox, tmp_path):
     box = start_sandbox(latency=100)  # a run takes seconds: the two overlap
-    first = _csv(tmp_path / "a" / "rows.csv", "cp", 40)
+    first = write_csv(tmp_path / "a" / "rows.csv", people(40, "cp"))
     second = tmp_path / "b" / "rows.csv"
     second.parent.mkdir()
     shutil.copyfile(first, second)
-    runs = [_child(first, box), _child(second, box)]
+    runs = [batch_child(first, box), batch_child(second, box)]
     outs = [p.communicate(timeout=120) for p in runs]
     codes = [p.returncode for p in runs]
     errs = [o[1].decode() for o in outs]
@@ -64,13 +32,13 @@ def test_two_runs_on_copies_in_two_directories_send_every_row_once(start_sandbox
     if 2 in codes:
         (line,) = errs[codes.index(2)].splitlines()
         assert "are in use by another run (process " in line, line
-    assert _held(box, "cp") == Counter(f"cp-{i}@example.com" for i in range(40))
+    assert held(box, "cp") == Counter(f"cp-{i}@example.com" for i in range(40))
 
 
 def test_a_copy_meets_the_run_holding_its_rows_and_can_wait_for_it(sandbox, tmp_path):
     """Deterministic: the rows' lock is held here, as a run holds it; a run on a copy (its
     own inode and journal) exits 2 at once naming the holder, or waits with --wait-lock."""
-    src = _csv(tmp_path / "a" / "rows.csv", "cw", 3)
+    src = write_csv(tmp_path / "a" / "rows.csv", people(3, "cw"))
     # `cp`, `sed -i` and editors write a new file: the same rows, another inode
     copy = tmp_path / "b" / "rows.csv"
     copy.parent.mkdir()
@@ -93,11 +61,11 @@ def test_a_copy_meets_the_run_holding_its_rows_and_can_wait_for_it(sandbox, tmp_
             "it is sending the same rows (this file, or a copy of it); let it finish, or pass "
             "--wait-lock SECONDS to wait for it"
         ]
-        waiting = _child(copy, sandbox, "--wait-lock", "60")
+        waiting = batch_child(copy, sandbox, "--wait-lock", "60")
         time.sleep(1)  # not synchronisation: whatever the child did by now, it cannot be done
         assert waiting.poll() is None
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err.decode()
     # its journal is new: it looked the rows up and found them sent
     assert b'"status":"skipped"' in out.replace(b" ", b"") and b"accepted" not in out
-    assert _held(sandbox, "cw") == Counter(f"cw-{i}@example.com" for i in range(3))
+    assert held(sandbox, "cw") == Counter(f"cw-{i}@example.com" for i in range(3))

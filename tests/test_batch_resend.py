@@ -4,44 +4,16 @@ another; no row is sent a third time. Counted on the sandbox, by recipient."""
 
 from __future__ import annotations
 
-import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from tests.batch_helpers import DEMO, batch_child, held, people, write_csv
 from tests.helpers import run
 from tests.sandbox_fixture import Sandbox
 
-DEMO = ("--project", "demo", "--template", "welcome")
 ROWS = 200
-
-
-def _csv(path: Path, tag: str) -> Path:
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["to", "data.name"])
-        writer.writerows([f"{tag}-{i}@example.com", f"P{i}"] for i in range(ROWS))
-    return path
-
-
-def _held(box: Sandbox, tag: str) -> Counter[str]:
-    return Counter(m["to"] for m in box.messages() if m["to"].startswith(f"{tag}-"))
-
-
-def _child(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
-    env.update(box.env())
-    env["OUTKIT_CONFIG"] = str(src.parent / "config.toml")
-    return subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
 
 
 def _results_this_run(journal: Path) -> int:
@@ -58,7 +30,7 @@ def _interrupt(src: Path, box: Sandbox, journal: Path, sig: int) -> tuple[int, s
     """Start `--resend` on `src`, wait until that run has recorded some outcomes, then send
     it `sig`."""
     before = _runs(journal)
-    proc = _child(src, box, "--resend")
+    proc = batch_child(src, box, "--resend")
     deadline = time.monotonic() + 60
     while _runs(journal) == before or _results_this_run(journal) < 10:
         assert proc.poll() is None, "the batch finished before it could be interrupted"
@@ -75,15 +47,15 @@ def _everyone(tag: str, times: int) -> Counter[str]:
 
 def test_a_resend_interrupted_by_ctrl_c_is_continued_by_resend(start_sandbox, tmp_path):
     box = start_sandbox(latency=50)
-    src = _csv(tmp_path / "rem.csv", "ci")
+    src = write_csv(tmp_path / "rem.csv", people(ROWS, "ci"))
     journal = tmp_path / "rem.csv.outkit-journal"
     first = run("send", "--batch", str(src), *DEMO, env=box.env())
     assert first.exit_code == 0, first.stderr
-    assert _held(box, "ci") == _everyone("ci", 1)
+    assert held(box, "ci") == _everyone("ci", 1)
 
     code, err = _interrupt(src, box, journal, signal.SIGINT)
     assert code == 130, err
-    partial = sum(_held(box, "ci").values()) - ROWS
+    partial = sum(held(box, "ci").values()) - ROWS
     assert 10 <= partial < ROWS
     # the message names the command that continues it: the same one, --resend included
     assert "interrupted: run the same command again" in err
@@ -92,28 +64,28 @@ def test_a_resend_interrupted_by_ctrl_c_is_continued_by_resend(start_sandbox, tm
     again = run("send", "--batch", str(src), *DEMO, "--resend", env=box.env())
     assert again.exit_code == 0, again.stderr
     assert "continuing the resend (generation 1, ids ending -r1)" in again.stderr
-    assert _held(box, "ci") == _everyone("ci", 2)  # nobody got a third copy
+    assert held(box, "ci") == _everyone("ci", 2)  # nobody got a third copy
 
     # that resend finished: --resend now starts the next one, and sends every row once more
     third = run("send", "--batch", str(src), *DEMO, "--resend", env=box.env())
     assert third.exit_code == 0, third.stderr
     assert "continuing" not in third.stderr
-    assert _held(box, "ci") == _everyone("ci", 3)
+    assert held(box, "ci") == _everyone("ci", 3)
 
 
 def test_resends_killed_again_and_again_never_send_a_row_three_times(start_sandbox, tmp_path):
     """SIGKILL leaves rows pending in the journal, twice; each --resend rerun continues the
     first resend (generation 1), looking the pending rows up before sending them."""
     box = start_sandbox(latency=50)
-    src = _csv(tmp_path / "k.csv", "kr")
+    src = write_csv(tmp_path / "k.csv", people(ROWS, "kr"))
     journal = tmp_path / "k.csv.outkit-journal"
     assert run("send", "--batch", str(src), *DEMO, env=box.env()).exit_code == 0
     for _ in range(2):
         code, _ = _interrupt(src, box, journal, signal.SIGKILL)
         assert code == -signal.SIGKILL
     assert '"generation":2' not in journal.read_text()
-    final = _child(src, box, "--resend")
+    final = batch_child(src, box, "--resend")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     assert "continuing the resend (generation 1" in err.decode()
-    assert _held(box, "kr") == _everyone("kr", 2)
+    assert held(box, "kr") == _everyone("kr", 2)

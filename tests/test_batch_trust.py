@@ -5,14 +5,10 @@ Every exactly-once claim is counted on the sandbox, by recipient."""
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,36 +16,9 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+from tests.batch_helpers import DEMO, batch, batch_child, held, people, results, write_csv
 from tests.helpers import run
 from tests.sandbox_fixture import Sandbox
-
-DEMO = ("--project", "demo", "--template", "welcome")
-
-
-def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delimiter)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def people(n: int, tag: str, start: int = 0) -> list[dict[str, str]]:
-    return [{"to": f"{tag}-{i}@example.com", "data.name": f"P{i}"} for i in range(start, n)]
-
-
-def results(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def held(box: Sandbox, tag: str) -> Counter[str]:
-    return Counter(m["to"] for m in box.messages() if m["to"].startswith(f"{tag}-"))
-
-
-def batch(src: Path | str, *extra: str, env: dict[str, str]) -> tuple[int, list[dict], str]:
-    res = run("send", "--batch", str(src), *DEMO, *extra, env=env)
-    return res.exit_code, results(res.stdout), res.stderr
-
 
 # --- 1. editing the input never resends --------------------------------------------------
 
@@ -143,18 +112,6 @@ def test_rows_sharing_their_own_id_are_refused(sandbox, tmp_path):
 # --- 2. two runs at once -----------------------------------------------------------------
 
 
-def _child(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
-    env.update(box.env())
-    env["OUTKIT_CONFIG"] = str(src.parent / "config.toml")
-    return subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), *DEMO, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-
-
 def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp_path):
     src = write_csv(tmp_path / "lock.csv", people(3, "lk"))
     journal = tmp_path / "lock.csv.outkit-journal"
@@ -173,7 +130,7 @@ def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp
         ]
         res = run("send", "--batch", str(src), *DEMO, "--wait-lock", "0.3", env=sandbox.env())
         assert res.exit_code == 2 and "after waiting 0.3 s" in res.stderr
-        waiting = _child(src, sandbox, "--wait-lock", "60")
+        waiting = batch_child(src, sandbox, "--wait-lock", "60")
         time.sleep(1)  # not synchronisation: whatever the child did by now, it cannot be done
         assert waiting.poll() is None
     # the holder closed the file: the waiting run goes on
@@ -185,7 +142,7 @@ def test_a_second_run_on_a_locked_journal_exits_2_naming_the_holder(sandbox, tmp
 def test_two_runs_started_together_send_every_row_once(start_sandbox, tmp_path):
     box = start_sandbox(latency=100)  # a run takes seconds: the two overlap
     src = write_csv(tmp_path / "cron.csv", people(40, "cron"))
-    first, second = _child(src, box), _child(src, box)
+    first, second = batch_child(src, box), batch_child(src, box)
     outs = [p.communicate(timeout=120) for p in (first, second)]
     codes = [p.returncode for p in (first, second)]
     errs = [o[1].decode() for o in outs]
@@ -201,7 +158,7 @@ def _two_runs_once(box: Sandbox, tag: str, first: list[str], second: list[str]) 
     """Two runs started together on one file (through `first` and `second`, the batch path
     and options of each): every row is sent once, and a run that finds the other exits 2
     naming it, whatever its journal."""
-    runs = [_child(Path(argv[0]), box, *argv[1:]) for argv in (first, second)]
+    runs = [batch_child(Path(argv[0]), box, *argv[1:]) for argv in (first, second)]
     outs = [p.communicate(timeout=120) for p in runs]
     codes = [p.returncode for p in runs]
     errs = [o[1].decode() for o in outs]
@@ -231,7 +188,7 @@ def test_a_second_run_on_a_locked_input_file_exits_2_naming_the_holder(sandbox, 
     src = write_csv(tmp_path / "held.csv", people(3, "hd"))
     link = tmp_path / "held-link.csv"
     link.symlink_to(src)
-    holder = _child(src, sandbox, "--journal", str(tmp_path / "j1"))
+    holder = batch_child(src, sandbox, "--journal", str(tmp_path / "j1"))
     holder.communicate(timeout=60)  # the lock file exists now; hold it as a run would
     locks = platformdirs.user_state_path("outkit") / "locks"
     (lock,) = [p for p in locks.iterdir() if p.name.startswith("input-")]
@@ -256,7 +213,7 @@ def test_a_second_run_on_a_locked_input_file_exits_2_naming_the_holder(sandbox, 
             f"error: batch file {link} is in use by another run (process 4343): it is "
             "sending this batch; let it finish, or pass --wait-lock SECONDS to wait for it"
         ]
-        waiting = _child(link, sandbox, "--journal", str(tmp_path / "j1"), "--wait-lock", "60")
+        waiting = batch_child(link, sandbox, "--journal", str(tmp_path / "j1"), "--wait-lock", "60")
         time.sleep(1)  # not synchronisation: whatever the child did by now, it cannot be done
         assert waiting.poll() is None
     _, err = waiting.communicate(timeout=60)
@@ -288,7 +245,7 @@ def test_a_second_ctrl_c_quits_at_once_and_the_rerun_is_exact(start_sandbox, tmp
     tag = f"cc{attempt}"
     src = write_csv(tmp_path / "cc.csv", people(200, tag))
     journal = tmp_path / "cc.csv.outkit-journal"
-    proc = _child(src, box, "--concurrency", "8")
+    proc = batch_child(src, box, "--concurrency", "8")
     deadline = time.monotonic() + 60
     while not (journal.exists() and '"type":"result"' in journal.read_text()):
         assert proc.poll() is None and time.monotonic() < deadline, "no progress"
@@ -303,7 +260,7 @@ def test_a_second_ctrl_c_quits_at_once_and_the_rerun_is_exact(start_sandbox, tmp
     assert proc.returncode in (130, -signal.SIGINT), text
     assert "Traceback" not in text and "Exception ignored" not in text
     assert "" not in text.splitlines()  # no blank line without a terminal
-    rerun = _child(src, box)
+    rerun = batch_child(src, box)
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err.decode()
     statuses = Counter(r["status"] for r in results(out.decode()))
@@ -319,7 +276,7 @@ def test_stdout_closed_by_its_reader_stops_the_batch_and_the_rerun_sends_the_res
     rest: every row stored once."""
     box = start_sandbox(latency=50)
     src = write_csv(tmp_path / "head.csv", people(60, "hd"))
-    proc = _child(src, box, "--concurrency", "2")
+    proc = batch_child(src, box, "--concurrency", "2")
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()
     assert json.loads(first)["status"] == "accepted"
@@ -331,7 +288,7 @@ def test_stdout_closed_by_its_reader_stops_the_batch_and_the_rerun_sends_the_res
         "batch stopped: stdout was closed by its reader; the journal has every row sent: "
         "run the same command again to send the rest"
     )
-    rerun = _child(src, box)
+    rerun = batch_child(src, box)
     out, err2 = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err2.decode()
     statuses = Counter(r["status"] for r in results(out.decode()))
