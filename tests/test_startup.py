@@ -164,22 +164,13 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(how: str, tmp_path
     (tmp_path / "sitecustomize.py").write_text(INTERRUPT_CLICK_IMPORT)
     script = Path(sys.executable).with_name("outkit")
     argv = [str(script)] if how == "console script" else [sys.executable, "-m", "outkit_cli"]
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run(
-        [*argv, "sign", "GET", "/v1/messages", "--secret", "s"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+
+    def sign(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv_sign = [*argv, "sign", "GET", "/v1/messages", "--secret", "s"]
+        return subprocess.run(argv_sign, capture_output=True, text=True, env=env, timeout=60)
+
+    proc = sign({**os.environ, "PYTHONPATH": str(tmp_path)})
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")
     # the same run without the interruption signs: the hook did not break the start-up
-    del env["PYTHONPATH"]
-    proc = subprocess.run(
-        [*argv, "sign", "GET", "/v1/messages", "--secret", "s"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    proc = sign(dict(os.environ))
     assert proc.returncode == 0 and "Signature" in proc.stdout, proc.stderr
