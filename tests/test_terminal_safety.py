@@ -10,12 +10,6 @@ run. Raw bytes are allowed only where the user asked for raw data on a pipe.
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +18,7 @@ import pytest
 from outkit_cli.config import save_profile
 from outkit_cli.terminal import Terminal, use
 from tests.fake_api import FakeApi, fake_api
-from tests.helpers import Result, run
+from tests.helpers import Result, run, run_on_pty
 
 HOSTILE = (
     "\x1b]0;pwned\x07"  # OSC: retitle the window
@@ -166,44 +160,13 @@ def test_no_terminal_control_from_a_profile_name(
         assert_clean(result.stdout, "stdout")
 
 
-def _on_a_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """`python -m outkit_cli ARGS` with stdout and stderr on a real pseudo-terminal."""
-    parent, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outkit_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=child,
-        stderr=child,
-        env={**os.environ, **env, "COLUMNS": "120"},
-    )
-    os.close(child)
-    chunks = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([parent], [], [], 1.0)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            data = os.read(parent, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(parent)
-    code = proc.wait(timeout=120)
-    return code, b"".join(chunks).decode("utf-8", "replace")
-
-
 @pytest.mark.parametrize(
     "args",
     [["get", Q], ["get"], ["get", Q, "--field", "subject"], ["get", Q, "--body", "text"],
      ["get", Q, "missing"]],
 )  # fmt: skip
 def test_a_real_terminal_gets_no_control_from_data(api: FakeApi, args: list[str]) -> None:
-    code, output = _on_a_pty(args, api.env())
+    code, output = run_on_pty(*args, env={**api.env(), "COLUMNS": "120"})
     assert code in (0, 4), output
     # the pty turns "\n" into "\r\n": only a CR that is not part of a line end counts
     assert_clean(output.replace("\r\n", "\n"), "the terminal")
