@@ -95,7 +95,8 @@ class OutputClosedError(OutkitError):
     the batch stops as after Ctrl-C and exits OUTPUT_CLOSED_EXIT; its journal has every row
     sent, so running it again sends the rest."""
 
-    exit_code = ExitCode.USAGE  # what it would be without the batch's own exit (never used)
+    # the summary counts it as a failure; the batch command then exits OUTPUT_CLOSED_EXIT
+    exit_code = ExitCode.USAGE
 
 
 class UndeterminedLookupError(OutkitError):
