@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -116,6 +117,31 @@ def test_rate_limit_under_one_per_second(start_sandbox: Start) -> None:
     first, second = call(sb, "GET", "/messages?limit=1"), call(sb, "GET", "/messages?limit=1")
     assert first[0] == 200 and second[0] == 429
     assert int(second[1]["Retry-After"]) == 2
+
+
+def test_rate_limit_is_advertised_on_every_answer_to_the_key(start_sandbox: Start) -> None:
+    """RateLimit-Policy and RateLimit (IETF draft-ietf-httpapi-ratelimit-headers) on the
+    key's 200s and 429s, so clients can pace themselves; 2.5/s is 5 per 2 s in integers."""
+    sb = start_sandbox(rate_limit=2.5)
+    answers = [call(sb, "GET", "/messages?limit=1") for _ in range(6)]
+    assert {a[0] for a in answers} == {200, 429}
+    for _, headers, _ in answers:
+        assert headers["RateLimit-Policy"] == '"default";q=5;w=2'
+        found = re.fullmatch(r'"default";r=(\d+);t=(\d+)', headers["RateLimit"])
+        assert found, headers["RateLimit"]
+        assert 0 <= int(found[1]) <= 2 and 0 <= int(found[2]) <= 1
+    assert answers[0][1]["RateLimit"] == '"default";r=1;t=1'  # a full bucket of 2.5, less 1
+    # no key, no limit to tell of
+    status, headers, _ = call(sb, "GET", "/messages?limit=1", auth="none")
+    assert status == 401 and "RateLimit-Policy" not in headers
+
+
+def test_rate_limit_kept_secret_with_no_rate_limit_headers(start_sandbox: Start) -> None:
+    sb = start_sandbox(rate_limit=1, extra_args=("--no-rate-limit-headers",))
+    answers = [call(sb, "GET", "/messages?limit=1") for _ in range(3)]
+    assert answers[0][0] == 200 and answers[-1][0] == 429
+    for _, headers, _ in answers:
+        assert not {"RateLimit-Policy", "RateLimit"} & set(headers)
 
 
 def test_fail_rate_answers_503_and_does_nothing(start_sandbox: Start, tmp_path: Path) -> None:

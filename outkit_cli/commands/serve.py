@@ -87,7 +87,16 @@ def _check_skew(value: float) -> float:
     "--rate-limit",
     type=click.FloatRange(min=0, min_open=True),
     metavar="N",
-    help="Allow N requests per second per key, then answer 429 with Retry-After.",
+    help="Allow N requests per second per key, then answer 429 with Retry-After; every "
+    "answer to the key advertises the limit (RateLimit-Policy, RateLimit headers).",
+)
+@click.option(
+    "--no-rate-limit-headers",
+    "rate_limit_headers",
+    flag_value=False,
+    default=True,
+    help="With --rate-limit, keep the limit secret, as an API that does not advertise it "
+    "(clients learn it from 429s only).",
 )
 @click.option(
     "--fail-rate",
@@ -142,6 +151,7 @@ def serve(
     templates: Path | None,
     init_profile: str | None,
     rate_limit: float | None,
+    rate_limit_headers: bool,
     fail_rate: float,
     latency: float,
     clock_skew: float,
@@ -185,6 +195,7 @@ def serve(
             templates=templates,
             faults=Faults(
                 rate_limit=rate_limit,
+                rate_limit_headers=rate_limit_headers,
                 fail_rate=fail_rate,
                 latency_ms=latency,
                 clock_skew=clock_skew,

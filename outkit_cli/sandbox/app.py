@@ -225,6 +225,21 @@ class SandboxApp:
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         """One request whose body was read in full. Never raises for a client's mistake."""
+        limits: dict[str, str] = {}
+        resp = self._answer(method, target, headers, body, limits)
+        if limits:  # the key's rate limit (--rate-limit) goes on every answer to it
+            resp.headers = {**resp.headers, **limits}
+        return resp
+
+    def _answer(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        limits: dict[str, str],
+    ) -> Response:
+        """`handle`'s answer; ``limits`` gets the key's RateLimit headers once it is known."""
         try:
             name, message_id, query = self.route(method, target)
             if self.faults.should_fail():
@@ -239,7 +254,8 @@ class SandboxApp:
                     upload_error = exc
             also = upload.signed_payloads() if upload is not None else ()
             key = self.auth.authenticate(headers, method, target, body, also)
-            wait = self.faults.retry_after(key.key)
+            wait, limit_headers = self.faults.admit(key.key)
+            limits.update(limit_headers)
             if wait is not None:
                 raise ApiError(
                     429, "rate_limited",

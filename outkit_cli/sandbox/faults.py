@@ -8,17 +8,20 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 
 
 @dataclass
 class Faults:
     rate_limit: float | None = None  # requests per second per key
+    rate_limit_headers: bool = True  # advertise it (RateLimit-Policy, RateLimit)
     fail_rate: float = 0.0  # share of requests answered 503, before anything else happens
     latency_ms: float = 0.0  # added to every response
     clock_skew: float = 0.0  # seconds the server's clock pretends to be off (+ is ahead)
 
     def __post_init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._policy: str | None = None  # the RateLimit-Policy field value, made once
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -29,25 +32,42 @@ class Faults:
     def should_fail(self) -> bool:
         return self.fail_rate > 0 and random.random() < self.fail_rate
 
-    def retry_after(self, key: str) -> int | None:
-        """None when ``key`` may go on; otherwise the seconds to wait (Retry-After).
+    def admit(self, key: str) -> tuple[int | None, dict[str, str]]:
+        """Whether ``key`` may go on: (None, headers) when it may; otherwise (seconds to
+        wait, for Retry-After; headers). With no --rate-limit: (None, {}).
 
         A token bucket per key holding up to N tokens (at least 1), refilled at N per
-        second: a burst of N passes, then N per second.
+        second: a burst of N passes, then N per second. Unless ``rate_limit_headers`` is
+        off, the headers advertise it as IETF draft-ietf-httpapi-ratelimit-headers does, on
+        every answer to the key: ``RateLimit-Policy: "default";q=Q;w=W`` (Q requests per W
+        seconds, N = Q / W in integers) and ``RateLimit: "default";r=R;t=T`` (R requests
+        left now, the bucket full again in T seconds), so a client can pace itself without
+        drawing a 429.
         """
         if not self.rate_limit:
-            return None
+            return None, {}
         rate = self.rate_limit
         burst = max(1.0, rate)  # a rate under 1/s still lets one request through
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.get(key, (burst, now))
             tokens = min(burst, tokens + (now - last) * rate)
+            wait = None
             if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return None
+                tokens -= 1
+            else:
+                wait = max(1, math.ceil((1 - tokens) / rate))
             self._buckets[key] = (tokens, now)
-        return max(1, math.ceil((1 - tokens) / rate))
+        if not self.rate_limit_headers:
+            return wait, {}
+        if self._policy is None:
+            share = Fraction(rate).limit_denominator(3600)
+            self._policy = f'"default";q={share.numerator};w={share.denominator}'
+        headers = {
+            "RateLimit-Policy": self._policy,
+            "RateLimit": f'"default";r={int(tokens)};t={math.ceil((burst - tokens) / rate)}',
+        }
+        return wait, headers
 
     def delay(self) -> None:
         if self.latency_ms > 0:
