@@ -432,7 +432,7 @@ class Client:
                 error = NetworkError(str(exc))
             else:
                 if self.limiter is not None:
-                    self.limiter.on_answer(resp.status_code, sent_at)
+                    self.limiter.on_answer(resp.status_code, sent_at, resp.headers)
                 retried = POST_RETRY_STATUSES if method == "POST" else RETRY_STATUSES
                 if resp.status_code not in retried or resp.status_code in accept:
                     return self._finish(

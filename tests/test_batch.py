@@ -31,7 +31,8 @@ def test_every_row_accepted_once_under_rate_limit_and_failures(start_sandbox, tm
     # a limit of 10/s is met by any machine (one loaded by other suites still sent 29/s and
     # so never met the 50/s this test had, and the check that the sandbox pushed back
     # failed); 10% failures over at least 100 requests: a 503 is all but certain
-    box = start_sandbox(rate_limit=10, fail_rate=0.1)
+    # --no-rate-limit-headers: a batch paced at an advertised limit draws no 429 at all
+    box = start_sandbox(rate_limit=10, fail_rate=0.1, extra_args=("--no-rate-limit-headers",))
     src = write_csv(tmp_path / "rows.csv", people(100, "rl"))
     res = run(*send_batch(src), env=box.env())
     assert res.exit_code == 0, res.stderr
@@ -52,9 +53,10 @@ TRAFFIC = re_compile(r"(\d+) requests?, (\d+) answered 429 \([^)]*\), (\d+) retr
 
 
 def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_path):
-    """No --rate: the first 429s cut the pace, so most requests pass (issue 11)."""
+    """No --rate, an API that keeps its limit secret: the first 429s cut the pace, so most
+    requests pass (issue 11)."""
     # 10/s: a limit any machine meets (at 50/s a loaded machine sending 29/s never met it)
-    box = start_sandbox(rate_limit=10)
+    box = start_sandbox(rate_limit=10, extra_args=("--no-rate-limit-headers",))
     src = write_csv(tmp_path / "rows.csv", people(100, "adapt"))
     res = run(*send_batch(src), env=box.env())
     assert res.exit_code == 0, res.stderr
@@ -66,6 +68,25 @@ def test_batch_adapts_to_a_rate_limit_without_a_429_storm(start_sandbox, tmp_pat
     # hammering would be over 90 429s (90 rows over the burst of 10, each retried after 1 s)
     assert 0 < throttled <= 30, res.stderr
     assert "adapted to" in res.stderr
+
+
+def test_batch_paces_itself_at_an_advertised_limit_without_any_429(start_sandbox, tmp_path):
+    """The sandbox advertises --rate-limit in RateLimit-Policy: a batch without --rate, and
+    one with a --rate above it, keep to it from the first answer and draw no 429 at all."""
+    box = start_sandbox(rate_limit=20)
+    for name, extra in (("adv", ()), ("over", ("--rate", "500"))):
+        src = write_csv(tmp_path / f"{name}.csv", people(60, name))
+        started = time.monotonic()
+        res = run(*send_batch(src), *extra, env=box.env())
+        elapsed = time.monotonic() - started
+        assert res.exit_code == 0, res.stderr
+        assert {r["status"] for r in result_lines(res.stdout)} == {"accepted"}
+        found = TRAFFIC.search(res.stderr)
+        assert found and found.group(2) == "0" and found.group(3) == "0", res.stderr
+        assert "paced at 20/s (the limit the API advertises)" in res.stderr
+        # 60 rows over a burst of 20 at 20/s take 2 s unpaced; paced from the start, 3 s
+        assert elapsed >= 2.5
+        assert set(counts_by_recipient(box, name).values()) == {1}
 
 
 def test_batch_rate_paces_below_the_limit(start_sandbox, tmp_path, config_file):

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from outkit_cli.http.ratelimit import BETA, CATCH_UP_SLOTS, RateLimiter
+from outkit_cli.http.ratelimit import BETA, CATCH_UP_SLOTS, RateLimiter, advertised_rate
 
 
 class FakeTime:
@@ -150,3 +150,86 @@ def test_the_summary_reports_the_rate_sent_when_the_pace_held_nothing_back() -> 
         t.now += 0.5
     assert limiter.rate is not None and limiter.rate > 5
     assert "adapted to 2/s" in limiter.snapshot().describe()
+
+
+# -- an API that advertises its limit (RateLimit-Policy) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "rate"),
+    [
+        ('"default";q=200;w=1', 200.0),  # the current draft's form, as the sandbox sends
+        ("100;w=60", 100 / 60),  # draft 07: the quota is the item
+        ('"burst";q=10;w=1, "minute";q=300;w=60', 5.0),  # the tightest pace wins
+        ('"burst";q=10;w=1, "day";q=1000;w=86400', 10.0),  # a daily quota caps volume only
+        ('"day";q=1000;w=86400', None),
+        ('"x";q=1;w=2', 0.5),
+        ('"x";q=1;w=3600', None),
+        ('"bytes";q=5000;w=1;qu="content-bytes"', None),  # not a count of requests
+        ('"x";q=?1;w=1', None),  # a boolean is not a quota
+        ('"x";q=1.5;w=1', None),  # nor a decimal
+        ('"x";q=0;w=1', None),
+        ('"x";q=-5;w=1', None),
+        ('"x";q=5', None),  # no window: no pace
+        ("garbage;;", None),
+        ("", None),
+        ("\x1b[2J", None),
+        ("é", None),
+    ],
+)
+def test_advertised_rate_reads_the_policy_header(policy: str, rate: float | None) -> None:
+    got = advertised_rate(policy)
+    assert got == (pytest.approx(rate) if rate is not None else None)
+
+
+POLICY_10 = {"RateLimit-Policy": '"default";q=10;w=1'}
+
+
+def test_adaptive_paces_at_the_advertised_limit_from_the_first_answer() -> None:
+    """No 429 needed: the first answer's RateLimit-Policy sets the pace."""
+    t = FakeTime()
+    limiter = RateLimiter(clock=t.clock, sleep=t.sleep)
+    at = limiter.acquire()
+    limiter.on_answer(200, at, POLICY_10)
+    start = t.now
+    sent = [limiter.acquire() for _ in range(21)]
+    assert sent[-1] - sent[0] == pytest.approx(2.0)  # 20 intervals of 0.1 s
+    assert t.now - start == pytest.approx(2.0)
+    assert "paced at 10/s (the limit the API advertises)" in limiter.snapshot().describe()
+
+
+def test_adaptive_never_probes_above_the_advertised_limit_after_a_429() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(clock=t.clock, sleep=t.sleep)
+    at = limiter.acquire()
+    limiter.on_answer(200, at, POLICY_10)
+    for _ in range(20):
+        at = limiter.acquire()
+    limiter.on_answer(429, at, POLICY_10)  # another client shares the key
+    assert limiter.rate == pytest.approx(10 * BETA)
+    for _ in range(30):
+        t.now += 1
+        limiter.acquire()
+        assert limiter.rate is not None and limiter.rate <= 10
+
+
+@pytest.mark.parametrize(("given", "paced"), [(50.0, 10.0), (4.0, 4.0)])
+def test_a_fixed_rate_above_the_advertised_limit_is_lowered_to_it(
+    given: float, paced: float
+) -> None:
+    t = FakeTime()
+    limiter = RateLimiter(given, clock=t.clock, sleep=t.sleep)
+    at = limiter.acquire()
+    limiter.on_answer(200, at, POLICY_10)
+    sent = [limiter.acquire() for _ in range(11)]
+    assert sent[-1] - sent[0] == pytest.approx(10 / paced)
+    assert f"paced at {paced:g}/s" in limiter.snapshot().describe()
+
+
+def test_a_policy_that_stops_parsing_falls_back_to_the_given_rate() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(50, clock=t.clock, sleep=t.sleep)
+    limiter.on_answer(200, limiter.acquire(), POLICY_10)
+    limiter.on_answer(200, limiter.acquire(), {"RateLimit-Policy": "nonsense;;"})
+    sent = [limiter.acquire() for _ in range(11)]
+    assert sent[-1] - sent[0] == pytest.approx(10 / 50)

@@ -17,6 +17,14 @@ adaptive retry mode does (botocore ``retries/adaptive.py``, ``retries/standard.p
 With ``rate`` given (`--rate N`, profile ``rate``) the pace is fixed at N requests per
 second, spread evenly; 429s still pause everyone for their Retry-After.
 
+An API that advertises its limit in a ``RateLimit-Policy`` header (IETF
+draft-ietf-httpapi-ratelimit-headers; the sandbox's ``--rate-limit`` sends it) is not
+probed at all: from the first answer that carries it, the pace is the tightest per-second
+or per-minute quota it names (quota / window), and neither the adaptive pace nor a
+``--rate`` above it goes faster. Policies over longer windows (hourly, daily quotas) cap
+volume, not pace: pacing a batch of 50 rows to a daily quota's average would take hours,
+so those are left to their 429 and its Retry-After.
+
 Requests are spread evenly: each takes the next slot of a schedule ``1/rate`` apart,
 starting with the first request (not when the limiter was made); a schedule that fell
 behind makes up at most CATCH_UP_SLOTS slots and CATCH_UP_SECONDS at once, so idle workers
@@ -27,7 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 BETA = 0.7  # the share of the sending rate kept after a 429 (botocore, RFC 9438 section 4.6)
@@ -43,6 +51,8 @@ SMOOTHING = 0.8  # weight of the newest sample in the measured rate (botocore)
 CATCH_UP_SLOTS = 4
 # ... and never more than this much time: at 2/s, four slots would be 5 requests at once.
 CATCH_UP_SECONDS = 0.05
+# RateLimit-Policy windows up to this many seconds pace a batch (see the module docstring)
+PACED_WINDOW = 60
 
 
 @dataclass
@@ -54,6 +64,8 @@ class RateStats:
     retries: int = 0
     paced_rate: float | None = None  # the pace in force at the end (None: never paced)
     fixed: bool = False
+    advertised: float | None = None  # requests per second the API's RateLimit-Policy allows
+    at_advertised: bool = False  # the pace in force at the end is the advertised limit
 
     def describe(self) -> str:
         """A summary fragment, e.g. '1204 requests, 3 answered 429 (0.2%), 3 retries'."""
@@ -61,11 +73,53 @@ class RateStats:
         text = f"{self.requests} request{'' if self.requests == 1 else 's'}, "
         text += f"{self.throttled} answered 429{share}, "
         text += f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}"
-        if self.fixed and self.paced_rate:
+        if self.advertised and self.at_advertised:
+            text += f", paced at {self.advertised:g}/s (the limit the API advertises)"
+        elif self.fixed and self.paced_rate:
             text += f", paced at {self.paced_rate:g}/s"
         elif self.paced_rate:
             text += f", adapted to {self.paced_rate:.0f}/s"
         return text
+
+
+def advertised_rate(policy: str) -> float | None:
+    """Requests per second that a ``RateLimit-Policy`` header value allows a batch.
+
+    ``policy``: the field value, a Structured Fields list (RFC 9651) of policies, each
+    with parameters ``q`` (quota, an integer), ``w`` (window in seconds) and ``qu`` (quota
+    unit; only ``"requests"``, the default, counts). Both the current draft's form
+    (``"default";q=100;w=60``) and draft 07's (``100;w=60``, the quota as the item) are
+    read. Returns q / w of the tightest policy whose window is at most PACED_WINDOW
+    seconds, or None when there is none or the value does not parse (an API's header
+    must never stop a batch; its 429s still pace it).
+    """
+    from http_sf import parse
+
+    try:
+        members = parse(policy.encode("ascii"), tltype="list")
+    except (ValueError, UnicodeEncodeError):
+        return None
+    rates = []
+    for member in members if isinstance(members, list) else ():
+        if not isinstance(member, tuple) or len(member) != 2:
+            continue
+        item, params = member
+        if not isinstance(params, dict):
+            continue
+        quota = params.get("q", item)
+        window = params.get("w")
+        if params.get("qu", "requests") != "requests":
+            continue  # a quota of bytes or of concurrent requests says nothing of pace
+        # bool is an int in Python: ?1 is not a quota
+        if isinstance(quota, bool) or isinstance(window, bool):
+            continue
+        if not isinstance(quota, int) or not isinstance(window, int):
+            continue
+        if quota > 0 and 0 < window <= PACED_WINDOW:
+            rates.append(quota / window)
+    if not rates:
+        return None
+    return min(MAX_FIXED_RATE, max(MIN_RATE, min(rates)))
 
 
 class RateLimiter:
@@ -87,6 +141,9 @@ class RateLimiter:
         self.stats = RateStats(fixed=self.fixed)
         self._lock = threading.Lock()
         self._rate: float | None = rate  # the pace in force; None: unpaced
+        self._fixed_rate = rate
+        self._policy: str | None = None  # the last RateLimit-Policy value read
+        self._ceiling: float | None = None  # what it allows (advertised_rate)
         self._next_slot: float | None = None  # set by the first request
         # adaptive state
         self._measured = 0.0
@@ -110,10 +167,13 @@ class RateLimiter:
             self.stats.requests += 1
             self._measure(now)
             rate = self._rate
+            if not self.fixed and self._last_cut > float("-inf"):
+                rate = self._cubic(now)  # after a 429: growing back along the curve
+            if self._ceiling is not None:
+                rate = self._ceiling if rate is None else min(rate, self._ceiling)
+            self._rate = rate
             if rate is None:
                 return now
-            if not self.fixed:
-                rate = self._rate = self._cubic(now)
             interval = 1.0 / rate
             if self._next_slot is None:
                 slot = now
@@ -128,8 +188,14 @@ class RateLimiter:
             self.sleep(wait)
         return slot
 
-    def on_answer(self, status: int, sent_at: float) -> None:
-        """Record an answer's status for the request sent at ``sent_at``."""
+    def on_answer(
+        self, status: int, sent_at: float, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Record an answer's status for the request sent at ``sent_at``, and the limit
+        its ``headers`` advertise (``RateLimit-Policy``), if any."""
+        policy = headers.get("RateLimit-Policy") if headers is not None else None
+        if policy is not None and policy != self._policy:
+            self._learn(policy)
         if status != 429:
             return
         with self._lock:
@@ -148,6 +214,18 @@ class RateLimiter:
             self._rate = max(MIN_RATE, current * BETA)
             self._next_slot = now
 
+    def _learn(self, policy: str) -> None:
+        ceiling = advertised_rate(policy[:1000])  # a header is no place for a novel
+        with self._lock:
+            self._policy = policy
+            self._ceiling = ceiling
+            self.stats.advertised = ceiling
+            if ceiling is None:
+                self._rate = self._fixed_rate if self.fixed else self._rate
+            elif self.fixed:
+                assert self._fixed_rate is not None
+                self._rate = min(self._fixed_rate, ceiling)
+
     def on_retry(self) -> None:
         with self._lock:
             self.stats.retries += 1
@@ -155,6 +233,9 @@ class RateLimiter:
     def snapshot(self) -> RateStats:
         with self._lock:
             paced = self._rate
+            self.stats.at_advertised = (
+                self._ceiling is not None and paced is not None and paced >= self._ceiling
+            )
             if paced is not None and not self.fixed and self._measured:
                 # an allowed pace above what was sent (slow answers, failures) held nothing
                 # back: report the rate that was actually sent
