@@ -164,6 +164,11 @@ def test_the_summary_reports_the_rate_sent_when_the_pace_held_nothing_back() -> 
         ('"burst";q=10;w=1, "day";q=1000;w=86400', 10.0),  # a daily quota caps volume only
         ('"day";q=1000;w=86400', None),
         ('"x";q=1;w=2', 0.5),
+        # express-rate-limit's standardHeaders "draft-8" (spaces after ';', a partition
+        # key; the name changes with the values, so only the parameters count), as found
+        # by uilibs/uiprotect#984 against a real server
+        ('"10-in-1sec"; q=10; w=1; pk=:Zm9vYmFy:', 10.0),
+        ('"10-in-1sec"; q=10; w=1, "1000-in-1day"; q=1000; w=86400', 10.0),
         ('"x";q=1;w=3600', None),
         ('"bytes";q=5000;w=1;qu="content-bytes"', None),  # not a count of requests
         ('"x";q=?1;w=1', None),  # a boolean is not a quota
