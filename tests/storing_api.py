@@ -28,6 +28,7 @@ class Store:
     messages: list[dict[str, Any]] = field(default_factory=list)
     posts: int = 0
     gets: int = 0
+    drop_gets: bool = False  # close every GET's connection unanswered (lookups fail)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stored(self) -> Counter[str]:
@@ -89,6 +90,10 @@ def storing_api(
             self._answer(200, {"data": message})
 
         def do_GET(self) -> None:
+            if store.drop_gets:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             with store.lock:

@@ -207,3 +207,24 @@ def test_first_run_against_an_unfiltered_list_asks_before_sending(tmp_path: Path
     counts = store.stored()
     del counts["someone-else"]
     assert len(counts) == 10 and set(counts.values()) == {1}
+
+
+def test_rows_whose_lookup_failed_are_looked_up_again_by_the_rerun(tmp_path: Path) -> None:
+    """A cron job lost its journal; the next run's lookups fail over the network, so no row
+    is sent (failed, "looking for it on the server failed"). The run after that must still
+    look each row up, not send it: the server holds every one of them already."""
+    src = rows_file(tmp_path, 6)
+    with storing_api() as (url, store):
+        first = batch(url, src)
+        assert first.exit_code == 0, first
+        src.with_name(src.name + ".outkit-journal").unlink()
+        store.drop_gets = True
+        lost = batch(url, src, "--retries", "0")
+        assert statuses(lost) == ["failed"] * 6, lost
+        assert "looking for it on the server failed" in lost.stdout
+        assert store.posts == 6
+        store.drop_gets = False
+        again = batch(url, src)
+    assert again.exit_code == 0, again
+    assert statuses(again) == ["skipped"] * 6  # found on the server, not sent
+    stored_once(store, 6)

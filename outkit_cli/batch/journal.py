@@ -9,9 +9,10 @@ record (the generation) when a run of a resend generation went through every row
 handed to the network they are recorded as `pending` (one fsync for a whole chunk); each
 outcome (`result`) is appended and fsynced before the row counts as done. On a rerun,
 accepted rows are skipped, and pending rows without an outcome (the process died while
-they were in flight) are looked up by `id_from_submitter` before anything is resent. A
-torn last line from a crash is ignored. The file is locked (flock) for the whole run
-(batch.locks; the input file has a lock of its own).
+they were in flight) are looked up by `id_from_submitter` before anything is resent; so
+are rows a first run could not look up (recorded `pending` again after their failed
+result: batch.runner `record`). A torn last line from a crash is ignored. The file is
+locked (flock) for the whole run (batch.locks; the input file has a lock of its own).
 """
 
 from __future__ import annotations

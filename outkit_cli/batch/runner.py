@@ -276,6 +276,10 @@ class _Run:
         base = {"row": task.line, "id_from_submitter": task.ifs, "key": task.identity}
         if task.found is not None:  # sent by a run whose journal is gone
             return {**base, "status": "skipped", "id": task.found.get("id")}
+        if task.lookup and task.ifs:
+            # until its lookup answers, a failure leaves the row as unchecked as it was:
+            # the rerun must look it up again (`record`), not send it on trust
+            base["recheck"] = True
         try:
             if task.lookup and task.ifs:
                 try:
@@ -294,6 +298,7 @@ class _Run:
                     raise
                 if found is not None:  # sent by a run whose journal is gone
                     return {**base, "status": "skipped", "id": found.get("id")}
+                base.pop("recheck", None)
             data = self.api.create(task.message)
         except MaybeSentError as exc:
             return {**base, "status": "in_doubt", "error": exc.message, "task": task}
@@ -342,6 +347,15 @@ class _Run:
                 settled.append((o, text))
         # journalled (fsynced) before the rows count as done
         self.journal.result_lines((o["key"], text) for o, text in settled)
+        recheck = [
+            (o["row"], o["key"], o["id_from_submitter"])
+            for o, _ in settled
+            if o.get("recheck") and o["status"] == "failed"
+        ]
+        if recheck:
+            # not sent because the lookup failed: pending again, so that the rerun looks
+            # them up (recovery) before sending, as the first run meant to
+            self.journal.pending(recheck)
         for o, text in settled:
             self.sink.emit_line(text, o["status"], id=o.get("id"), code=o.get("code"))
         if self.on_progress is not None:
