@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from outkit_cli.diagnostics import warn
+from outkit_cli.diagnostics import debug, is_verbose, warn
 from outkit_cli.errors import AuthError, ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -401,6 +401,18 @@ def resolve_settings(
         raise unknown_profile(name, data, source=profile_source if profile else "OUTKIT_PROFILE")
     if name is None:
         name = default_profile_name(data)
+        env_key = env.get("OUTKIT_ACCESS_KEY") or None
+        own_key = profs.get(name, {}).get("key") if name else None
+        if env_key and own_key and own_key != env_key:
+            # the default profile belongs to another key: its API URL and defaults are not
+            # this key's (a `sandbox` default would get production credentials sent to a
+            # local port, the cron recipe's case); chosen with -p or OUTKIT_PROFILE, it is
+            if is_verbose():
+                debug(
+                    f"credentials from the environment: the default profile {name!r} "
+                    "(another key) is not used; -p selects it"
+                )
+            name = None
     prof = profs.get(name, {}) if name else {}
     if require_profile_file and not prof:
         raise unknown_profile(name or "", data)

@@ -15,6 +15,7 @@ from outkit_cli import config
 from outkit_cli.config import (
     DEFAULT_API_URL,
     config_path,
+    edit_config,
     load_config,
     resolve_settings,
     save_profile,
@@ -306,11 +307,54 @@ def test_environment_over_profile(config_file: Path) -> None:
         "OUTKIT_TIMEOUT": "2.5",
         "OUTKIT_RETRIES": "0",
     }
-    s = resolve_settings(config_file, env=env)
+    s = resolve_settings(config_file, profile="prod", env=env)
     assert (s.key, s.passphrase, s.secret) == ("ek", "ep", "es")
     assert (s.api_url, s.timeout, s.retries) == ("http://env.example/v1", 2.5, 0)
     assert s.sources["secret"] == "OUTKIT_ACCESS_SECRET"
     assert s.project == "acme"  # not overridden: still the profile's
+
+
+ENV_KEY = {"OUTKIT_ACCESS_KEY": "prodkey", "OUTKIT_ACCESS_PASSPHRASE": "pp",
+           "OUTKIT_ACCESS_SECRET": "ss"}  # fmt: skip
+
+
+def test_environment_credentials_never_take_another_keys_default_profile(
+    config_file: Path,
+) -> None:
+    """The README's cron recipe after the quick start: the default profile is the sandbox
+    (its own key, a loopback URL). Production credentials from the environment went to the
+    sandbox's port; the default profile of another key is not used at all."""
+    save_profile(config_file, "sandbox", {"key": "sbx", "passphrase": "p", "secret": "s",
+                                          "api_url": "http://127.0.0.1:8025/v1",
+                                          "project": "demo"})  # fmt: skip
+    s = resolve_settings(config_file, env=ENV_KEY)
+    assert (s.key, s.api_url, s.project, s.profile) == ("prodkey", DEFAULT_API_URL, None, None)
+    # chosen, it is used (with the environment's credentials over its own)
+    for chosen in (
+        resolve_settings(config_file, profile="sandbox", env=ENV_KEY),
+        resolve_settings(config_file, env={**ENV_KEY, "OUTKIT_PROFILE": "sandbox"}),
+    ):
+        assert (chosen.key, chosen.api_url, chosen.project) == (
+            "prodkey", "http://127.0.0.1:8025/v1", "demo"
+        )  # fmt: skip
+    # the same key (a secret rotated in the environment), or a profile without a key
+    # (defaults meant for any key): used
+    same = resolve_settings(config_file, env={**ENV_KEY, "OUTKIT_ACCESS_KEY": "sbx"})
+    assert (same.api_url, same.project) == ("http://127.0.0.1:8025/v1", "demo")
+    save_profile(config_file, "defaults", {"project": "acme"})
+    with edit_config(config_file) as data:
+        data["default_profile"] = "defaults"
+    assert resolve_settings(config_file, env=ENV_KEY).project == "acme"
+
+
+def test_environment_credentials_from_the_command_line(config_file: Path) -> None:
+    """Through the CLI: -v says why the default profile is left out."""
+    save_profile(config_file, "sandbox", {"key": "sbx", "passphrase": "p", "secret": "s",
+                                          "api_url": "http://127.0.0.1:9/v1"})  # fmt: skip
+    env = {**ENV_KEY, "OUTKIT_CONFIG": str(config_file)}
+    res = run("-v", "sign", "GET", "/v1/messages", env=env)
+    assert res.exit_code == 0, res.stderr
+    assert "default profile 'sandbox' (another key) is not used" in res.stderr
 
 
 def test_flags_over_environment(config_file: Path) -> None:
