@@ -8,6 +8,7 @@ accepted; not found, it is sent; when the lookup fails too, it is `unknown`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +21,19 @@ if TYPE_CHECKING:
 
 
 def resolve_in_doubt(
-    state: JournalState, api: BatchApi, journal: Journal, concurrency: int
+    state: JournalState,
+    api: BatchApi,
+    journal: Journal,
+    concurrency: int,
+    stop: threading.Event | None = None,
 ) -> dict[str, str | None]:
     """Rows an earlier run left in flight: find each by its id_from_submitter.
 
     Found rows become accepted (in `state` and in the journal); rows the server never saw
     are sent again as usual; the rest (no id to look up by, or the lookup failed) are
-    unknown. Returns the unknown ones: identity -> id_from_submitter."""
+    unknown. Returns the unknown ones: identity -> id_from_submitter. Once ``stop`` is
+    set (Ctrl-C), no more lookups start: the rows not looked up stay pending in the
+    journal, for the next run."""
     unknown: dict[str, str | None] = {
         key: ifs for key, (_, ifs) in state.in_doubt.items() if not ifs
     }
@@ -36,6 +43,8 @@ def resolve_in_doubt(
 
     def find(item: tuple[str, int, str]) -> tuple[str, int, str, Mapping[str, Any] | None, bool]:
         key, line, ifs = item
+        if stop is not None and stop.is_set():
+            return key, line, ifs, None, False
         try:
             return key, line, ifs, api.find(ifs), True
         except OutkitError:

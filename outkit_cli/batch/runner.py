@@ -23,7 +23,7 @@ from outkit_cli.batch.journal import Journal, default_journal_path, peek_journal
 from outkit_cli.batch.locks import InputLock, RowsLock, RunLock
 from outkit_cli.batch.plan import BatchOptions, RowPlanner, Task
 from outkit_cli.batch.recovery import resolve_in_doubt, settle_in_doubt
-from outkit_cli.batch.results import ResultSink, Summary, result_line
+from outkit_cli.batch.results import ResultSink, Summary, plural, result_line
 from outkit_cli.batch.rows import BatchInput, read_rows
 from outkit_cli.batch.wait import wait_all
 from outkit_cli.errors import (
@@ -122,12 +122,18 @@ def _send_all(
             "earlier run started and did not finish: rows it sent are not sent again; "
             "once it has finished, --resend starts a new one"
         )
-    rows.unknown = resolve_in_doubt(state, api, journal, opts.concurrency)
-
     stop = threading.Event()
     run = _Run(api, journal, sink, summary, opts, on_progress, stop)
+    # before the lookups of rows left in doubt: a Ctrl-C there stops the run like one
+    # during the sending (summary, exit 130), not with a bare "Aborted."
     previous = _install_sigint(stop, summary.resume_hint())
     try:
+        if state.in_doubt and on_note is not None:
+            on_note(
+                f"looking up {plural(len(state.in_doubt), 'row')} an earlier run left in "
+                "flight before sending anything"
+            )
+        rows.unknown = resolve_in_doubt(state, api, journal, opts.concurrency, stop)
         run.start()
         try:
             chunk: list[Task] = []
@@ -369,6 +375,10 @@ def _install_sigint(stop: threading.Event, resume: str = "") -> Any:
     to be saved, and ending the process there (os._exit) cannot hang on a worker thread
     or print an interpreter traceback."""
     if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started with SIGINT ignored (`cmd &` in a script, nohup): it stays ignored, in
+        # every phase of the run, as the shell meant
         return None
     from outkit_cli.terminal import current
 
