@@ -415,3 +415,41 @@ def test_ctrl_c_while_waiting_names_the_created_message(start_sandbox) -> None:
         f"outkit get {message_id} --wait"
     ) in err.decode()
     assert "Traceback" not in err.decode()
+
+
+@pytest.mark.parametrize("ref", ["ord-11", None])
+def test_ctrl_c_while_the_post_is_in_flight_says_it_may_have_been_sent(
+    start_sandbox, ref: str | None
+) -> None:
+    """Ctrl-C while the API has the POST: the message may exist. Say how to check, like
+    every other "maybe sent" path (newcomer trial: a bare "Aborted.")."""
+    import os
+    import signal
+    import sys
+
+    box = start_sandbox(latency=3_000)
+    extra = ["--id-from-submitter", ref] if ref else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "-v", "send", "--to", "a@example.com",
+         "--project", "demo", "--text-body", "x", "-q", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **box.env()},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        for line in iter(proc.stderr.readline, b""):
+            if line.startswith(b"debug: > POST "):
+                break
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.decode()
+    assert proc.returncode == 130, text
+    assert "interrupted while sending: the message may have been created" in text
+    if ref:
+        assert "look for it with: outkit get --id-from-submitter ord-11" in text
+    else:
+        assert "set --id-from-submitter next time" in text
+    assert "Aborted" not in text and "Traceback" not in text and out == b""

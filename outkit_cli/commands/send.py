@@ -58,7 +58,7 @@ OPTION_FIELDS = {_param(f): f.name for f in SENT if f.type in ("string", "bool")
     "send",
     exit_codes={
         0: "sent (with --wait: delivered, or rendered with --render-only)",
-        2: None,
+        2: "bad input, nothing sent (a batch: a row was invalid, others may be sent)",
         3: None,
         4: None,
         5: None,
@@ -187,9 +187,22 @@ def send_one(
     from outkit_cli.client import Client
 
     with Client(settings) as client:
-        created = client.create_message(
-            body, id_from_submitter=msg.get("id_from_submitter"), form=form
-        ).data
+        ref = msg.get("id_from_submitter")
+        try:
+            created = client.create_message(body, id_from_submitter=ref, form=form).data
+        except KeyboardInterrupt:
+            # the request may have left, and the API may hold the message: say how to
+            # check, as for a lost answer (exit 130: the user stopped it)
+            check = (
+                f"look for it with: outkit get --id-from-submitter {shown(ref)}"
+                if ref
+                else "set --id-from-submitter next time so it can be looked up"
+            )
+            click.echo(
+                f"interrupted while sending: the message may have been created; {check}",
+                err=True,
+            )
+            sys.exit(130)
         problem: OutkitError | None = None
         if wait:
             from outkit_cli.waiting import outcome_error, wait_until_done
