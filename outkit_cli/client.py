@@ -574,6 +574,14 @@ class Client:
         if not message:
             message = resp.reason or "no details given"
         text = f"{message} (HTTP {status}{', ' + code if code else ''})"
+        if payload is None and resp.content:
+            # a web page or a proxy's answer, not the API's JSON: most often an API URL
+            # that misses its path (the sandbox's inbox URL instead of its /v1)
+            kind = (resp.headers.get("Content-Type") or "no Content-Type")[:60]
+            text += (
+                f"; the answer is not the API's JSON ({kind}): check the API URL "
+                f"{self.base_url} (the API's base URL ends in /v1)"
+            )
         if status == 401:
             skew = clock_skew(resp.headers.get("Date"))
             if skew is not None and abs(skew) > SKEW_REPORT_SECONDS:

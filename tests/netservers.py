@@ -162,16 +162,16 @@ def api_server(
     ok: well-behaved, keep-alive; close: closes the connection after every answer without
     saying so; trickle: the answer's body one byte a second; huge: a 400 MB body with its
     Content-Length; huge-stream: an endless body without a length; redirect: 307 to
-    ``location``. The hostile ones, each taking a minute or more to answer (or never):
-    trickle-head: the status line and headers one byte a second; trickle-chunked: a chunked
-    body, one one-byte chunk a second; silent: reads the request, never answers; mute: reads
-    nothing, writes nothing (a TLS handshake that never completes); trickle-handshake: the
-    start of a TLS record, then one byte a second; slow-read: reads the request body one
-    byte a second, then answers; retry-after: every answer a 503 with
-    ``Retry-After: {retry_after}``. The first ``drop_posts`` POSTs are read and their
-    connections closed with no answer, as if the server went away before taking them
-    (they are counted in ``Seen.dropped``, not in ``Seen.requests``). Yields (base URL,
-    what it saw).
+    ``location``; html: a 403 web page (a proxy's, a web server's). The hostile ones, each
+    taking a minute or more to answer (or never): trickle-head: the status line and headers
+    one byte a second; trickle-chunked: a chunked body, one one-byte chunk a second; silent:
+    reads the request, never answers; mute: reads nothing, writes nothing (a TLS handshake
+    that never completes); trickle-handshake: the start of a TLS record, then one byte a
+    second; slow-read: reads the request body one byte a second, then answers; retry-after:
+    every answer a 503 with ``Retry-After: {retry_after}``. The first ``drop_posts`` POSTs
+    are read and their connections closed with no answer, as if the server went away before
+    taking them (they are counted in ``Seen.dropped``, not in ``Seen.requests``). Yields
+    (base URL, what it saw).
     """
     seen = Seen()
     stop = threading.Event()  # ends the hostile modes' waits when the server shuts down
@@ -226,6 +226,14 @@ def api_server(
                 self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return
+            if mode == "html":
+                page = b"<!doctype html><title>Forbidden</title><h1>Forbidden</h1>"
+                self.send_response_only(403)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
                 return
             if mode == "redirect":
                 self.send_response_only(307)

@@ -26,7 +26,7 @@ from outkit_cli.client import (
 from outkit_cli.config import Settings, save_profile
 from outkit_cli.errors import UsageError
 from tests.helpers import run, server_tls
-from tests.netservers import QuietHandler, serving
+from tests.netservers import QuietHandler, api_server, serving
 from tests.sandbox_fixture import Sandbox
 
 CREDS = {
@@ -377,3 +377,27 @@ def test_get_wait_shows_the_last_known_state_when_polling_fails() -> None:
     assert result.stdout == "received\n"
     assert "maintenance" in result.stderr
     assert len(seen) == 2
+
+
+def test_an_answer_that_is_a_web_page_points_at_the_api_url() -> None:
+    """Newcomer trial: the sandbox's inbox URL (no /v1) as the API URL gave a bare
+    "rejected: Forbidden (HTTP 403)"; an HTML answer is not the API's, and the line says
+    to check the URL."""
+    with api_server("html") as (url, _):
+        base = url.rsplit("/v1", 1)[0]
+        res = run("--api-url", base, "get", "--limit", "1", env=CREDS)
+    assert res.exit_code == 5, res.stderr
+    assert "Forbidden (HTTP 403)" in res.stderr
+    assert (
+        f"the answer is not the API's JSON (text/html; charset=utf-8): check the API URL "
+        f"{base} (the API's base URL ends in /v1)"
+    ) in res.stderr
+
+
+def test_the_sandbox_tells_an_api_client_at_its_inbox_url_where_the_api_is(sandbox) -> None:
+    base = sandbox.url.rsplit("/v1", 1)[0]
+    for args in (("get", "--limit", "1"), ("send", "--to", "a@example.com", "--project",
+                                            "demo", "--text-body", "x")):  # fmt: skip
+        res = run("--api-url", base, *args, env=sandbox.env())
+        assert res.exit_code == 4, res.stderr
+        assert "the API is under /v1 (/v1/messages): the API URL ends in /v1" in res.stderr

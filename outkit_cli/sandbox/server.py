@@ -510,6 +510,14 @@ class SandboxServer:
         try:
             if is_api(target):
                 return app.handle(method, target, headers, body)
+            if headers.get("Outkit-Access-Key") is not None:
+                # an API client pointed at the inbox's URL (no /v1): say so in JSON, which
+                # it reads, rather than answer with an inbox page or its 403
+                path = escape_controls(target.partition("?")[0][:200])
+                return Response(404, error_body("not_found", (
+                    f"no such endpoint: {path}; the API is under /v1 (/v1/messages): "
+                    "the API URL ends in /v1"
+                )), {})  # fmt: skip
             inbox = getattr(app, "inbox", None)  # the browser inbox (issue 16), once set up
             if inbox is not None:
                 return inbox.handle(method, target, headers, body)
