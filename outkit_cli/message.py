@@ -36,6 +36,11 @@ _EMAIL_ADDRESS_FIELDS = tuple(f.name for f in _fields.SENT if f.email_address an
 
 # Message states (see the API reference): `done` says whether anything more will happen.
 ERROR_STATUSES = frozenset({"render_error", "backend_error", "internal_error"})
+# every status, in lifecycle order (reference/outkit-facts.md, "Lifecycle")
+STATUSES = (
+    "received", "queued_for_rendering", "rendered", "queued_for_delivery", "delivered",
+    "render_error", "backend_error", "internal_error",
+)  # fmt: skip
 
 
 class Stdin:

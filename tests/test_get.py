@@ -98,6 +98,19 @@ def test_body_prints_the_rendered_body_raw(sandbox: Sandbox, delivered: list[dic
     assert text.stdout == msg["text_body"] and "Grace" in text.stdout
 
 
+def test_body_at_a_terminal_ends_its_line(sandbox: Sandbox, delivered: list[dict]) -> None:
+    """The HTML body has no final newline: at a terminal one is added so the prompt starts
+    a line (newcomer trial); a file gets the body exactly (the test above)."""
+    from outkit_cli import terminal
+
+    msg = delivered[1]
+    assert not msg["html_body"].endswith("\n")
+    with terminal.use(terminal.Terminal(stdout_tty=True)):
+        html = get(sandbox, msg["id"], "--body", "html")
+    assert html.exit_code == 0
+    assert html.stdout == msg["html_body"] + "\n"
+
+
 def test_body_missing_is_exit_4(sandbox: Sandbox) -> None:
     status, doc = sandbox.request(
         "POST",

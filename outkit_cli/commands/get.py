@@ -18,6 +18,7 @@ import click
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import NotFoundError, OutkitError, RejectedError, UsageError
+from outkit_cli.message import STATUSES
 from outkit_cli.output import shown
 from outkit_cli.terminal import current as current_terminal
 from outkit_cli.terminal import escape_controls
@@ -71,7 +72,13 @@ DEFAULT_LIMIT = 20
     metavar="N",
     help=f"Listing: at most N messages, newest first [default: {DEFAULT_LIMIT}].",
 )
-@click.option("--status", metavar="STATUS", help="Listing: only messages in this status.")
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES),
+    metavar="STATUS",
+    help="Listing: only messages in this status (received, ..., delivered, render_error, "
+    "backend_error, internal_error).",
+)
 @click.option(
     "--id-from-submitter", metavar="REF", help="Listing: only messages with this reference."
 )
@@ -209,7 +216,12 @@ def _print_bodies(messages: Sequence[Mapping[str, Any]], kind: str) -> list[Outk
                 )
             )
             continue
-        sys.stdout.write(current_terminal().raw(text, multiline=True))
+        terminal = current_terminal()
+        sys.stdout.write(terminal.raw(text, multiline=True))
+        if terminal.stdout_tty and not text.endswith("\n"):
+            # at a terminal, the prompt on a line of its own; a file or pipe gets the
+            # body exactly as stored
+            sys.stdout.write("\n")
     sys.stdout.flush()
     return failures
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 from outkit_cli import fields
+from outkit_cli import message as message_rules
 from outkit_cli.sandbox.attachments import Attachment, is_multipart, parse_create
 from outkit_cli.sandbox.auth import Authenticator
 from outkit_cli.sandbox.delivery import Outbox, Smtp
@@ -87,10 +88,7 @@ STRING_FIELDS = fields.STRING_FIELDS
 BOOL_FIELDS = fields.BOOL_FIELDS
 INPUT_BOOL_FIELDS = (*BOOL_FIELDS, "no_send")
 TYPES = ("email", "sms")
-STATUSES = (
-    "received", "queued_for_rendering", "rendered", "queued_for_delivery", "delivered",
-    "render_error", "backend_error", "internal_error",
-)  # fmt: skip
+STATUSES = message_rules.STATUSES
 # Every field of a message as the API returns it (the reference's example), null if unset.
 MESSAGE_FIELDS = fields.ANSWERED_FIELDS
 # Added to every message object: `public_id` (= id; the Elixir and C# clients read the id
