@@ -157,7 +157,8 @@ def batch_options(func: Any) -> Any:
         click.option(
             "--encoding",
             metavar="NAME",
-            help="--batch: the file's text encoding, e.g. latin-1 [default: utf-8].",
+            help="--batch: the file's text encoding, e.g. cp1252 (Excel on Windows) "
+            "[default: utf-8].",
         ),
     ]
     for opt in reversed(opts):
