@@ -355,6 +355,8 @@ def test_interrupted_batch_rerun_sends_each_row_exactly_once(start_sandbox, tmp_
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert b"interrupted" in err
+        # how far it got, out of the file's rows (newcomer trial: "22 rows" of 44)
+        assert f"batch: {sum(partial.values())} of 120 rows: ".encode() in err, err
         # rows in flight were finished and journalled before it stopped
         assert len(result_lines(out.decode())) == sum(partial.values())
     else:

@@ -267,9 +267,15 @@ def test_oversized_request_line_and_headers(fz: State) -> None:
 
 @pytest.mark.parametrize("target", ["/v2/messages", "//[", "http://[/x"])
 def test_paths_outside_the_api_are_the_inboxs_html_404(fz: State, target: str) -> None:
-    answers = exchange(fz, request_bytes(fz, "GET", target))
+    """A browser's request gets the inbox's page; an API client's (it carries
+    Outkit-Access-Key: an API URL without /v1) a JSON 404 it can read, saying so."""
+    answers = exchange(fz, request_bytes(fz, "GET", target, sign=False))
     assert [a.status for a in answers] == [404]
     assert answers[0].headers["content-type"] == "text/html; charset=utf-8"
+    answers = exchange(fz, request_bytes(fz, "GET", target))
+    assert [a.status for a in answers] == [404]
+    assert answers[0].headers["content-type"] == "application/json"
+    assert "the API is under /v1" in answers[0].error()["message"]
     still_answers(fz)
 
 

@@ -198,11 +198,16 @@ def test_credentials_precedence_flag_over_env_over_profile(config_file: Path) ->
         "prof-secret", 1496837645, "POST", "/v1/messages", BODY
     )
     env = {"OUTKIT_ACCESS_SECRET": "env-secret", "OUTKIT_ACCESS_KEY": "env-key"}
-    data = sign_json(*EXAMPLE[1:], env=env)
+    # another key from the environment: the default profile (prof-key's) is not used...
+    alone = sign_json(*EXAMPLE[1:], env=env)
+    assert alone["headers"]["Outkit-Access-Key"] == "env-key"
+    assert "Outkit-Access-Passphrase" not in alone["headers"]
+    # ... unless chosen: then the environment's values come over the profile's
+    data = sign_json(*EXAMPLE[1:], "-p", "prod", env=env)
     assert data["headers"]["Outkit-Access-Key"] == "env-key"
     assert data["headers"]["Outkit-Access-Passphrase"] == "prof-pass"
     assert data["signature"] == signing.sign("env-secret", 1496837645, "POST", "/v1/messages", BODY)
-    data = sign_json(*EXAMPLE[1:], "--secret", "test-secret", env=env)
+    data = sign_json(*EXAMPLE[1:], "-p", "prod", "--secret", "test-secret", env=env)
     assert data["signature"] == SIG
 
 

@@ -32,6 +32,7 @@ class Summary:
     rerun: bool = False  # the journal had earlier runs
     changed: list[int] = field(default_factory=list)  # lines sent before with other content
     resend_generation: int = 0  # the --resend generation this run sends (0: none)
+    expected: int = 0  # rows the input holds, when counted ahead (0: not known)
 
     def resume_hint(self) -> str:
         """What "run the same command again" does after an interruption, when this run
@@ -56,7 +57,10 @@ class Summary:
         parts = [f"{c[k]} {k}" for k in ("accepted", "skipped", "valid") if c[k]]
         parts += [f"{c[k]} {k}" for k in ("invalid", "failed", "unknown") if c[k]]
         rate = c["accepted"] / self.elapsed if self.elapsed > 0 else 0.0
-        text = f"batch: {plural(total, 'row')}: {', '.join(parts) or 'nothing to do'}"
+        rows = plural(total, "row")
+        if self.expected > total and (self.interrupted or self.aborted):
+            rows = f"{total} of {plural(self.expected, 'row')}"  # stopped early: how far
+        text = f"batch: {rows}: {', '.join(parts) or 'nothing to do'}"
         text += f" in {self.elapsed:.1f}s"
         if c["accepted"]:
             text += f" ({rate:.0f}/s)"

@@ -112,6 +112,7 @@ def _send_all(
     state = journal.state
     summary.journal = journal.path
     summary.rerun = not state.is_new()
+    summary.expected = opts.expected_rows
     rows = RowPlanner(build, opts, state, {}, sink)
     journal.start_run(rows.generation)
     summary.resend_generation = rows.generation
