@@ -71,6 +71,7 @@ RECENT_CHARS = 8 * 1024 * 1024
 RECENT_TEXT_MAX = 64 * 1024
 
 _INSERT = "INSERT INTO messages (id, status, done, id_from_submitter, doc) VALUES (?, ?, ?, ?, ?)"
+_UPDATE = "UPDATE messages SET status = ?, done = ?, doc = ? WHERE id = ?"
 
 
 class _Pending:
@@ -250,20 +251,41 @@ class Store:
         return [Attachment(r[0], r[1], r[2], bytes(r[4]), r[3]) for r in rows]
 
     def update(self, doc: dict[str, Any]) -> str:
-        text = dumps(doc)
+        """Save a stored message as it is now; returns its JSON text. Raises KeyError for
+        a doc without an id, sqlite3.Error (or OSError) when the database fails."""
+        return self.update_many([doc])[0]
+
+    def update_many(self, docs: Sequence[dict[str, Any]]) -> list[str]:
+        """Save several stored messages in one transaction (all or none); returns their
+        JSON texts. One commit writes each changed page once: the worker's messages sit
+        side by side, so a batch costs little more than one (worker.py)."""
+        if not docs:
+            return []
+        texts = [dumps(doc) for doc in docs]
+        rows = [(d["status"], int(d["done"]), t, d["id"]) for d, t in zip(docs, texts, strict=True)]
         with self._write_lock:
             try:
                 with self.connection() as conn:
-                    conn.execute(
-                        "UPDATE messages SET status = ?, done = ?, doc = ? WHERE id = ?",
-                        (doc["status"], int(doc["done"]), text, doc["id"]),
-                    )
+                    if len(rows) == 1:
+                        # outside a transaction a statement commits by itself: one call
+                        conn.execute(_UPDATE, rows[0])
+                    else:
+                        conn.execute("BEGIN")
+                        try:
+                            conn.executemany(_UPDATE, rows)
+                            conn.execute("COMMIT")
+                        except BaseException:
+                            if conn.in_transaction:  # no transaction left on a pooled connection
+                                conn.execute("ROLLBACK")
+                            raise
             except BaseException:
-                self._forget(doc["id"])  # whatever the database holds now, read it there
+                for doc in docs:  # whatever the database holds now, read it there
+                    self._forget(doc["id"])
                 raise
-            self._remember(doc["id"], text)
+            for doc, text in zip(docs, texts, strict=True):
+                self._remember(doc["id"], text)
             self.changes += 1
-        return text
+        return texts
 
     def _remember(self, message_id: str, text: str) -> None:
         """Keep `text` as the message's current JSON (caller holds _write_lock)."""
