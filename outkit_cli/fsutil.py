@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 from pathlib import Path
 
 _POSIX = os.name == "posix"
@@ -198,7 +199,42 @@ def open_private(path: str | os.PathLike[str], *, write: bool, truncate: bool = 
     return fd
 
 
-def open_beneath(root: str | os.PathLike[str], name: str) -> int:
+class OpenDirectory:
+    """A directory opened once (O_PATH): files named under it are opened relative to this
+    handle (`open`), so a directory swapped for a link (or moved away) after it was opened
+    is never followed: what the run started with is what it reads from.
+
+    Args:
+        path: the directory (trusted: the user named it, links in it are theirs).
+
+    `open` raises what `open_beneath` raises, and OSError when the directory itself cannot
+    be opened (ENOENT, EACCES, ENOTDIR).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def open(self, name: str) -> int:
+        """`open_beneath` from this directory: an fd of the regular file `name`. The
+        directory itself is opened on the first call (a run without files never needs
+        it) and kept."""
+        if not _POSIX:
+            return open_beneath(self.path, name)
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, _DIRFLAGS)
+            return open_beneath(self._fd, name)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def open_beneath(root: str | os.PathLike[str] | int, name: str) -> int:
     """Open the regular file `name`, relative to the directory `root`, for reading, without
     following a symbolic link anywhere from `root` down (each component opened with
     O_NOFOLLOW, relative to its parent's fd: what is checked is what is read, with no
@@ -208,7 +244,8 @@ def open_beneath(root: str | os.PathLike[str], name: str) -> int:
     `root`, through `..`, an absolute path or a link, whatever races the run.
 
     Args:
-        root: the directory names start from (trusted: links in it are the user's own).
+        root: the directory names start from (trusted: links in it are the user's own), or
+            an fd of it opened before (`OpenDirectory`; it stays open).
         name: a relative path, `/`-separated.
 
     Returns:
@@ -225,13 +262,14 @@ def open_beneath(root: str | os.PathLike[str], name: str) -> int:
     if os.path.isabs(name) or ".." in parts or not parts:
         raise UnsafeFileError(name, OUTSIDE)
     if not _POSIX:  # no dir fds: refuse links by lstat, then open (a narrow race remains)
+        assert not isinstance(root, int)
         path = os.path.join(root, *parts)
         for i in range(1, len(parts) + 1):
             if os.path.islink(os.path.join(root, *parts[:i])):
                 raise UnsafeFileError(name, _LINK_WHY)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     else:
-        dfd = os.open(root, _DIRFLAGS)
+        dfd = os.dup(root) if isinstance(root, int) else os.open(root, _DIRFLAGS)
         try:
             for part in parts[:-1]:
                 try:

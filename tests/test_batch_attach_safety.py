@@ -117,6 +117,41 @@ def test_a_parent_directory_swapped_for_a_symlink_after_the_check_is_not_followe
     assert _leaked(sandbox, secret) == []
 
 
+def test_the_input_directory_swapped_for_a_symlink_mid_run_is_not_followed(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker trial 2, finding 6: whoever owns the folder a CSV sits in (a shared drop
+    folder) moves the batch's own directory away and puts a link to the victim's in its
+    place, with files of the same names. The batch keeps reading from the directory it
+    started with: the victim's file is never attached."""
+    drop = tmp_path / "share"
+    d = drop / "d"
+    d.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    secret = f"victim-{uuid.uuid4()}".encode()
+    (victim / "secret.txt").write_bytes(secret)
+    (d / "secret.txt").write_bytes(b"harmless")
+    mark = f"dswap-{uuid.uuid4()}"
+    rows = _rows(d / "rows.jsonl", ["secret.txt"] * 3, mark)
+    real_create = command.ClientBatchApi.create
+    swapped: list[bool] = []
+
+    def create(self, message):
+        if not swapped:  # after the rows were checked, before the first is read
+            os.rename(d, drop / "d.old")
+            d.symlink_to(victim)
+            swapped.append(True)
+        return real_create(self, message)
+
+    monkeypatch.setattr(command.ClientBatchApi, "create", create)
+    res = _send(sandbox, rows, "--concurrency", "1")
+    assert swapped and res.exit_code == 0, res.output
+    assert [r["status"] for r in _by_row(res.stdout).values()] == ["accepted"] * 3
+    assert _leaked(sandbox, secret) == []
+    assert _leaked(sandbox, b"harmless")  # what it attached: its own directory's file
+
+
 def test_a_file_removed_after_the_check_fails_its_row_only(
     sandbox: Sandbox, shared: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

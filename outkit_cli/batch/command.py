@@ -16,7 +16,7 @@ from outkit_cli.batch.options import BatchRequest
 from outkit_cli.batch.rows import ATTACHMENTS
 from outkit_cli.diagnostics import warn
 from outkit_cli.errors import OUTPUT_CLOSED_EXIT, UndeterminedLookupError, UsageError
-from outkit_cli.fsutil import open_private
+from outkit_cli.fsutil import OpenDirectory, open_private
 from outkit_cli.message import MessageInput
 
 # A batch meets rate limits as a matter of course: without --retries, give each row more
@@ -57,8 +57,10 @@ def read_lookup(
 class ClientBatchApi:
     """The three calls a batch makes, over one shared client (one pool, one backoff)."""
 
-    def __init__(self, client: Any, files_base: Path | None = None, inline: bool = False) -> None:
-        files_base = files_base or Path.cwd()
+    def __init__(
+        self, client: Any, files_base: OpenDirectory | None = None, inline: bool = False
+    ) -> None:
+        files_base = files_base or _files_base(None)
         self.client = client
         self.files_base = files_base  # where a row's relative attachment paths start
         self.disposition = "inline" if inline else "attachment"
@@ -218,7 +220,8 @@ def run_batch_command(
     settings = app.settings(timeout=timeout, retries=retries)
     if "retries" not in settings.sources:
         settings.retries = BATCH_DEFAULT_RETRIES
-    defaults, build = _row_builder(message, request, settings)
+    files = _files_base(request.source)  # one handle for checking and reading files
+    defaults, build = _row_builder(message, request, settings, files)
     opts = BatchOptions(
         concurrency=request.concurrency,
         dry_run=dry_run,
@@ -265,7 +268,7 @@ def run_batch_command(
 
             limiter = RateLimiter(batch_rate(request.rate, settings))
             client = Client(settings, pool_size=opts.concurrency, limiter=limiter)
-            api = ClientBatchApi(client, _files_base(request.source), inline)
+            api = ClientBatchApi(client, files, inline)
         with batch_progress(total) as progress:
             summary = run_batch(
                 batch_input, build, api, opts, on_progress=progress.update, on_note=progress.note
@@ -275,6 +278,7 @@ def run_batch_command(
             progress.finish(summary)
     finally:
         batch_input.close()
+        files.close()
         if client is not None:
             client.close()
         if results is not None:
@@ -331,7 +335,7 @@ def batch_rate(rate: float | None, settings: Any) -> float | None:
 
 
 def _row_builder(
-    message: MessageInput, request: BatchRequest, settings: Any
+    message: MessageInput, request: BatchRequest, settings: Any, files_base: OpenDirectory
 ) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], dict[str, Any]]]:
     """What every row inherits from the command (before the profile's defaults), and the
     function that merges a row into it and checks it (UsageError)."""
@@ -350,8 +354,6 @@ def _row_builder(
         "backend": settings.backend,
     }
 
-    files_base = _files_base(request.source)
-
     def build(row: Mapping[str, Any]) -> dict[str, Any]:
         msg = merge_row(base, row, profile_defaults)
         if ATTACHMENTS in msg:
@@ -369,7 +371,7 @@ def attachment_names(paths: str) -> list[str]:
     return [name for name in (raw.strip() for raw in paths.split(";")) if name]
 
 
-def check_attachments(paths: str, base: Path) -> None:
+def check_attachments(paths: str, base: OpenDirectory) -> None:
     """Check, before anything is sent, that every file of an `attachments` cell can be
     opened as read_attachments will open it. Raises UsageError naming the first that
     cannot (the row is then `invalid`)."""
@@ -377,15 +379,17 @@ def check_attachments(paths: str, base: Path) -> None:
         os.close(_open_attachment(name, base))
 
 
-def read_attachments(paths: str, base: Path) -> list[Any]:
+def read_attachments(paths: str, base: OpenDirectory) -> list[Any]:
     """The files of an `attachments` cell (multipart.AttachedFile, types guessed from the
     names), each read from the one descriptor fsutil.open_beneath opened.
 
-    Rows are untrusted: a name is relative to the input file's directory `base` (the
-    working directory for stdin) and may not leave it (absolute, `..`) nor go through a
-    symbolic link, even one pointing inside: a link checked once can be retargeted before
-    it is read. Raises UsageError naming the file for those and for any file that cannot
-    be read (OSError), so that a row's file is that row's error, never the run's."""
+    Rows are untrusted: a name is relative to the input file's directory `base` (the working
+    directory for stdin), opened once when the batch starts, and may not leave it (absolute,
+    `..`) nor go through a symbolic link, even one pointing inside: a link checked once can
+    be retargeted before it is read; the directory itself swapped for a link mid-run is not
+    followed either (`OpenDirectory`). Raises UsageError naming the file for those and for
+    any file that cannot be read (OSError), so that a row's file is that row's error, never
+    the run's."""
     from outkit_cli import multipart
 
     files = []
@@ -401,23 +405,27 @@ def read_attachments(paths: str, base: Path) -> list[Any]:
     return files
 
 
-def _open_attachment(name: str, base: Path) -> int:
-    from outkit_cli.fsutil import OUTSIDE, UnsafeFileError, open_beneath
+def _open_attachment(name: str, base: OpenDirectory) -> int:
+    from outkit_cli.fsutil import OUTSIDE, UnsafeFileError
 
     try:
-        return open_beneath(base, name)
+        return base.open(name)
     except UnsafeFileError as exc:
         if exc.strerror == OUTSIDE:
             raise UsageError(
-                f"column attachments: {name} is outside the input file's directory {base}"
+                f"column attachments: {name} is outside the input file's directory {base.path}"
             ) from None
         raise UsageError(f"column attachments: {name} is {exc.strerror}") from None
     except OSError as exc:
         raise UsageError(f"column attachments: cannot read {name}: {exc.strerror or exc}") from None
 
 
-def _files_base(source: str | None) -> Path:
-    return Path.cwd() if source in (None, "-") else Path(str(source)).resolve().parent
+def _files_base(source: str | None) -> OpenDirectory:
+    """The directory a row's attachment names start from, opened once for the whole run:
+    the input file's (the working directory for stdin)."""
+    return OpenDirectory(
+        Path.cwd() if source in (None, "-") else Path(str(source)).resolve().parent
+    )
 
 
 def _check_results_path(results: Path | None, source: Path | None, journal: Path | None) -> None:
