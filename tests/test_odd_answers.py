@@ -175,3 +175,25 @@ def test_a_waited_message_whose_status_is_not_text_is_shown_as_json() -> None:
     error = outcome_error(failed, timed_out=False, wait_timeout=1)
     assert error is not None
     assert error.message == 'message m-1 ended in render_error: ["no","\\u001b]0;x\\u0007"]'
+
+
+@pytest.mark.parametrize("odd", [["a"], {"a": 1}, 5, True], ids=json.dumps)
+def test_a_list_with_a_non_string_id_from_submitter_is_an_odd_answer(
+    api: FakeApi, odd: Any, tmp_path: Any
+) -> None:
+    """Attacker trial 2: `id_from_submitter` as a list in a list answer crashed the
+    client's filter (unhashable type: exit 1) in `get --id-from-submitter` and in a
+    batch's lookups. It is an answer of the wrong shape: exit 7; the batch's rows are not
+    sent on it."""
+    SCRIPT.answer = (200, {"data": [{"id": "x", "status": "delivered", "id_from_submitter": odd}]})
+    result = run("get", "--id-from-submitter", "a", env=api.env())
+    assert result.exit_code == 7, result
+    assert "unexpected answer from 127.0.0.1" in result.stderr
+    rows = tmp_path / "rows.csv"
+    rows.write_text("to\na@example.com\n")
+    batch = run("send", "--batch", str(rows), "--project", "p", "--text-body", "x",
+                "--retries", "0", env=api.env())  # fmt: skip
+    assert batch.exit_code not in (0, 1), batch
+    assert "TypeError" not in batch.output and "a bug" not in batch.stderr
+    statuses = [json.loads(line)["status"] for line in batch.stdout.splitlines()]
+    assert statuses == ["failed"], batch
