@@ -50,6 +50,7 @@ def storing_api(
     filters: bool = True,
     page: int | None = None,
     blind: bool = False,
+    repeated: str = "all",
 ) -> Iterator[tuple[str, Store]]:
     """Yields (API URL, its store).
 
@@ -58,7 +59,9 @@ def storing_api(
     `id_from_submitter` and answers its newest messages (at most ``limit``, or at most
     ``page`` whatever the limit when ``page`` is set), as the hosted API may: it documents
     no filter (reference/outkit-facts.md). ``blind``: every list is empty, whatever is
-    stored (a list scoped to something else, or a stub)."""
+    stored (a list scoped to something else, or a stub). ``repeated``: which values of a
+    repeated `id_from_submitter` parameter the list applies: "all", or only the "first" or
+    "last" one (as many web frameworks do)."""
     store = Store()
 
     class Handler(QuietHandler):
@@ -101,7 +104,10 @@ def storing_api(
                 newest_first = list(reversed(store.messages))
             if url.path.rstrip("/").endswith("/messages"):
                 limit = int(query.get("limit", ["50"])[0])
-                wanted = set(query.get("id_from_submitter", []))
+                values = query.get("id_from_submitter", [])
+                if values and repeated != "all":
+                    values = [values[0] if repeated == "first" else values[-1]]
+                wanted = set(values)
                 if blind:
                     listed = []
                 elif filters:

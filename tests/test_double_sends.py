@@ -228,3 +228,50 @@ def test_rows_whose_lookup_failed_are_looked_up_again_by_the_rerun(tmp_path: Pat
     assert again.exit_code == 0, again
     assert statuses(again) == ["skipped"] * 6  # found on the server, not sent
     stored_once(store, 6)
+
+
+@pytest.mark.parametrize("repeated", ["first", "last"])
+def test_a_list_applying_one_value_of_a_repeated_filter_sends_nothing_twice(
+    tmp_path: Path, repeated: str
+) -> None:
+    """Attacker trial 2, finding 1: a server that keeps only the first (or last) of the
+    repeated id_from_submitter parameters answered each chunk lookup for one id, and the
+    other 29 rows of a copy looked unsent. The batch finds that out and looks rows up one
+    by one."""
+    src = rows_file(tmp_path, 30)
+    with storing_api(repeated=repeated) as (url, store):
+        first = batch(url, src)
+        assert first.exit_code == 0, first
+        copy = tmp_path / "elsewhere"
+        copy.mkdir()
+        (copy / "rows.csv").write_bytes(src.read_bytes())
+        again = batch(url, copy / "rows.csv")
+    assert again.exit_code == 0, again
+    assert statuses(again) == ["skipped"] * 30
+    stored_once(store, 30)
+
+
+def test_a_list_cut_at_a_page_size_of_its_own_sends_nothing_twice(tmp_path: Path) -> None:
+    """Attacker trial 2, finding 2: a server that answers at most 50 messages whatever the
+    limit, with no next page: a chunk lookup of 64 rows that were all sent listed 50, and
+    14 looked unsent on every copy. Rows a partial answer leaves out are looked up alone."""
+    src = rows_file(tmp_path, 120)
+    with storing_api(page=50) as (url, store):
+        first = batch(url, src)
+        assert first.exit_code == 0, first
+        src.with_name(src.name + ".outkit-journal").unlink()
+        again = batch(url, src)
+    assert again.exit_code == 0, again
+    assert statuses(again) == ["skipped"] * 120
+    stored_once(store, 120)
+
+
+def test_a_first_run_against_an_empty_server_looks_rows_up_by_chunk(tmp_path: Path) -> None:
+    """The fast path stays: nothing stored, so nothing can be missed; one lookup request
+    per chunk of rows, not one per row."""
+    src = rows_file(tmp_path, 150)
+    with storing_api() as (url, store):
+        result = batch(url, src)
+    assert result.exit_code == 0, result
+    stored_once(store, 150)
+    assert store.gets < 20, store.gets
