@@ -9,6 +9,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ def storing_api(
     page: int | None = None,
     blind: bool = False,
     repeated: str = "all",
+    lag: float = 0.0,
 ) -> Iterator[tuple[str, Store]]:
     """Yields (API URL, its store).
 
@@ -61,8 +63,10 @@ def storing_api(
     no filter (reference/outkit-facts.md). ``blind``: every list is empty, whatever is
     stored (a list scoped to something else, or a stub). ``repeated``: which values of a
     repeated `id_from_submitter` parameter the list applies: "all", or only the "first" or
-    "last" one (as many web frameworks do)."""
+    "last" one (as many web frameworks do). ``lag``: a message is listed only this many
+    seconds after it was stored (a list served from a replica)."""
     store = Store()
+    stored_at: dict[str, float] = {}  # message id -> time.monotonic() it was stored
 
     class Handler(QuietHandler):
         def _answer(self, status: int, payload: Any) -> None:
@@ -81,6 +85,7 @@ def storing_api(
             message.update(id=str(uuid.uuid4()), status="received", done=False)
             with store.lock:
                 store.messages.append(message)
+                stored_at[message["id"]] = time.monotonic()
             fault = post_fault(n) if post_fault else None
             if fault == "drop":
                 self.close_connection = True
@@ -101,7 +106,11 @@ def storing_api(
             query = parse_qs(url.query)
             with store.lock:
                 store.gets += 1
-                newest_first = list(reversed(store.messages))
+                seen_after = time.monotonic() - lag
+                newest_first = [
+                    m for m in reversed(store.messages)
+                    if stored_at.get(m["id"], 0.0) <= seen_after
+                ]  # fmt: skip
             if url.path.rstrip("/").endswith("/messages"):
                 limit = int(query.get("limit", ["50"])[0])
                 values = query.get("id_from_submitter", [])

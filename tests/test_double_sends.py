@@ -275,3 +275,15 @@ def test_a_first_run_against_an_empty_server_looks_rows_up_by_chunk(tmp_path: Pa
     assert result.exit_code == 0, result
     stored_once(store, 150)
     assert store.gets < 20, store.gets
+
+
+def test_lost_answers_against_a_list_that_lags_behind_writes(tmp_path: Path) -> None:
+    """Attacker trial 2, finding 4: a list served from a replica shows a message 1.5 s
+    after it was stored; rows whose answers were lost were looked up at once, not found,
+    and sent again. A row in doubt is looked up no sooner than LIST_LAG after its POST."""
+    src = rows_file(tmp_path, 20)
+    with storing_api(lambda n: "drop" if n % 5 == 0 else None, lag=1.5) as (url, store):
+        result = batch(url, src, "--concurrency", "2")
+    assert result.exit_code == 0, result
+    assert statuses(result) == ["accepted"] * 20
+    stored_once(store, 20)

@@ -42,6 +42,7 @@ class Task:
     identity: str
     lookup: bool = False  # ask the server for it before sending (the journal is new)
     found: Mapping[str, Any] | None = None  # the server's message, found by a chunk's lookup
+    sent_at: float = 0.0  # time.monotonic() of its latest POST (recovery.LIST_LAG)
 
     @property
     def ifs(self) -> str | None:

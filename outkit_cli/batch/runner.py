@@ -306,6 +306,7 @@ class _Run:
                 if found is not None:  # sent by a run whose journal is gone
                     return {**base, "status": "skipped", "id": found.get("id")}
                 base.pop("recheck", None)
+            task.sent_at = time.monotonic()
             data = self.api.create(task.message)
         except MaybeSentError as exc:
             return {**base, "status": "in_doubt", "error": exc.message, "task": task}
