@@ -408,3 +408,32 @@ def test_attachments_are_listed_downloaded_and_inline_images_shown(sandbox: Sand
     # an inline image (cid:) shows in the preview as a data: URL, which its policy allows
     _, _, body = fetch(sandbox, f"/messages/{inline['id']}/body.html")
     assert b'<img src="data:image/png;base64,iVBORyBmYWtl">' in body
+
+
+def test_the_pages_curl_line_works_with_the_unsigned_key_it_names(sandbox: Sandbox) -> None:
+    """The message page's curl line, run as its note says (the sandbox's unsigned key in
+    the OUTKIT_ACCESS_* variables), answers the message (newcomer trial: pasted after the
+    quick start, with the signed key, it answered 401 and nothing said why)."""
+    import html
+    import shlex
+    import urllib.request
+
+    msg = send(sandbox, type="email", to="curl@example.com", text_body="x")
+    status, _, page = fetch(sandbox, f"/messages/{quote(msg['id'], safe='')}")
+    assert status == 200
+    note = re.search(rb'<small id="curl-note">(.*?)</small>', page)
+    assert note and b"<em>unsigned</em> key (keys.json in its data dir)" in note.group(1)
+    line = re.search(rb'id="curl-line" value="([^"]+)"', page)
+    assert line
+    words = shlex.split(html.unescape(line.group(1).decode()))
+    env = {"$OUTKIT_ACCESS_KEY": sandbox.unsigned_key,
+           "$OUTKIT_ACCESS_PASSPHRASE": sandbox.unsigned_passphrase,
+           "$OUTKIT_ACCESS_SECRET": sandbox.unsigned_secret}  # fmt: skip
+    assert words[:2] == ["curl", "-sS"]
+    url, headers = words[2], {}
+    for flag, value in zip(words[3::2], words[4::2], strict=True):
+        assert flag == "-H"
+        name, _, var = value.partition(": ")
+        headers[name] = env[var]
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+        assert json.load(r)["data"]["id"] == msg["id"]
