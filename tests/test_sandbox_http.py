@@ -27,12 +27,18 @@ class Pages:
 
     def __init__(self) -> None:
         self.stream_closed = threading.Event()
+        self.entered = threading.Event()
+        self.release = threading.Event()
         self.calls: list[tuple[str, str, str | None]] = []
 
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> Response:
         self.calls.append((method, target, headers.get("X-Test")))
         if target == "/page":
             return Response(200, "<p>héllo</p>", {"Content-Type": "text/html; charset=utf-8"})
+        if target == "/slow":  # held until the test releases it
+            self.entered.set()
+            self.release.wait(30)
+            return Response(200, "<p>slow</p>", {"Content-Type": "text/html"})
         if target == "/raw":
             return Response(200, b"\x00\xffraw", {"Content-Type": "application/octet-stream"})
         if target.startswith("/events"):
@@ -125,3 +131,31 @@ def test_a_client_that_leaves_ends_the_stream_and_api_requests_go_on(server: Any
     for sock in socks:
         sock.close()
     assert pages.stream_closed.wait(10), "the stream's iterator was not closed"
+
+
+def test_requests_in_hand_are_counted_for_the_worker_to_give_way_and_streams_are_not(
+    server: Any,
+) -> None:
+    srv, pages, app = server
+    activity = app.activity
+    done: list[int] = []
+    slow = threading.Thread(target=lambda: done.append(_get(srv, "/slow").status))
+    slow.start()
+    assert pages.entered.wait(30)
+    assert activity.quiet_for() == 0.0  # a request in hand: the worker waits (worker.py)
+    pages.release.set()
+    slow.join(30)
+    assert done == [200]
+    deadline = time.monotonic() + 30
+    while activity.quiet_for() == 0.0:  # the count is back to none once it is answered
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # an open event stream is not a request in hand: it would hold deliveries back for ever
+    sock = socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=30)
+    try:
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.05)
+        assert activity.quiet_for() > 0.0
+    finally:
+        sock.close()

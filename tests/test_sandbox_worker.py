@@ -3,6 +3,7 @@ failing disk, never saved twice over a newer save."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from outkit_cli.sandbox.app import SandboxApp
 from outkit_cli.sandbox.keys import load_or_create_keys
 from outkit_cli.sandbox.store import Store
 from outkit_cli.sandbox.templates import Catalog, builtin_dir
-from outkit_cli.sandbox.worker import Worker
+from outkit_cli.sandbox.worker import Activity, Worker
 
 Doc = dict[str, Any]
 
@@ -144,3 +145,69 @@ def test_messages_queued_together_are_all_delivered(app: SandboxApp) -> None:
     assert len(outbox) == 40
     for d in docs:
         assert app.store.get(d["id"])["status"] == "delivered"  # type: ignore[index]
+
+
+def test_the_worker_gives_way_while_requests_are_in_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    import outkit_cli.sandbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_DELAY", 60.0)  # no deadline within this test
+    activity = Activity()
+    seen: list[str] = []
+    worker = Worker(process=lambda docs: seen.extend(d["id"] for d in docs),
+                    load=lambda message_id: None, activity=activity)  # fmt: skip
+    worker.start()
+    worker.submit("m-1", _doc(1))  # nothing going on: taken at once, not after MAX_DELAY
+    _wait(lambda: seen == ["m-1"])
+    activity.begin()  # a request in hand
+    worker.submit("m-2", _doc(2))
+    time.sleep(0.3)
+    assert seen == ["m-1"]
+    activity.end()  # quiet again: taken QUIET seconds later
+    _wait(lambda: seen == ["m-1", "m-2"])
+    worker.stop()
+
+
+def test_under_a_steady_stream_of_requests_a_batch_still_goes_at_least_every_max_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import outkit_cli.sandbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_DELAY", 0.2)
+    activity = Activity()
+    activity.begin()  # never ends: requests all along
+    batches: list[tuple[float, list[str]]] = []
+
+    def process(docs: list[Doc]) -> None:
+        batches.append((time.monotonic(), [d["id"] for d in docs]))
+
+    worker = Worker(process=process, load=lambda message_id: None, batch=2, activity=activity)
+    for i in range(6):
+        worker.submit(f"m-{i}", _doc(i))
+    worker.start()
+    _wait(lambda: sum(len(b) for _, b in batches) == 6)
+    worker.stop()
+    assert [b for _, b in batches] == [["m-0", "m-1"], ["m-2", "m-3"], ["m-4", "m-5"]]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(batches)]
+    assert all(gap >= 0.19 for gap in gaps), gaps  # gives way between batches
+
+
+def test_a_stop_while_the_worker_waits_for_its_turn_is_prompt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import outkit_cli.sandbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_DELAY", 60.0)
+    activity = Activity()
+    seen: list[str] = []
+    worker = Worker(process=lambda docs: seen.extend(d["id"] for d in docs),
+                    load=lambda message_id: None, activity=activity)  # fmt: skip
+    worker.start()
+    worker.submit("m-1", _doc(1))
+    _wait(lambda: seen == ["m-1"])
+    activity.begin()
+    worker.submit("m-2", _doc(2))
+    time.sleep(0.1)
+    began = time.monotonic()
+    worker.stop(timeout=30)
+    assert time.monotonic() - began < 10  # not the 60 s deadline
+    assert seen == ["m-1"]  # m-2 stays pending in the database, for the next start

@@ -56,7 +56,7 @@ from outkit_cli.sandbox.templates import (
     find_template,
     stable_id,
 )
-from outkit_cli.sandbox.worker import Worker
+from outkit_cli.sandbox.worker import Activity, Worker
 
 if TYPE_CHECKING:
     from outkit_cli.sandbox.inbox import Inbox
@@ -179,7 +179,11 @@ class SandboxApp:
             )
             self.backends["smtp"] = relay
             self.default_backend["email"] = relay
-        self.worker = Worker(process=self.process_many, load=self.store.get, log=self.log)
+        # requests in the HTTP front end's hands, which the worker gives way to (worker.py)
+        self.activity = Activity()
+        self.worker = Worker(
+            process=self.process_many, load=self.store.get, log=self.log, activity=self.activity
+        )
 
     # -- lifecycle of the app ------------------------------------------------------------
     def start(self) -> None:

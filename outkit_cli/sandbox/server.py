@@ -11,6 +11,9 @@ Contract with the applications behind it (the API and the browser inbox):
   takes any case (the last of repeated fields wins), `body` the whole body (chunked
   bodies are de-chunked). They are synchronous and run in a bounded thread pool
   (`workers` threads), never on the event loop, so a slow one holds up no other connection.
+  When the app has an `activity` (`outkit_cli.sandbox.worker.Activity`), each call is
+  counted in it from the moment it is handed to the pool until it returns (streams are
+  not counted), so that the app's background work can give way to requests.
 - The `Response` (see `outkit_cli.sandbox.app.Response`) goes out with Date, Server,
   Content-Type (application/json unless `headers` names one) and Content-Length.
   When `Response.stream` is set, the front end sends the head without Content-Length
@@ -439,9 +442,17 @@ class SandboxServer:
             return False
 
         assert self._loop is not None
-        resp = await self._loop.run_in_executor(
-            self._pool, self._call, method, target, headers, body
-        )
+        # the app's background work gives way while requests are in hand (worker.py)
+        activity = getattr(self.app, "activity", None)
+        if activity is not None:
+            activity.begin()
+        try:
+            resp = await self._loop.run_in_executor(
+                self._pool, self._call, method, target, headers, body
+            )
+        finally:
+            if activity is not None:
+                activity.end()
         if self.app.faults.latency_ms > 0:
             await asyncio.sleep(self.app.faults.latency_ms / 1000)
         try:

@@ -10,6 +10,14 @@ saving one (bench/bench_sandbox.py). A message is saved only once it is done, so
 or a stop before that leaves it pending in the database, and it is processed again on the
 next start; when only one message is queued, it is handed over alone, without waiting for
 others.
+
+It gives way to the API. The worker shares the process (and its one GIL) with the HTTP
+front end, so every message it moves on while requests are being handled slows their
+answers. While the front end has requests in hand (`Activity`), the worker waits for
+`QUIET` seconds without any, but never longer than `MAX_DELAY` after its last batch: under a
+steady stream of requests it still takes a batch at least that often (up to `batch`
+messages each time), and once the stream stops it catches up at full speed. A message sent
+alone, with nothing else going on, is taken at once.
 """
 
 from __future__ import annotations
@@ -17,12 +25,40 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 Doc = dict[str, Any]
 RETRY_SECONDS = 1.0
 BATCH = 32  # messages taken at once, at most (about 10-20 ms of work)
+QUIET = 0.01  # seconds without requests after which the worker goes on
+MAX_DELAY = 0.1  # seconds after its last batch after which it goes on, requests or not
+
+
+class Activity:
+    """Requests in the HTTP front end's hands: `begin` and `end` around each one, called
+    from the event loop's thread only (server.py); the worker reads `quiet_for`."""
+
+    __slots__ = ("_count", "_since")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._since = 0.0  # time.monotonic() when the count last fell to 0
+
+    def begin(self) -> None:
+        self._count += 1
+
+    def end(self) -> None:
+        self._count -= 1
+        if not self._count:
+            self._since = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last request ended, 0.0 while there is one."""
+        if self._count:
+            return 0.0
+        return time.monotonic() - self._since
 
 
 class Worker:
@@ -33,15 +69,19 @@ class Worker:
         load: Callable[[str], Doc | None],
         log: Callable[[str], Any] = lambda line: None,
         batch: int = BATCH,
+        activity: Activity | None = None,
     ) -> None:
         """`process(docs)` runs the lifecycle of each message of the list and saves those
         done (raising OSError or sqlite3.Error when the disk or the database fails);
         `load(id)` reads a stored message (None when there is none); `log` takes one line
-        about a failure; `batch` is the most messages handed to `process` at once."""
+        about a failure; `batch` is the most messages handed to `process` at once;
+        `activity`, the requests the worker gives way to (none: it never waits)."""
         self._process = process
         self._load = load
         self._log = log
         self._batch = max(1, batch)
+        self._activity = activity
+        self._last_batch = 0.0  # time.monotonic() when the last batch ended
         self._queue: queue.SimpleQueue[tuple[str, Doc | None] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-worker", daemon=True)
@@ -61,8 +101,11 @@ class Worker:
             self._thread.join(timeout)
 
     def _take(self) -> list[tuple[str, Doc | None]] | None:
-        """The next messages queued (waiting for the first), or None when stopping."""
+        """The next messages queued (waiting for the first, then for its turn), or None
+        when stopping."""
         item = self._queue.get()
+        if item is not None:
+            self._wait_turn()
         items = []
         while item is not None and not self._stopping.is_set():
             items.append(item)
@@ -73,6 +116,20 @@ class Worker:
             except queue.Empty:
                 return items
         return None  # stopping: what was taken stays pending in the database
+
+    def _wait_turn(self) -> None:
+        """Return once the front end has had no request for QUIET seconds, or MAX_DELAY
+        seconds after the last batch ended, or when stopping."""
+        if self._activity is None:
+            return
+        deadline = self._last_batch + MAX_DELAY
+        while True:
+            quiet = self._activity.quiet_for()
+            left = deadline - time.monotonic()
+            if quiet >= QUIET or left <= 0:
+                return
+            if self._stopping.wait(min(QUIET - quiet, left)):
+                return
 
     def _run(self) -> None:
         while True:
@@ -99,3 +156,4 @@ class Worker:
                 if not self._stopping.wait(RETRY_SECONDS):
                     for message_id in ids:
                         self._queue.put((message_id, None))
+            self._last_batch = time.monotonic()
