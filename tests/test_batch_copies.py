@@ -6,6 +6,7 @@ every row is stored once. Counted on the sandbox, by recipient."""
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import time
 from collections import Counter
@@ -69,3 +70,29 @@ def test_a_copy_meets_the_run_holding_its_rows_and_can_wait_for_it(sandbox, tmp_
     # its journal is new: it looked the rows up and found them sent
     assert b'"status":"skipped"' in out.replace(b" ", b"") and b"accepted" not in out
     assert held(sandbox, "cw") == Counter(f"cw-{i}@example.com" for i in range(3))
+
+
+def test_a_stdin_run_meets_the_run_holding_the_same_rows(sandbox, tmp_path):
+    """Attacker trial 2: `cat rows.csv | outkit send --batch -` beside a run on the file
+    sent 16 of 20 rows twice (stdin was read as it came, with no lock on its rows). Stdin
+    is now copied to a private file first and read ahead, so it meets the rows' lock; the
+    copy is gone afterwards."""
+    src = write_csv(tmp_path / "a" / "rows.csv", people(3, "sd"))
+    first = run("send", "--batch", str(src), *DEMO, env=sandbox.env())
+    assert first.exit_code == 0, first.stderr
+    state = platformdirs.user_state_path("outkit")
+    (rows_lock,) = [p for p in (state / "locks").iterdir() if p.name.startswith("rows-")]
+    with rows_lock.open("r+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.write(b"4344\n")
+        fh.flush()
+        res = run("send", "--batch", "-", *DEMO, input=src.read_text(), env=sandbox.env())
+        assert res.exit_code == 2, res.output
+        assert "are in use by another run (process 4344)" in res.stderr
+    assert list((state / "spool").iterdir()) == []
+    # once the holder is gone, stdin's own first run looks the rows up: all sent already
+    again = run("send", "--batch", "-", *DEMO, input=src.read_text(), env=sandbox.env())
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["skipped"] * 3
+    assert held(sandbox, "sd") == Counter(f"sd-{i}@example.com" for i in range(3))
+    assert list((state / "spool").iterdir()) == []

@@ -253,7 +253,7 @@ def run_batch_command(
     from outkit_cli.batch.plan import BatchOptions
     from outkit_cli.batch.progress import batch_progress
     from outkit_cli.batch.recovery import SETTLE_ROUNDS
-    from outkit_cli.batch.rows import BadRow, Row, count_rows, open_input
+    from outkit_cli.batch.rows import BadRow, Row, count_rows, open_input, spool_stdin
     from outkit_cli.batch.runner import run_batch
 
     settings = app.settings(timeout=timeout, retries=retries)
@@ -280,8 +280,12 @@ def run_batch_command(
     batch_input = open_input(
         request.source, request.format, encoding=request.encoding, delimiter=request.delimiter
     )
-    total = None
-    if batch_input.path is not None:
+    spooled = None
+    if batch_input.path is None:
+        from outkit_cli.batch.locks import spool_dir
+
+        batch_input, spooled = spool_stdin(batch_input, spool_dir())
+    try:
         # read ahead: a bad header or byte stops the batch before anything is sent (or a
         # dry run before any row is called valid), and the progress bar gets a true total;
         # a run also learns its rows' key, which copies of the file share (RowsLock)
@@ -291,9 +295,14 @@ def run_batch_command(
             if key is not None and isinstance(item, Row):
                 key.add(item.fields)
 
-        total = count_rows(batch_input.path, batch_input, each)
+        readable = batch_input.path or spooled
+        assert readable is not None
+        total = count_rows(readable, batch_input, each)
         opts.expected_rows = total
         opts.rows_key = key.hexdigest() if key is not None else None
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)  # the input keeps it open until it is read
     _check_results_path(request.results_path, batch_input.path, request.journal_path)
     results = _open_results(request.results_path)
     opts.results = results

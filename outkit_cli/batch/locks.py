@@ -93,6 +93,15 @@ def lock_dir() -> Path:
     return ensure_private_dir(state / "locks")
 
 
+def spool_dir() -> Path:
+    """Where a batch from stdin is copied before it is read (created 0700): STATE/spool."""
+    import platformdirs
+
+    state = platformdirs.user_state_path("outkit")
+    ensure_private_dir(state)
+    return ensure_private_dir(state / "spool")
+
+
 class RunLock:
     """A lock file in STATE/locks held from construction to close(). The holder's process
     id is written in the lock file so that a second run can name it.
