@@ -8,7 +8,6 @@ must start fast and the sandbox verifies with the same functions.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import hmac
 import time
 
@@ -70,7 +69,8 @@ def presignature(timestamp: str | int, method: str, path: str, body: str | bytes
 
 
 def signature(secret: str | bytes, presig: bytes) -> str:
-    digest = hmac.new(_bytes(secret), presig, hashlib.sha256).digest()
+    # the one-shot form runs in OpenSSL; hmac.new builds a Python object per call
+    digest = hmac.digest(_bytes(secret), presig, "sha256")
     # binascii, not base64: the same encoding without importing base64 (and struct) at startup
     return binascii.b2a_base64(digest, newline=False).decode("ascii")
 

@@ -547,7 +547,7 @@ def test_a_group_commit_survives_a_row_that_cannot_be_encoded(tmp_path: Path) ->
         assert [r.settled for r in rows] == [True, True]
         assert isinstance(rows[0].error, UnicodeEncodeError) and rows[1].error is None
         assert store.get("a") == good and store.get("bad") is None
-        assert not any(conn.in_transaction for conn in list(store._pool.queue))
+        assert not any(conn.in_transaction for conn in list(store._pool))
     finally:
         store.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -205,4 +206,38 @@ def test_concurrent_updates_and_reads_end_on_the_last_write(tmp_path: Path) -> N
         t.join()
     for i in range(20):
         assert store.get_text(f"t-{i}") == _in_database(path, f"t-{i}")
+    store.close()
+
+
+def test_a_database_from_before_gets_the_partial_submitter_index(tmp_path: Path) -> None:
+    # data dirs made before the index on id_from_submitter became partial (only rows that
+    # have one): the old index is replaced on open, and lookups still use an index
+    path = tmp_path / "db.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+        "status TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, id_from_submitter TEXT, "
+        "doc TEXT NOT NULL);"
+        "CREATE INDEX messages_submitter ON messages (id_from_submitter);"
+    )
+    old.execute(
+        "INSERT INTO messages (id, status, id_from_submitter, doc) VALUES "
+        "('a-1', 'received', 'a', '{\"id\": \"a-1\"}')"
+    )
+    old.commit()
+    old.close()
+    store = Store(path)
+    store.insert({**_doc(2, "b"), "id_from_submitter": None})
+    store.insert(_doc(3, "c"))
+    with store.connection() as conn:
+        names = {row[1] for row in conn.execute("PRAGMA index_list(messages)")}
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id, doc FROM messages WHERE id_from_submitter IN (?, ?) "
+            "ORDER BY seq DESC LIMIT ?",
+            ("a", "c", 10),
+        ).fetchall()
+    assert "messages_submitter" not in names and "messages_submitter_given" in names
+    assert any("messages_submitter_given" in row[-1] for row in plan), plan
+    texts, _ = store.list_texts(limit=10, id_from_submitter=["a", "c"])
+    assert [json.loads(t)["id"] for t in texts] == ["c-3", "a-1"]
     store.close()

@@ -11,11 +11,11 @@ import contextlib
 import json
 import os
 import quopri
+import random
 import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from email import policy
 from email.header import Header
@@ -181,7 +181,10 @@ def build_email(doc: dict[str, Any], files: Sequence[Attachment] = ()) -> tuple[
     if files:
         return message_id, head + _mime_body(text, html, files)
     if text is not None and html is not None:
-        boundary = f"=_outkit_{uuid.uuid4().hex}"
+        # not uuid4: os.urandom is a system call, which gives up the GIL to the request
+        # threads and waits to get it back; a boundary needs no secrecy (quoted-printable
+        # parts never hold "=_", RFC 2045 section 6.7)
+        boundary = f"=_outkit_{random.getrandbits(128):032x}"
         body = (
             f'Content-Type: multipart/alternative; boundary="{boundary}"\n\n'.encode()
             + f"--{boundary}\n".encode()
@@ -210,6 +213,9 @@ class Outbox:
         mailbox.Maildir(directory, create=True)  # tmp/, new/, cur/, as the format has them
         self._lock = threading.Lock()
         self._count = 0
+        # the Maildir's directories as text: pathlib's joins cost more than the writes
+        self._tmp = os.path.join(directory, "tmp", "")
+        self._new = os.path.join(directory, "new", "")
         # the host part of a Maildir file name, with "/" and ":" escaped as mailbox does
         self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
@@ -225,9 +231,9 @@ class Outbox:
                 path = self._add(raw)
         except (OSError, ValueError) as exc:
             raise BackendError(f"outbox: {exc}") from None
-        return message_id, {"backend": "outbox", "path": str(path)}
+        return message_id, {"backend": "outbox", "path": path}
 
-    def _add(self, raw: bytes) -> Path:
+    def _add(self, raw: bytes) -> str:
         """Write one message into the Maildir as its format asks: a file of a unique name
         in `tmp/`, then renamed into `new/`, so a reader never sees half a message.
 
@@ -240,12 +246,12 @@ class Outbox:
         self._count += 1
         now = time.time()
         name = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{self._count}.{self._host}"
-        tmp = self.directory / "tmp" / name
+        tmp = self._tmp + name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(raw)
-            final = self.directory / "new" / name
+            final = self._new + name
             try:
                 os.link(tmp, final)  # as mailbox.Maildir.add: never replaces a file
             except PermissionError:  # a file system without hard links (as mailbox does)
