@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -95,23 +96,37 @@ def check_api_url(url: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
+    """Retry-After as seconds from now (float, 0 to ``RETRY_AFTER_CAP``), or None.
+
+    RFC 9110 section 10.2.3: delta-seconds (digits; a decimal fraction is taken too) or an
+    HTTP date. The header is the server's, so untrusted: a value beyond a day (``1e308``,
+    a date in year 9999) is a day, and ``inf``, ``nan``, exponents and signs other than a
+    leading ``-`` (taken as 0) are not delta-seconds: None, as for any header that does
+    not parse.
+    """
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
+    if _DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        from email.utils import parsedate_to_datetime
 
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), RETRY_AFTER_CAP)
+
+
+# delta-seconds = 1*DIGIT (RFC 9110 section 10.2.3), with the fraction and the minus sign
+# some servers send; never an exponent, inf or nan (float() would take those)
+_DELTA_SECONDS = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+# A Retry-After beyond this is read as this (it is over MAX_RETRY_AFTER, so never waited).
+RETRY_AFTER_CAP = 86400.0
 
 
 def clock_skew(date_header: str | None, now: float | None = None) -> float | None:
@@ -442,7 +457,8 @@ class Client:
                 resp_status = resp.status_code
                 wait = parse_retry_after(resp.headers.get("Retry-After"))
                 if wait is not None and wait > MAX_RETRY_AFTER:
-                    error.message += f"; the server asks to wait {wait:.0f} s, not retrying"
+                    asks = "a day or more" if wait >= RETRY_AFTER_CAP else f"{wait:.0f} s"
+                    error.message += f"; the server asks to wait {asks}, not retrying"
                     raise error
             shared = 0.0
             if resp_status == 429:

@@ -17,6 +17,7 @@ import pytest
 
 from outkit_cli import signing
 from outkit_cli.client import (
+    RETRY_AFTER_CAP,
     Backoff,
     Client,
     check_api_url,
@@ -256,6 +257,40 @@ def test_long_retry_after_is_not_waited_out() -> None:
     assert result.exit_code == 6
     assert "asks to wait 3600 s, not retrying" in result.stderr
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "shown"),
+    [("1" + "0" * 400, "a day or more"), ("99999999999", "a day or more"),
+     ("Fri, 31 Dec 9999 23:59:59 GMT", "a day or more"), ("3600.5", "3600 s")],
+)  # fmt: skip
+def test_huge_retry_after_is_a_day_in_the_error_line(header: str, shown: str) -> None:
+    body = {"error": {"message": "slow down"}}
+    with fake_api((429, {"Retry-After": header}, body)) as (url, seen):
+        result = run("get", "m-1", "--retries", "3", env=env_for(url))
+    assert result.exit_code == 6
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"asks to wait {shown}, not retrying" in line
+    assert len(line) < 200
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("header", ["1e308", "inf", "-inf", "nan", "Infinity", "0x10", "+5", "1_0"])
+def test_retry_after_that_is_not_delta_seconds_is_ignored(header: str) -> None:
+    # RFC 9110 10.2.3: delta-seconds is digits; float() would take these, and 1e308 or inf
+    # printed a 300-digit wait (attacker trial)
+    assert parse_retry_after(header) is None
+    body = {"error": {"message": "slow down"}}
+    with fake_api((429, {"Retry-After": header}, body)) as (url, seen):
+        result = run("get", "m-1", "--retries", "1", env=env_for(url))
+    assert result.exit_code == 6
+    assert "asks to wait" not in result.stderr and len(result.stderr) < 300
+    assert len(seen) == 2  # retried after the usual backoff
+
+
+def test_parse_retry_after_is_at_most_a_day() -> None:
+    assert parse_retry_after("9" * 500) == RETRY_AFTER_CAP == 86400.0
+    assert parse_retry_after(" 7 ") == 7.0
 
 
 def test_non_json_success_is_a_server_error() -> None:
