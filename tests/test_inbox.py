@@ -437,3 +437,33 @@ def test_the_pages_curl_line_works_with_the_unsigned_key_it_names(sandbox: Sandb
         headers[name] = env[var]
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
         assert json.load(r)["data"]["id"] == msg["id"]
+
+
+# What an attacker trial sent: a `before` beyond SQLite's INTEGER was a 500 (OverflowError).
+# Every query value of every inbox page is refused (4xx) or ignored, never a 500.
+ODD_VALUES = [
+    "99999999999999999999999", str(2**63), str(2**63 - 1), "-1", "-99999999999999999999",
+    "²", "١٢", "1e9", "0x10", "", " ", "%00", "\x00", "0" * 5000, "9" * 5000, "nan",
+    "%ed%a0%80", "%ff%fe", "[]", "{}", '{"a":' * 2000, "1" * 5000,
+]  # fmt: skip
+INBOX_PARAMS = ["before", "q", "status", "type", "project", "template", "remote", "locals",
+                "token"]  # fmt: skip
+
+
+def test_no_query_value_makes_an_inbox_page_fail(start_sandbox: Start) -> None:
+    box = start_sandbox()
+    message = send(box, type="email", to="one@example.com", subject="hi", text_body="hello")
+    pages = ["/", "/rows", f"/messages/{message['id']}", f"/messages/{message['id']}/body.html",
+             "/templates", "/templates/demo/welcome", "/templates/demo/welcome/render",
+             "/templates/demo/welcome/preview.html"]  # fmt: skip
+    for page in pages:
+        for name in INBOX_PARAMS:
+            for value in ODD_VALUES:
+                one = quote(value, safe="%")
+                for query in (f"{name}={one}", f"{name}={one}&{name}=1&{name}={one}", name):
+                    status, _, body = fetch(box, f"{page}?{query}")
+                    assert status < 500, (page, query[:80], status, body[:300])
+    # what the list shows for an ignored `before`: the newest page, with the message
+    for path in ("/?before=99999999999999999999999", "/rows?before=99999999999999999999999"):
+        status, _, body = fetch(box, path)
+        assert status == 200 and message["id"].encode() in body

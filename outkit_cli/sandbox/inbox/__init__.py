@@ -267,7 +267,7 @@ class Inbox:
         return {
             "where": where,
             "search": one("q")[:MAX_SEARCH],
-            "before": int(before) if before.isascii() and before.isdigit() else None,
+            "before": _sequence(before),
         }
 
     def _list_context(self, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -660,6 +660,22 @@ def _when(value: Any) -> str:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return value[:40]
+
+
+def _sequence(value: str) -> int | None:
+    """A list position from the query (the ``before`` of "older"), or None to ignore it.
+
+    Digits only (``str.isdigit`` takes ``²``, which ``int`` refuses), and within SQLite's
+    INTEGER (a signed 64-bit number): a larger one raised OverflowError in the query, a
+    500 (attacker trial); one above every row means the newest page anyway.
+    """
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        return None
+    number = int(value)
+    return number if number <= _SQLITE_MAX_INTEGER else None
+
+
+_SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
