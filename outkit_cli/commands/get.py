@@ -6,7 +6,6 @@ only to draw a table and requests only once a request is made.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import click
 from outkit_cli.commands import command
 from outkit_cli.commands.options import OutputSpec, network_options, output_options, wait_options
 from outkit_cli.errors import NotFoundError, OutkitError, RejectedError, UsageError
+from outkit_cli.htmlhead import head_insertion_point
 from outkit_cli.message import STATUSES
 from outkit_cli.output import shown
 from outkit_cli.terminal import current as current_terminal
@@ -271,7 +271,6 @@ OPEN_CSP = (
     "font-src data: http: https:; media-src data: http: https:; base-uri 'none'; "
     "form-action 'none'"
 )
-_DOCTYPE = re.compile(r"\A(\ufeff?\s*<!doctype[^>]*>)", re.IGNORECASE)
 
 
 def guarded_html(html: str) -> str:
@@ -283,10 +282,8 @@ def guarded_html(html: str) -> str:
     message itself can only add restrictions (CSP: policies combine by intersection).
     """
     meta = f'<meta http-equiv="Content-Security-Policy" content="{OPEN_CSP}">'
-    match = _DOCTYPE.match(html)
-    if match:
-        return match.group(1) + meta + html[match.end() :]
-    return meta + html
+    at = head_insertion_point(html)  # after a doctype by HTML's rules, not a regex's
+    return html[:at] + meta + html[at:]
 
 
 def _open_bodies(messages: Sequence[Mapping[str, Any]]) -> list[OutkitError]:

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from outkit_cli.htmlhead import head_insertion_point
 from outkit_cli.sandbox.errors import RenderError
 
 _CACHE_SIZE = 256
@@ -224,8 +225,7 @@ def inline_css(html: str, css: str | None) -> str:
     if css:
         # as a <style> element rather than css-inline's extra_css, whose rules that
         # cannot be inlined would be dropped; "</" cannot close the element in CSS
-        doctype = _DOCTYPE.match(html)
-        at = doctype.end() if doctype else 0  # before the doctype, it would be dropped
+        at = head_insertion_point(html)  # before a doctype, the doctype would be dropped
         html = html[:at] + "<style>" + css.replace("</", "<\\/") + "</style>" + html[at:]
     try:
         out = css_inline.CSSInliner(
@@ -237,4 +237,3 @@ def inline_css(html: str, css: str | None) -> str:
 
 
 _EMPTY_STYLE = re.compile(r"<style>\s*</style>")
-_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
