@@ -119,35 +119,68 @@ def read_state(fh: IO[bytes], path: Path) -> JournalState:
 def _replay(
     rec: dict[str, Any], state: JournalState, pending: dict[str, tuple[int, str | None]]
 ) -> None:
+    """Apply one record to the state. Raises ValueError for a record of a shape the
+    writer (`Journal`) never makes: the journal is the user's file, and a guess from a
+    damaged record could send a row again without looking it up first."""
     kind = rec.get("type")
     if kind == "run":
         state.runs += 1
     elif kind == "resend":
-        generation = int(rec["generation"])
+        generation = _number(rec["generation"])
         if generation > state.generation:
             state.generation, state.resend_open = generation, True
     elif kind == "finished":
-        if int(rec["generation"]) == state.generation:
+        if _number(rec["generation"]) == state.generation:
             state.resend_open = False
     elif kind == "pending":
-        for row in rec["rows"]:
-            # [line, identity] when the row is sent with its identity as id_from_submitter
-            line, key = row[0], str(row[1])
-            pending[key] = (int(line), row[2] if len(row) > 2 else key)
+        rows = rec["rows"]
+        if not isinstance(rows, list):
+            raise ValueError("pending rows are not a list")
+        for row in rows:
+            # [line, identity] when the row is sent with its identity as id_from_submitter,
+            # else [line, identity, id_from_submitter]
+            if not isinstance(row, list) or len(row) not in (2, 3):
+                raise ValueError("a pending row is not [line, identity(, id)]")
+            key = _text(row[1])
+            pending[key] = (_number(row[0]), _text(row[2]) if len(row) == 3 else key)
     elif kind == "result":
-        key = str(rec["key"])
-        if rec["status"] == "unknown":
+        key, status, line = _text(rec["key"]), rec["status"], _number(rec["row"])
+        if status not in RESULT_STATUSES:
+            raise ValueError(f"no such result status: {status!r}")
+        if status == "unknown":
             # the answer was lost and the lookup failed too: the server may hold the
             # message, so the row stays in doubt and is looked up, not resent
-            pending[key] = (int(rec["row"]), rec.get("id_from_submitter"))
+            ifs = rec.get("id_from_submitter")
+            pending[key] = (line, None if ifs is None else _text(ifs))
             state.accepted.pop(key, None)
             return
         pending.pop(key, None)
-        if rec["status"] in ("accepted", "skipped"):
+        if status in ("accepted", "skipped"):
+            # the API's id as it answered it (only shown again, never sent)
             state.accepted[key] = rec.get("id")
-            state.lines[int(rec["row"])] = key
+            state.lines[line] = key
         else:
             state.accepted.pop(key, None)
+    else:
+        raise ValueError(f"no such record type: {kind!r}")
+
+
+# what `Journal.results` writes (batch.runner, batch.plan, batch.recovery); "valid" is a
+# --dry-run's, which writes no journal
+RESULT_STATUSES = frozenset({"accepted", "skipped", "invalid", "failed", "unknown"})
+
+
+def _number(value: object) -> int:
+    """A line or generation as written: a JSON integer, never a bool (an int to Python)."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"not a line number: {value!r}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not a string: {value!r}")
+    return value
 
 
 def _is_header(record: object) -> bool:
