@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from outkit_cli.errors import OutkitError, OutputClosedError, UsageError
+from outkit_cli.terminal import escape_controls
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Summary:
         if self.dry_run:
             text += "; dry run: nothing was sent"
         if self.journal is not None:
-            text += f"; journal {self.journal}"
+            text += f"; journal {escape_controls(str(self.journal))}"  # a path from outside
         return text
 
 

@@ -33,6 +33,7 @@ from outkit_cli.errors import (
     OutputClosedError,
     UndeterminedLookupError,
 )
+from outkit_cli.terminal import escape_controls
 
 # Rows recorded as pending with one fsync, before any of them is sent.
 CHUNK = 64
@@ -166,7 +167,8 @@ def _send_all(
     summary.interrupted = stop.is_set()
     summary.changed = rows.changed_lines()
     if run.abort_error is not None:
-        summary.aborted = run.abort_error.message
+        # printed on stderr as it is (batch.command): it may name a file or quote a server
+        summary.aborted = escape_controls(run.abort_error.message)
         summary.output_closed = isinstance(run.abort_error, OutputClosedError)
         summary.fail(run.abort_error.exit_code)
     if opts.wait and not summary.interrupted and summary.aborted is None:

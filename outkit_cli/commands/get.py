@@ -259,7 +259,8 @@ def _open_in_inbox(messages: Sequence[Mapping[str, Any]], root: str) -> list[Out
     for msg in messages:
         url = root + "messages/" + quote(str(msg.get("id")), safe="")
         opened = webbrowser.open(url)
-        click.echo(f"{'opened' if opened else 'no browser found; open'} {url}", err=True)
+        shown_url = escape_controls(url)  # the API URL is the user's setting
+        click.echo(f"{'opened' if opened else 'no browser found; open'} {shown_url}", err=True)
     return []
 
 
@@ -306,7 +307,11 @@ def _open_bodies(messages: Sequence[Mapping[str, Any]]) -> list[OutkitError]:
         with open(fd, "w", encoding="utf-8") as fh:
             fh.write(guarded_html(html))
         opened = webbrowser.open(Path(name).as_uri())
-        click.echo(f"{'opened' if opened else 'no browser found; the HTML is in'} {name}", err=True)
+        # the cache dir comes from the environment (XDG_CACHE_HOME)
+        where = escape_controls(name)
+        click.echo(
+            f"{'opened' if opened else 'no browser found; the HTML is in'} {where}", err=True
+        )
     return failures
 
 

@@ -11,6 +11,7 @@ import click
 
 from outkit_cli.commands import command
 from outkit_cli.errors import UsageError
+from outkit_cli.terminal import escape_controls
 
 # Ten years either way: enough for any test, and the Date header can still be formatted.
 MAX_CLOCK_SKEW = 10 * 365 * 86400
@@ -237,14 +238,16 @@ def serve(
         except Exception:
             running.close()
             raise
-        click.echo(f"wrote profile {init_profile!r} to {app.config_path}", err=True)
+        click.echo(
+            f"wrote profile {init_profile!r} to {escape_controls(str(app.config_path))}", err=True
+        )
     # the URL line comes after the profile is written: a script that waits for it can use
     # the profile at once
     click.echo(running.url)
     sys.stdout.flush()  # scripts waiting for the URL line see it now
     login = running.inbox_login
     click.echo(f"inbox: {running.inbox_url}" + (f" ({login})" if login else ""), err=True)
-    click.echo(f"sandbox data in {directory}; Ctrl-C to stop", err=True)
+    click.echo(f"sandbox data in {escape_controls(str(directory))}; Ctrl-C to stop", err=True)
     running.serve_until_stopped()
 
 

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import TextIO
 
+from outkit_cli.terminal import escape_controls
+
 DELAY = 0.02  # seconds a line may wait, to be written with the lines that follow it
 # Lines waiting at most: a stderr nobody reads (a paused pager, a full pipe) blocks the
 # writer, and the lines of a flood of requests must not fill the memory meanwhile.
@@ -87,5 +89,7 @@ class BatchedLog:
         if not lines:
             return
         with contextlib.suppress(OSError, ValueError):
-            self._stream.write("".join(line + "\n" for line in lines))
+            # controls escaped here, for every line: a log line names paths and quotes
+            # requests, and the terminal must not act on them
+            self._stream.write("".join(escape_controls(line) + "\n" for line in lines))
             self._stream.flush()

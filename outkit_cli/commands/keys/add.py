@@ -11,6 +11,7 @@ import click
 from outkit_cli.commands import command
 from outkit_cli.commands.keys.profiles import check_name, stdin_is_tty
 from outkit_cli.signing import is_utf8_text
+from outkit_cli.terminal import escape_controls
 
 
 @command(
@@ -151,7 +152,7 @@ def add(
     became_default = save_profile(app.config_path, name, values, make_default=make_default)
     verb = "replaced" if existed else "added"
     note = " (the default profile)" if became_default else ""
-    click.echo(f"{verb} profile {name!r} in {app.config_path}{note}")
+    click.echo(f"{verb} profile {name!r} in {escape_controls(str(app.config_path))}{note}")
 
 
 def _stdin_line(option: str, what: str) -> str:
