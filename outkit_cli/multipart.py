@@ -25,6 +25,15 @@ from typing import Any
 from outkit_cli.errors import UsageError
 
 DISPOSITIONS = ("attachment", "inline")
+# The API reference documents no attachment limits; these are the sandbox's (its multipart
+# parser, sandbox.attachments, and its request body limit, sandbox.app.MAX_BODY). A file
+# over them is refused before it is read: a 3 GB file was read whole into memory and
+# ended in MemoryError (attacker trial).
+MAX_ATTACHMENTS = 10  # files per message
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # each
+# all the files of one message together: the sandbox's 10 MiB request less room for the
+# message part (at most 1 MiB there) and the part headers
+MAX_ATTACHMENTS_TOTAL = 9 * 1024 * 1024
 _TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 
 
@@ -70,21 +79,78 @@ def guess_type(filename: str) -> str:
 
 
 def read_files(specs: Sequence[FileSpec]) -> list[AttachedFile]:
-    """Each file's bytes; UsageError naming the file when it cannot be read."""
+    """Each file's bytes; UsageError naming the file when it cannot be read or is over a
+    limit (`check_sizes`), before any file is read whole."""
     out = []
-    for spec in specs:
-        try:
-            mode = spec.path.stat().st_mode
-            if stat.S_ISDIR(mode):
-                raise UsageError(f"--attach {spec.path}: is a directory, not a file")
-            if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
-                raise UsageError(f"--attach {spec.path}: is not a regular file")
-            with open(spec.path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read --attach {spec.path}: {exc.strerror}") from None
-        out.append(AttachedFile(spec.filename, spec.content_type, data, os.fspath(spec.path)))
+    opened = []
+    try:
+        for spec in specs:
+            try:
+                mode = spec.path.stat().st_mode
+                if stat.S_ISDIR(mode):
+                    raise UsageError(f"--attach {spec.path}: is a directory, not a file")
+                if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+                    raise UsageError(f"--attach {spec.path}: is not a regular file")
+                opened.append(open(spec.path, "rb"))  # noqa: SIM115 (closed below)
+            except OSError as exc:
+                raise UsageError(f"cannot read --attach {spec.path}: {exc.strerror}") from None
+        named = zip(opened, specs, strict=True)
+        check_sizes([(fh.fileno(), f"--attach {spec.path}") for fh, spec in named])
+        for fh, spec in zip(opened, specs, strict=True):
+            who = f"--attach {spec.path}"
+            try:
+                data = read_bounded(fh, who)
+            except OSError as exc:
+                raise UsageError(f"cannot read {who}: {exc.strerror}") from None
+            out.append(AttachedFile(spec.filename, spec.content_type, data, os.fspath(spec.path)))
+    finally:
+        for fh in opened:
+            fh.close()
     return out
+
+
+def check_sizes(files: Sequence[tuple[int, str]]) -> None:
+    """Check open files against the attachment limits before any is read.
+
+    Args:
+        files: (file descriptor, how to name it in an error) per file, in order.
+
+    Raises:
+        UsageError: naming the first file that is not a regular file, is over
+            ``MAX_ATTACHMENT_BYTES``, or takes the files over ``MAX_ATTACHMENTS_TOTAL``
+            (sizes from fstat of the open file: what is read, not what a path names now).
+    """
+    if len(files) > MAX_ATTACHMENTS:
+        raise UsageError(f"{len(files)} files, over the limit of {MAX_ATTACHMENTS} per message")
+    total = 0
+    for fd, who in files:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{who}: is not a regular file")
+        if info.st_size > MAX_ATTACHMENT_BYTES:
+            raise UsageError(
+                f"{who}: {_mib(info.st_size)}, over the limit of "
+                f"{_mib(MAX_ATTACHMENT_BYTES)} per file"
+            )
+        total += info.st_size
+        if total > MAX_ATTACHMENTS_TOTAL:
+            raise UsageError(
+                f"{who}: the files come to {_mib(total)}, over the limit of "
+                f"{_mib(MAX_ATTACHMENTS_TOTAL)} per message"
+            )
+
+
+def read_bounded(fh: Any, who: str) -> bytes:
+    """An open file's bytes, never more than ``MAX_ATTACHMENT_BYTES``: a file that grew
+    after `check_sizes` is refused (UsageError naming it), not read on. OSError passes."""
+    data = fh.read(MAX_ATTACHMENT_BYTES + 1)
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise UsageError(f"{who}: over the limit of {_mib(MAX_ATTACHMENT_BYTES)} per file")
+    return bytes(data)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB" if size % (1024 * 1024) else f"{size >> 20} MiB"
 
 
 def message_part(msg: Mapping[str, Any]) -> bytes:

@@ -422,9 +422,24 @@ def attachment_names(paths: str) -> list[str]:
 def check_attachments(paths: str, base: OpenDirectory) -> None:
     """Check, before anything is sent, that every file of an `attachments` cell can be
     opened as read_attachments will open it. Raises UsageError naming the first that
-    cannot (the row is then `invalid`)."""
-    for name in attachment_names(paths):
-        os.close(_open_attachment(name, base))
+    cannot or is over the attachment limits (the row is then `invalid`)."""
+    fds = []
+    try:
+        for name in attachment_names(paths):
+            fds.append((_open_attachment(name, base), f"column attachments: {name}"))
+        _check_sizes(fds)
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
+
+
+def _check_sizes(files: list[tuple[int, str]]) -> None:
+    from outkit_cli import multipart
+
+    try:
+        multipart.check_sizes(files)  # fstat of the open files, before any is read
+    except OSError as exc:
+        raise UsageError(f"column attachments: {exc.strerror or exc}") from None
 
 
 def read_attachments(paths: str, base: OpenDirectory) -> list[Any]:
@@ -441,15 +456,26 @@ def read_attachments(paths: str, base: OpenDirectory) -> list[Any]:
     from outkit_cli import multipart
 
     files = []
-    for name in attachment_names(paths):
-        fd = _open_attachment(name, base)
-        try:
-            with os.fdopen(fd, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise UsageError(f"column attachments: cannot read {name}: {exc.strerror}") from None
-        filename = name.rsplit("/", 1)[-1]
-        files.append(multipart.AttachedFile(filename, multipart.guess_type(filename), data, name))
+    names = attachment_names(paths)
+    fds: list[tuple[int, str]] = []
+    try:
+        for name in names:
+            fds.append((_open_attachment(name, base), f"column attachments: {name}"))
+        _check_sizes(fds)
+        for (fd, who), name in zip(fds, names, strict=True):
+            try:
+                with os.fdopen(os.dup(fd), "rb") as fh:
+                    data = multipart.read_bounded(fh, who)
+            except OSError as exc:
+                raise UsageError(
+                    f"column attachments: cannot read {name}: {exc.strerror}"
+                ) from None
+            filename = name.rsplit("/", 1)[-1]
+            kind = multipart.guess_type(filename)
+            files.append(multipart.AttachedFile(filename, kind, data, name))
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
     return files
 
 

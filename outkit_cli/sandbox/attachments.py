@@ -23,10 +23,11 @@ from email.header import decode_header, make_header
 from typing import Any
 from urllib.parse import quote
 
+# the client checks the same limits before reading a file (outkit_cli.multipart); the
+# whole body is bounded by the HTTP layer
+from outkit_cli.multipart import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS
 from outkit_cli.sandbox.errors import ApiError, bad_data
 
-MAX_ATTACHMENTS = 10
-MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # each; the whole body is bounded by the HTTP layer
 MAX_FIELD_BYTES = 1024 * 1024  # the message and disposition parts
 MAX_PART_HEADERS = 16
 # parts read at most: past this the rest of the body is not parsed (thousands of tiny
