@@ -211,3 +211,44 @@ def test_template_files_resolving_outside_the_directory_are_refused(
     msg = send("demo", "huge")
     assert msg["status"] == "render_error"
     assert "huge.txt is over the limit of 524,288 bytes (512 KiB)" in msg["status_message"]
+
+
+INJECTED = "Evil <a@b.test>\r\nBcc: victim@x.test"
+
+
+@pytest.mark.parametrize(
+    ("files", "named", "problem"),
+    [
+        ({"project.json": {"from": INJECTED}}, "evil/project.json", "line break"),
+        ({"project.json": {"from": "Evil <a@b.test>\x1b[2J"}}, "evil/project.json",
+         "control character"),
+        ({"project.json": {"from": ["a@b.test"]}}, "evil/project.json", "must be a string"),
+        ({"hello.json": {"from": INJECTED}}, "evil/hello.json", "line break"),
+        ({"hello.json": {"from": "x" * 300 + "@b.test"}}, "evil/hello.json", "254"),
+    ],
+)  # fmt: skip
+def test_a_sender_from_a_file_passes_the_message_fields_checks(
+    start_sandbox: Start, tmp_path: Path, files: dict[str, Any], named: str, problem: str
+) -> None:
+    """A project's or template's `from` gets the checks a message's own `from` gets (which
+    answers 422): a CRLF in project.json's from put a second address (Bcc) into the
+    delivered email (attacker trial). Here its messages end in render_error naming the
+    file and the field, and nothing is delivered."""
+    tdir = tmp_path / "templates"
+    _write(tdir / "evil" / "hello.txt", "hello")
+    for name, content in files.items():
+        _write(tdir / "evil" / name, json.dumps(content))
+    sb = start_sandbox(templates=tdir)
+    status, doc = post(sb, {"type": "email", "to": "a@example.com", "project": "evil",
+                            "template": "hello", "sync": True})  # fmt: skip
+    assert status == 200, doc
+    msg = doc["data"]
+    assert msg["status"] == "render_error"
+    assert named in msg["status_message"] and '"from"' in msg["status_message"]
+    assert problem in msg["status_message"]
+    assert msg["from"] != INJECTED
+    assert not list(sb.outbox().rglob("*.eml"))
+    # the same value in the message itself: 422
+    status, doc = post(sb, {"type": "email", "to": "a@example.com", "project": "demo",
+                            "template": "welcome", "from": INJECTED})  # fmt: skip
+    assert status == 422 and "line break" in error(doc)[1]
