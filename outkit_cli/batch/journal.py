@@ -138,11 +138,12 @@ def _replay(
             raise ValueError("pending rows are not a list")
         for row in rows:
             # [line, identity] when the row is sent with its identity as id_from_submitter,
-            # else [line, identity, id_from_submitter]
+            # else [line, identity, id_from_submitter or null (--no-auto-id)]
             if not isinstance(row, list) or len(row) not in (2, 3):
                 raise ValueError("a pending row is not [line, identity(, id)]")
             key = _text(row[1])
-            pending[key] = (_number(row[0]), _text(row[2]) if len(row) == 3 else key)
+            ifs = key if len(row) == 2 else None if row[2] is None else _text(row[2])
+            pending[key] = (_number(row[0]), ifs)
     elif kind == "result":
         key, status, line = _text(rec["key"]), rec["status"], _number(rec["row"])
         if status not in RESULT_STATUSES:
