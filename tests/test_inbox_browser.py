@@ -301,7 +301,9 @@ def test_get_open_of_an_api_message_runs_none_of_its_script(browser: Any, tmp_pa
 
     # leads HTML does not take as whitespace (Python's \s does): the parser opens <body> at
     # them, and a policy put after the doctype was ignored (attacker trial)
-    leads = ("\u00a0", "\u2028", "\x1c", "\x0b", "\ufeff\ufeff", "\ufeff<!-- c -->\n")
+    # (an XML declaration is a bogus comment before the doctype, as open-design#7421 met it)
+    leads = ("\u00a0", "\u2028", "\x1c", "\x0b", "\ufeff\ufeff", "<?xml version='1.0'?>",
+             "\ufeff<!-- c -->\n")  # fmt: skip
     pages = [XSS_HTML + "<p id=shown>hello</p>", "<!DOCTYPE html>" + XSS_HTML]
     pages += [lead + "<!doctype html>" + XSS_HTML for lead in leads]
     for html in pages:

@@ -225,12 +225,15 @@ INJECTED = "Evil <a@b.test>\r\nBcc: victim@x.test"
         ({"project.json": {"from": ["a@b.test"]}}, "evil/project.json", "must be a string"),
         ({"hello.json": {"from": INJECTED}}, "evil/hello.json", "line break"),
         ({"hello.json": {"from": "x" * 300 + "@b.test"}}, "evil/hello.json", "254"),
+        ({"hello.json": {"subject": "Hi\x1b]0;PWN\x07"}}, "evil/hello.json",
+         "control character"),
     ],
 )  # fmt: skip
 def test_a_sender_from_a_file_passes_the_message_fields_checks(
     start_sandbox: Start, tmp_path: Path, files: dict[str, Any], named: str, problem: str
 ) -> None:
-    """A project's or template's `from` gets the checks a message's own `from` gets (which
+    """A project's or template's `from` (a template's `subject`) gets the checks a
+    message's own field gets (which
     answers 422): a CRLF in project.json's from put a second address (Bcc) into the
     delivered email (attacker trial). Here its messages end in render_error naming the
     file and the field, and nothing is delivered."""
@@ -244,7 +247,8 @@ def test_a_sender_from_a_file_passes_the_message_fields_checks(
     assert status == 200, doc
     msg = doc["data"]
     assert msg["status"] == "render_error"
-    assert named in msg["status_message"] and '"from"' in msg["status_message"]
+    field = '"subject"' if "subject" in json.dumps(files) else '"from"'
+    assert named in msg["status_message"] and field in msg["status_message"]
     assert problem in msg["status_message"]
     assert msg["from"] != INJECTED
     assert not list(sb.outbox().rglob("*.eml"))

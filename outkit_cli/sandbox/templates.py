@@ -111,12 +111,13 @@ def _read_json_object(root: Path, path: Path) -> dict[str, Any]:
     return value
 
 
-def checked_sender(value: Any, type_: str) -> str | None:
-    """A project's or template's default ``from`` (None when not set), checked as the same
-    field of a message of type ``type_`` ("email" or "sms") is (sandbox.app.parse_message:
-    a string, one line, no control character, within its limits, and for email an address
-    list). Raises ValueError naming the field, which the caller reports with the file: the
-    project's or template's messages end in ``render_error``.
+def checked_field(name: str, value: Any, type_: str) -> str | None:
+    """A project's or template's default ``from`` or ``subject`` (``name``; None when not
+    set), checked as the same field of a message of type ``type_`` ("email" or "sms") is
+    (sandbox.app.parse_message: a string, one line, no control character, within its
+    limits, and for an email's from an address list). Raises ValueError naming the field,
+    which the caller reports with the file: the project's or template's messages end in
+    ``render_error``.
 
     A file supplies it where a message would: a `"from"` with CRLF and `Bcc:` in
     project.json became a second address of the delivered email (attacker trial).
@@ -124,15 +125,15 @@ def checked_sender(value: Any, type_: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError('"from" must be a string')
+        raise ValueError(f'"{name}" must be a string')
     from outkit_cli.sandbox.app import parse_message
     from outkit_cli.sandbox.errors import ApiError
 
-    probe = {"type": type_, "to": "probe@example.com", "project": "probe", "from": value}
+    probe = {"type": type_, "to": "probe@example.com", "project": "probe", name: value}
     try:
         parse_message(json.dumps({"message": probe}).encode())
     except ApiError as exc:
-        raise ValueError(f'"from": {exc.message.replace("message.from ", "", 1)}') from None
+        raise ValueError(f'"{name}": {exc.message.replace(f"message.{name} ", "", 1)}') from None
     return value
 
 
@@ -155,7 +156,7 @@ def _load_project(root: Path, directory: Path, base: Project | None) -> Project:
             meta = _read_json_object(root, meta_path)
             # a project's sender serves email and SMS: the rules of both (not the email
             # address rule, which a template of type email adds)
-            project.from_ = checked_sender(meta.get("from"), "sms") or project.from_
+            project.from_ = checked_field("from", meta.get("from"), "sms") or project.from_
             data = meta.get("data", {})
             if not isinstance(data, dict):
                 raise ValueError('"data" must be an object')
@@ -180,8 +181,8 @@ def _load_template(root: Path, project: str, name: str, parts: dict[str, Path]) 
             if tpl.type not in ("email", "sms"):
                 raise ValueError(f'"type" must be "email" or "sms", not {tpl.type!r}')
             subject, sender = meta.get("subject"), meta.get("from")
-            tpl.subject = str(subject) if subject is not None else None
-            tpl.from_ = checked_sender(sender, tpl.type)
+            tpl.subject = checked_field("subject", subject, tpl.type)
+            tpl.from_ = checked_field("from", sender, tpl.type)
             data = meta.get("data", {})
             if not isinstance(data, dict):
                 raise ValueError('"data" must be an object')
