@@ -463,6 +463,10 @@ def test_no_query_value_makes_an_inbox_page_fail(start_sandbox: Start) -> None:
                 for query in (f"{name}={one}", f"{name}={one}&{name}=1&{name}={one}", name):
                     status, _, body = fetch(box, f"{page}?{query}")
                     assert status < 500, (page, query[:80], status, body[:300])
+    # path segments that are numbers: an attachment's index
+    for index in ("0" * 5000, "9" * 5000, "99999999999999999999999", "%C2%B2", "-1", "1e3"):
+        status, _, body = fetch(box, f"/messages/{message['id']}/attachments/{index}")
+        assert status == 404, (index[:30], status, body[:300])
     # what the list shows for an ignored `before`: the newest page, with the message
     for path in ("/?before=99999999999999999999999", "/rows?before=99999999999999999999999"):
         status, _, body = fetch(box, path)

@@ -413,7 +413,8 @@ class Inbox:
     def _attachment(self, message_id: str, index: str) -> Response:
         self._doc(message_id)
         files = self.app.store.attachments(message_id)
-        if not (index.isascii() and index.isdigit()) or int(index) >= len(files):
+        # a bounded number first: int() refuses over 4300 digits (ValueError, a 500)
+        if not (index.isascii() and index.isdigit()) or len(index) > 4 or int(index) >= len(files):
             raise Refused(404, "no such attachment")
         item = files[int(index)]
         name = _safe_filename(item.filename or f"attachment-{index}")
