@@ -44,6 +44,12 @@ MUTATIONS = {
     "record without type": ("whole", {"rows": []}),
     "record a list": ("whole", [1, 2]),
     "record a string": ("whole", "x"),
+    # json.loads raises RecursionError, not ValueError, on deep nesting: it was exit 1
+    "record nested too deeply": ("text", "[" * 200_000 + "]" * 200_000),
+    "rows nested too deeply": (
+        "text",
+        '{"type":"pending","rows":' + "[" * 200_000 + "]" * 200_000 + "}",
+    ),
 }
 
 
@@ -79,7 +85,9 @@ def test_a_damaged_record_is_refused_and_nothing_is_sent(
     lines = Path(str(original) + ".outkit-journal").read_text().splitlines()
     last = json.loads(lines[-1])
     assert last["type"] == "result" and last["status"] == "accepted"
-    lines[-1] = json.dumps(mutate(last, MUTATIONS[name]))
+    how = MUTATIONS[name]
+    text = how[1] if isinstance(how, tuple) and how[0] == "text" else None
+    lines[-1] = text if text is not None else json.dumps(mutate(last, how))
     journal.write_text("\n".join(lines) + "\n")
     before = held(sandbox, tag)
     code, rows, err = batch(src, env=sandbox.env())

@@ -95,7 +95,7 @@ def read_state(fh: IO[bytes], path: Path) -> JournalState:
             break  # torn write from a crash: the record never counted
         try:
             rec = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested too deeply
             rec = None
         if n == 0:
             if not _is_header(rec):
@@ -208,7 +208,7 @@ def _prepare(fd: int, path: Path) -> bool:
     data = os.pread(fd, size, 0)
     try:
         header = json.loads(data.split(b"\n", 1)[0])
-    except ValueError:
+    except (ValueError, RecursionError):
         header = None
     if not _is_header(header):
         raise _not_a_journal(path)
@@ -333,7 +333,7 @@ def _holder(fd: int, path: Path) -> str:
             fh.seek(0)
             for raw in fh:
                 if b'"type":"run"' in raw:
-                    with contextlib.suppress(ValueError, AttributeError):
+                    with contextlib.suppress(ValueError, AttributeError, RecursionError):
                         pid = json.loads(raw).get("pid")
         if isinstance(pid, int) or time.monotonic() > deadline:
             break
