@@ -95,7 +95,7 @@ def read_files(specs: Sequence[FileSpec]) -> list[AttachedFile]:
             except OSError as exc:
                 raise UsageError(f"cannot read --attach {spec.path}: {exc.strerror}") from None
         named = zip(opened, specs, strict=True)
-        check_sizes([(fh.fileno(), f"--attach {spec.path}") for fh, spec in named])
+        check_sizes([(fh.fileno(), f"--attach {spec.path}") for fh, spec in named], "--attach")
         for fh, spec in zip(opened, specs, strict=True):
             who = f"--attach {spec.path}"
             try:
@@ -109,11 +109,13 @@ def read_files(specs: Sequence[FileSpec]) -> list[AttachedFile]:
     return out
 
 
-def check_sizes(files: Sequence[tuple[int, str]]) -> None:
+def check_sizes(files: Sequence[tuple[int, str]], source: str) -> None:
     """Check open files against the attachment limits before any is read.
 
     Args:
         files: (file descriptor, how to name it in an error) per file, in order.
+        source: where the files were named (``--attach``, ``column attachments``), for
+            the error about their number.
 
     Raises:
         UsageError: naming the first file that is not a regular file, is over
@@ -121,7 +123,9 @@ def check_sizes(files: Sequence[tuple[int, str]]) -> None:
             (sizes from fstat of the open file: what is read, not what a path names now).
     """
     if len(files) > MAX_ATTACHMENTS:
-        raise UsageError(f"{len(files)} files, over the limit of {MAX_ATTACHMENTS} per message")
+        raise UsageError(
+            f"{source}: {len(files)} files, over the limit of {MAX_ATTACHMENTS} per message"
+        )
     total = 0
     for fd, who in files:
         info = os.fstat(fd)

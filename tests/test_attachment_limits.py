@@ -62,7 +62,7 @@ def test_files_over_the_total_or_count_are_refused(sandbox: Sandbox, tmp_path: P
     many = [sparse(tmp_path / f"f{i}.txt", 1) for i in range(MAX_ATTACHMENTS + 1)]
     result = send(sandbox, *[a for f in many for a in ("--attach", str(f))])
     assert result.exit_code == 2  # type: ignore[attr-defined]
-    assert "11 files, over the limit of 10 per message" in result.stderr  # type: ignore[attr-defined]
+    assert "error: --attach: 11 files, over the limit of 10 per message" in result.stderr  # type: ignore[attr-defined]
     assert stored(sandbox, mark) == []
 
 
@@ -104,7 +104,8 @@ def test_a_batch_row_with_a_file_over_the_limit_is_invalid(
     rows.write_text(
         "to,id_from_submitter,attachments\n"
         f"a@example.com,{mark}-1,files/big.iso\n"
-        f"b@example.com,{mark}-2,files/ok.txt\n",
+        f"b@example.com,{mark}-2,files/ok.txt\n"
+        f"c@example.com,{mark}-3,{';'.join(['files/ok.txt'] * 11)}\n",
         "utf-8",
     )
     for extra in (["--dry-run"], []):
@@ -117,5 +118,7 @@ def test_a_batch_row_with_a_file_over_the_limit_is_invalid(
             "column attachments: files/big.iso: 400 MiB, over the limit of 5 MiB per file"
         )
         assert lines[3]["status"] == ("valid" if extra else "accepted")
+        assert lines[4]["status"] == "invalid"
+        assert lines[4]["error"] == "column attachments: 11 files, over the limit of 10 per message"
     assert stored(sandbox, f"{mark}-1") == []
     assert len(stored(sandbox, f"{mark}-2")) == 1

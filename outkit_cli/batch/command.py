@@ -437,7 +437,8 @@ def _check_sizes(files: list[tuple[int, str]]) -> None:
     from outkit_cli import multipart
 
     try:
-        multipart.check_sizes(files)  # fstat of the open files, before any is read
+        # fstat of the open files, before any is read
+        multipart.check_sizes(files, "column attachments")
     except OSError as exc:
         raise UsageError(f"column attachments: {exc.strerror or exc}") from None
 
