@@ -7,7 +7,6 @@ get` in a script loop then never pays for importing rich.
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from outkit_cli.output import (
     shown,
 )
 from outkit_cli.terminal import current as current_terminal
+from outkit_cli.terminal import shell_quote
 
 # Fields of the single-message view, in order (fields.py's `shown`); empty ones are left
 # out except the first two.
@@ -153,7 +153,8 @@ def curl_command(
     multipart: bool = False,
 ) -> str:
     """A runnable curl command (`sign --curl`, `send --curl`): every argument shell-quoted
-    (shlex.quote, POSIX sh), one option and its value per line.
+    (terminal.shell_quote: POSIX sh, or $'...' around a control character), one option and
+    its value per line.
 
     The body goes as ``--data-raw`` (not ``--data``/``--data-binary``: a body starting with
     ``@`` must not be read as a file name); a body that is not UTF-8 text or holds NUL
@@ -168,27 +169,27 @@ def curl_command(
     """
     from outkit_cli.errors import UsageError
 
-    args = ["curl", "-sS", "-X", method, shlex.quote(url)]
+    args = ["curl", "-sS", "-X", method, shell_quote(url)]
     for name, value in headers.items():
         if name.lower() not in _CURL_SKIP:
-            args += ["-H", shlex.quote(f"{name}: {value}")]
+            args += ["-H", shell_quote(f"{name}: {value}")]
     if multipart and body:
         try:
             form_text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError("--multipart: the message part must be UTF-8 JSON text") from None
-        args += ["--form-string", shlex.quote("message=" + form_text)]
+        args += ["--form-string", shell_quote("message=" + form_text)]
     elif body:
         if not any(name.lower() == "content-type" for name in headers):
-            args += ["-H", shlex.quote("Content-Type: application/json")]
+            args += ["-H", shell_quote("Content-Type: application/json")]
         try:
             text: str | None = body.decode("utf-8")
         except UnicodeDecodeError:
             text = None
         if text is not None and "\x00" not in text:
-            args += ["--data-raw", shlex.quote(text)]
+            args += ["--data-raw", shell_quote(text)]
         elif body_file and body_file != "-":
-            args += ["--data-binary", shlex.quote("@" + body_file)]
+            args += ["--data-binary", shell_quote("@" + body_file)]
         else:
             raise UsageError(
                 "this body is not UTF-8 text (or holds NUL bytes), so it cannot be put on a "

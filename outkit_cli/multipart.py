@@ -209,19 +209,19 @@ def _curl_quoted(text: str) -> str:
 def curl_command(method: str, url: str, headers: Mapping[str, str], form: Form) -> str:
     """A runnable curl command that sends the same parts: curl builds the body with its
     own boundary, which the signature (over the message part) does not cover."""
-    import shlex
+    from outkit_cli.terminal import shell_quote
 
-    parts = [f"curl -sS -X {method} {shlex.quote(url)}"]
+    parts = [f"curl -sS -X {method} {shell_quote(url)}"]
     for name, value in headers.items():
         if name.lower() not in ("content-type", "content-length", "connection"):
-            parts.append(f"-H {shlex.quote(f'{name}: {value}')}")
+            parts.append(f"-H {shell_quote(f'{name}: {value}')}")
     # --form-string: the value is taken as it is (-F would read '@...' or '<...' as a file)
-    parts.append(f"--form-string {shlex.quote('message=' + form.signed.decode('utf-8'))}")
-    parts.append(f"--form-string {shlex.quote('disposition=' + form.disposition)}")
+    parts.append(f"--form-string {shell_quote('message=' + form.signed.decode('utf-8'))}")
+    parts.append(f"--form-string {shell_quote('disposition=' + form.disposition)}")
     for f in form.files:
         value = (
             f"attachments[]=@{_curl_quoted(f.path)};filename={_curl_quoted(f.filename)};"
             f"type={f.content_type}"
         )
-        parts.append(f"-F {shlex.quote(value)}")
+        parts.append(f"-F {shell_quote(value)}")
     return " \\\n  ".join(parts)

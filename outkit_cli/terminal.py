@@ -111,6 +111,28 @@ def one_line(text: str, limit: int | None = None) -> str:
     return text
 
 
+def shell_quote(text: str) -> str:
+    """``text`` as one shell word that is also safe to print: shlex.quote (POSIX sh) when
+    it holds no character escape_controls would escape; else ANSI-C quoting, ``$'...'``
+    (bash, zsh, ksh, POSIX.1-2024 sh), with those characters as ``\\xHH``/``\\uHHHH``
+    escapes the shell turns back into the same bytes. A file name with ESC in a printed
+    curl command otherwise reached the terminal raw (attacker pass)."""
+    if escape_controls(text, multiline=False) == text:
+        import shlex
+
+        return shlex.quote(text)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif escape_controls(ch) != ch:
+            out.append(f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
+
+
 class Terminal:
     """The one place that knows the streams: where output goes, whether each stream is a
     terminal, colour and width (httpie's Environment, gh's IOStreams).

@@ -125,3 +125,38 @@ def test_serve_names_its_data_dir_escaped(start_sandbox: Any, hostile: Path) -> 
         time.sleep(0.05)
     assert deadline_text in box.log()
     assert_clean(box.log(), "serve's start lines")
+
+
+@pytest.mark.parametrize(
+    "text", [NAME, "plain", "it's", "a\\b'c", "\x1b[2J\u202e\u0085 é ✓", "", "\n\t\r"]
+)
+def test_shell_quote_is_one_word_that_prints_safely(text: str) -> None:
+    import subprocess
+
+    from outkit_cli.terminal import shell_quote
+
+    quoted = shell_quote(text)
+    assert_clean(quoted, "the quoted word")
+    assert "\x1b" not in quoted and "\n" not in quoted
+    out = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True, timeout=30,
+                         env={"LC_ALL": "C.UTF-8"})  # fmt: skip
+    assert out.stdout == text.encode("utf-8")
+
+
+def test_curl_commands_quote_a_hostile_file_name(sandbox: Sandbox, hostile: Path) -> None:
+    """`send --curl --attach FILE` printed the file name raw in its -F part (attacker pass
+    on main); the command stays runnable: bash reads the same name back."""
+    import subprocess
+
+    attached = hostile / f"{NAME}.txt"
+    attached.write_text("hi")
+    ran = on_tty("send", "--project", "demo", "--to", "a@example.com", "--text-body", "x",
+                 "--attach", str(attached), "--curl", env=sandbox.env())  # fmt: skip
+    assert ran.exit_code == 0, ran.stderr
+    assert_clean(ran, "send --curl")
+    line = next(part for part in ran.stdout.split("\\\n") if "attachments[]=" in part)
+    word = line.strip().removeprefix("-F ")
+    out = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=30,
+                         env={"LC_ALL": "C.UTF-8"})  # fmt: skip
+    value = out.stdout.decode("utf-8")
+    assert value.startswith('attachments[]=@"') and str(attached).replace('"', '\\"') in value
