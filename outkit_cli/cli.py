@@ -79,11 +79,17 @@ class AppContext:
         self.verbose = False
         self.no_color = False
         self.terminal: Terminal = current_terminal()
+        # `keys test NAME`: that profile's own credentials, never OUTKIT_ACCESS_*'s
+        self.profile_credentials_only = False
 
     def with_profile(self, name: str) -> AppContext:
-        """A copy of these options that selects profile ``name`` (`keys test NAME`)."""
+        """A copy of these options that selects profile ``name`` and its own credentials
+        only (`keys test NAME`): credentials from OUTKIT_ACCESS_* are ignored, else
+        production credentials in the environment went to profile NAME's API URL."""
         other = AppContext.__new__(AppContext)
-        other.__dict__.update(self.__dict__, profile=name)
+        other.__dict__.update(
+            self.__dict__, profile=name, profile_source=None, profile_credentials_only=True
+        )
         return other
 
     @property
@@ -104,8 +110,19 @@ class AppContext:
                 flags.setdefault(name, getattr(self, name))
         # the location as a string: `outkit sign` gets here without importing pathlib
         location = config_location(self.config)
+        env = None
+        if self.profile_credentials_only:
+            import os
+
+            from outkit_cli.config import ENV_PREFIX
+
+            env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         return resolve_settings(
-            location, profile=self.profile, overrides=flags, profile_source=self.profile_source
+            location,
+            profile=self.profile,
+            overrides=flags,
+            profile_source=self.profile_source,
+            env=env,
         )
 
 

@@ -58,6 +58,7 @@ ENV_CREDENTIALS = {
     "secret": "OUTKIT_ACCESS_SECRET",
     "passphrase": "OUTKIT_ACCESS_PASSPHRASE",
 }
+ENV_PREFIX = "OUTKIT_ACCESS_"
 
 
 def default_config_path() -> Path:
@@ -349,21 +350,47 @@ class Settings:
         self.sources: dict[str, str] = {} if sources is None else sources
         # every profile in the config file, to name them when none was selected
         self.known_profiles = known_profiles
+        # the OUTKIT_ACCESS_* variables set (non-empty), and the default profile they kept
+        # out (another key's): named when the credentials are incomplete
+        self.env_credentials: tuple[str, ...] = ()
+        self.skipped_default: str | None = None
 
     def require_credentials(self) -> None:
+        """Raise AuthError (exit 3, one line) when the key, passphrase or secret is missing,
+        saying where they were looked for."""
         missing = [n for n in ("key", "passphrase", "secret") if not getattr(self, n)]
-        if missing and self.profile is None and self.known_profiles:
+        if not missing:
+            return
+        if self.env_credentials:
+            # some OUTKIT_ACCESS_* set: the user meant the environment; say what is there
+            # and what is not, not "no profile" (a mistyped OUTKIT_ACCESS_KEYS met that)
+            known = set(ENV_CREDENTIALS.values())
+            set_ = [v for v in self.env_credentials if v in known]
+            unknown = [v for v in self.env_credentials if v not in known]
+            parts = [
+                "incomplete credentials from the environment: "
+                + (f"{', '.join(set_)} set, " if set_ else "")
+                + f"{', '.join(ENV_CREDENTIALS[n] for n in missing)} missing"
+            ]
+            if unknown:
+                parts.append(f"{', '.join(unknown)} is not a variable outkit reads")
+            if self.skipped_default:
+                parts.append(
+                    f"the default profile {self.skipped_default!r} belongs to another key and "
+                    f"is not used with them; `-p {self.skipped_default}` selects it"
+                )
+            raise AuthError("; ".join(parts))
+        if self.profile is None and self.known_profiles:
             raise AuthError(
                 "no profile selected and no default profile (profiles: "
                 f"{', '.join(self.known_profiles)}): pass -p NAME, or set one with "
                 "`outkit keys default NAME`"
             )
-        if missing:
-            raise AuthError(
-                f"no credentials: missing {', '.join(missing)}. Add a profile with "
-                "`outkit keys add NAME`, select one with --profile/OUTKIT_PROFILE, or set "
-                "OUTKIT_ACCESS_KEY, OUTKIT_ACCESS_PASSPHRASE and OUTKIT_ACCESS_SECRET"
-            )
+        raise AuthError(
+            f"no credentials: missing {', '.join(missing)}. Add a profile with "
+            "`outkit keys add NAME`, select one with --profile/OUTKIT_PROFILE, or set "
+            "OUTKIT_ACCESS_KEY, OUTKIT_ACCESS_PASSPHRASE and OUTKIT_ACCESS_SECRET"
+        )
 
 
 def _env_number(env: Mapping[str, str], name: str, kind: type) -> Any:
@@ -399,25 +426,30 @@ def resolve_settings(
     if name is not None and name not in profs:
         # a stale export is easy to forget: say where the name came from
         raise unknown_profile(name, data, source=profile_source if profile else "OUTKIT_PROFILE")
+    # any OUTKIT_ACCESS_* (a mistyped OUTKIT_ACCESS_KEYS too): credentials meant to come
+    # from the environment
+    env_credentials = tuple(sorted(k for k, v in env.items() if k.startswith(ENV_PREFIX) and v))
+    skipped_default = None
     if name is None:
         name = default_profile_name(data)
-        env_key = env.get("OUTKIT_ACCESS_KEY") or None
         own_key = profs.get(name, {}).get("key") if name else None
-        if env_key and own_key and own_key != env_key:
-            # the default profile belongs to another key: its API URL and defaults are not
-            # this key's (a `sandbox` default would get production credentials sent to a
-            # local port, the cron recipe's case); chosen with -p or OUTKIT_PROFILE, it is
+        if env_credentials and own_key and env.get("OUTKIT_ACCESS_KEY") != own_key:
+            # the default profile belongs to another key (or the key variable is missing):
+            # its API URL, key and defaults are not the environment's (a `sandbox` default
+            # would get production credentials sent to a local port, the cron recipe's
+            # case, or mixed with the sandbox key); chosen with -p or OUTKIT_PROFILE, it is
             if is_verbose():
                 debug(
                     f"credentials from the environment: the default profile {name!r} "
                     "(another key) is not used; -p selects it"
                 )
-            name = None
+            skipped_default, name = name, None
     prof = profs.get(name, {}) if name else {}
     if require_profile_file and not prof:
         raise unknown_profile(name or "", data)
 
     s = Settings(profile=name, config_file=path, known_profiles=tuple(sorted(profs)))
+    s.env_credentials, s.skipped_default = env_credentials, skipped_default
 
     def put(attr: str, value: Any, source: str) -> None:
         if value is not None:

@@ -347,6 +347,55 @@ def test_environment_credentials_never_take_another_keys_default_profile(
     assert resolve_settings(config_file, env=ENV_KEY).project == "acme"
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OUTKIT_ACCESS_PASSPHRASE": "pp", "OUTKIT_ACCESS_SECRET": "ss"},
+        {"OUTKIT_ACCESS_KEYS": "prodkey", "OUTKIT_ACCESS_PASSPHRASE": "pp",
+         "OUTKIT_ACCESS_SECRET": "ss"},
+        {"OUTKIT_ACCESS_SECRET": "ss"},
+    ],
+    ids=["no-key", "mistyped-key", "secret-only"],
+)  # fmt: skip
+def test_partial_environment_credentials_never_mix_with_another_keys_default(
+    config_file: Path, env: dict[str, str]
+) -> None:
+    """Without OUTKIT_ACCESS_KEY (or with it mistyped) the request went out with the sandbox
+    profile's key, the production passphrase and secret, to the sandbox's URL. Now the
+    default profile of another key is not used at all, and the error says what is set,
+    what is missing, and how to select the profile."""
+    save_profile(config_file, "sandbox", {"key": "sbx", "passphrase": "p", "secret": "s",
+                                          "api_url": "http://127.0.0.1:8025/v1"})  # fmt: skip
+    s = resolve_settings(config_file, env=env)
+    assert (s.profile, s.key, s.api_url) == (None, None, DEFAULT_API_URL)
+    assert s.passphrase == env.get("OUTKIT_ACCESS_PASSPHRASE")
+    res = run("get", "some-id", env={**env, "OUTKIT_CONFIG": str(config_file)})
+    assert res.exit_code == 3
+    [line] = res.stderr.splitlines()
+    assert "no default profile" not in line
+    set_vars = [v for v in sorted(env) if v != "OUTKIT_ACCESS_KEYS"]
+    assert f"{', '.join(set_vars)} set" in line
+    assert "OUTKIT_ACCESS_KEY missing" in line or "OUTKIT_ACCESS_KEY, " in line
+    assert "default profile 'sandbox' belongs to another key" in line
+    assert "`-p sandbox` selects it" in line
+    if "OUTKIT_ACCESS_KEYS" in env:
+        assert "OUTKIT_ACCESS_KEYS is not a variable outkit reads" in line
+
+
+def test_partial_environment_credentials_with_the_default_profiles_key(
+    config_file: Path,
+) -> None:
+    """OUTKIT_ACCESS_KEY equal to the default profile's key: the profile is this key's, its
+    other credentials and URL are used (a rotated secret in the environment)."""
+    save_profile(config_file, "sandbox", {"key": "sbx", "passphrase": "p", "secret": "s",
+                                          "api_url": "http://127.0.0.1:8025/v1"})  # fmt: skip
+    s = resolve_settings(config_file, env={"OUTKIT_ACCESS_KEY": "sbx", "OUTKIT_ACCESS_SECRET": "n"})
+    assert (s.profile, s.passphrase, s.secret) == ("sandbox", "p", "n")
+    # chosen with -p, the profile fills in what the environment leaves out
+    chosen = resolve_settings(config_file, profile="sandbox", env={"OUTKIT_ACCESS_SECRET": "n"})
+    assert (chosen.key, chosen.secret) == ("sbx", "n")
+
+
 def test_environment_credentials_from_the_command_line(config_file: Path) -> None:
     """Through the CLI: -v says why the default profile is left out."""
     save_profile(config_file, "sandbox", {"key": "sbx", "passphrase": "p", "secret": "s",

@@ -45,6 +45,25 @@ def test_named_profile_and_json(sandbox: Sandbox, config_file: Path) -> None:
     assert "HTTP 401" in rejected.stderr
 
 
+def test_named_profile_uses_its_own_credentials_only(sandbox: Sandbox, config_file: Path) -> None:
+    """`keys test NAME` with production credentials in the environment sent them to profile
+    NAME's URL (the sandbox's): NAME's own credentials are tested, the environment's never
+    leave the machine for it."""
+    save_profile(config_file, "sandbox", profile_for(sandbox))
+    prod = {"OUTKIT_ACCESS_KEY": "prodkey", "OUTKIT_ACCESS_PASSPHRASE": "prod-pass",
+            "OUTKIT_ACCESS_SECRET": "prod-secret", "OUTKIT_PROFILE": "other"}  # fmt: skip
+    result = run("-v", "keys", "test", "sandbox", "--json", env=prod)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["profile"], report["key"]) == ("sandbox", sandbox.key)
+    assert "prodkey" not in result.output and "prod-pass" not in result.output
+    # a profile without credentials of its own is not completed from the environment
+    save_profile(config_file, "bare", {"api_url": sandbox.url})
+    bare = run("keys", "test", "bare", env=prod)
+    assert bare.exit_code == 3
+    assert "missing key, passphrase, secret" in bare.stderr
+
+
 def test_unknown_profile_exit_2(sandbox: Sandbox, config_file: Path) -> None:
     save_profile(config_file, "only", profile_for(sandbox))
     result = run("keys", "test", "nope")

@@ -610,7 +610,8 @@ def test_an_unsigned_secret_is_checked_a_signing_secret_is_not(config_file: Path
     assert run(*add, "--secret", "fine", "--unsigned").exit_code == 0
     result = run(
         "send", "--dry-run", "--to", "a@b.co", "--project", "demo", "--text-body", "x",
-        env={"OUTKIT_ACCESS_SECRET": " spaced secret "},
+        # the profile's own key: with another key (or none) the default profile is not used
+        env={"OUTKIT_ACCESS_KEY": "k", "OUTKIT_ACCESS_SECRET": " spaced secret "},
     )  # fmt: skip
     assert_clean_usage_error(result)
     assert "the secret from OUTKIT_ACCESS_SECRET cannot be sent in an HTTP header" in result.stderr

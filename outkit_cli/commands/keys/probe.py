@@ -66,7 +66,8 @@ def keys_test(
     timeout: float | None,
     retries: int | None,
 ) -> None:
-    """NAME defaults to the selected profile. Makes one harmless authenticated request and
+    """NAME defaults to the selected profile; with NAME, that profile's own credentials only
+    (OUTKIT_ACCESS_* are ignored). Makes one harmless authenticated request and
     reports whether the credentials are accepted, the latency, and whether this machine's
     clock agrees with the server's."""
     if name is not None:
