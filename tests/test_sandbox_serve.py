@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -14,8 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outkit_cli.config import load_config
+from outkit_cli.sandbox.faults import RATE_LIMIT_MAX, RATE_LIMIT_MIN, Faults, rate_limit_policy
 from tests.helpers import run
 from tests.sandbox_fixture import Sandbox
 from tests.test_sandbox_api import WELCOME, call, error, post
@@ -136,6 +140,44 @@ def test_rate_limit_is_advertised_on_every_answer_to_the_key(start_sandbox: Star
     assert status == 401 and "RateLimit-Policy" not in headers
 
 
+@pytest.mark.parametrize(
+    ("rate", "policy"),
+    [(0.001, '"default";q=1;w=1000'), (1_000_000, '"default";q=1000000;w=1')],
+)
+def test_rate_limits_at_the_ends_of_the_range_advertise_valid_fields(
+    start_sandbox: Start, rate: float, policy: str
+) -> None:
+    sb = start_sandbox(rate_limit=rate)
+    status, headers, _ = call(sb, "GET", "/messages?limit=1")
+    assert status == 200
+    assert headers["RateLimit-Policy"] == policy
+    if rate < 1:
+        status, headers, _ = call(sb, "GET", "/messages?limit=1")
+        assert status == 429 and int(headers["Retry-After"]) <= 1000
+
+
+@given(st.floats(min_value=RATE_LIMIT_MIN, max_value=RATE_LIMIT_MAX))
+def test_every_rate_in_range_advertises_an_rfc_9651_policy(rate: float) -> None:
+    """RateLimit-Policy's q and w are Structured Field Integers (RFC 9651 section 3.3.1: at
+    most 15 digits), q at least 1 (q=0 would say no request may pass), near the rate."""
+    _, headers = Faults(rate_limit=rate).admit("k")
+    found = re.fullmatch(
+        r'"default";q=([1-9]\d{0,14});w=([1-9]\d{0,14})', headers["RateLimit-Policy"]
+    )
+    assert found, headers["RateLimit-Policy"]
+    q, w = int(found[1]), int(found[2])
+    assert abs(q / w - rate) <= max(rate * 0.01, 1 / 3600)
+    assert re.fullmatch(r'"default";r=\d{1,15};t=\d{1,15}', headers["RateLimit"])
+
+
+@pytest.mark.parametrize("rate", [math.nan, math.inf, 1e300, 1e-9, 0.0, -1.0])
+def test_faults_refuse_a_rate_out_of_range(rate: float) -> None:
+    with pytest.raises(ValueError, match=r"0\.001 to 1,000,000"):
+        rate_limit_policy(rate)
+    with pytest.raises(ValueError):
+        Faults(rate_limit=rate)
+
+
 def test_rate_limit_kept_secret_with_no_rate_limit_headers(start_sandbox: Start) -> None:
     sb = start_sandbox(rate_limit=1, extra_args=("--no-rate-limit-headers",))
     answers = [call(sb, "GET", "/messages?limit=1") for _ in range(3)]
@@ -168,6 +210,18 @@ def test_latency_is_added_to_every_response(start_sandbox: Start) -> None:
         (["--smtp", "nohost"], "--smtp: expected HOST:PORT"),
         (["--fail-rate", "2"], "--fail-rate"),
         (["--rate-limit", "0"], "--rate-limit"),
+        # nan started, then every /v1 request was a 500; inf too; 1e300 advertised a
+        # 301-digit q, 1e-9 q=0 and Retry-After 1000000000
+        (["--rate-limit", "nan"], "--rate-limit': nan is out of range"),
+        (["--rate-limit", "inf"], "from 0.001 to 1,000,000"),
+        (["--rate-limit", "-inf"], "--rate-limit"),
+        (["--rate-limit", "1e300"], "--rate-limit"),
+        (["--rate-limit", "1000000.5"], "--rate-limit"),
+        (["--rate-limit", "1e-9"], "--rate-limit"),
+        (["--rate-limit", "0.0009"], "--rate-limit"),
+        (["--fail-rate", "nan"], "--fail-rate"),
+        (["--latency", "nan"], "--latency"),
+        (["--latency", "inf"], "--latency"),
         (["--latency", "-1"], "--latency"),
         (["--port", "70000"], "--port"),
     ],

@@ -15,6 +15,8 @@ from outkit_cli.terminal import escape_controls
 
 # Ten years either way: enough for any test, and the Date header can still be formatted.
 MAX_CLOCK_SKEW = 10 * 365 * 86400
+# An hour per response: more is a hung server, which `kill -STOP` shows better
+MAX_LATENCY_MS = 3_600_000
 
 
 def _check_size(value: str) -> int:
@@ -31,6 +33,36 @@ def _check_skew(value: float) -> float:
     if not math.isfinite(value) or abs(value) > MAX_CLOCK_SKEW:
         raise click.BadParameter(f"must be a number of seconds within ±{MAX_CLOCK_SKEW}")
     return value
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:g}"
+
+
+def _finite(low: float, high: float) -> Any:
+    """A click callback: a float from ``low`` to ``high`` that is a finite number.
+    click's FloatRange lets 'nan' through (no comparison is true for it)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+        if value is None:
+            return None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise click.BadParameter(
+                f"{value:g} is out of range: a number from {_number(low)} to {_number(high)} "
+                "is expected"
+            )
+        return value
+
+    return check
+
+
+def _check_rate_limit(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    if value is None:
+        return None
+    # imported here: the sandbox's modules stay out of `outkit serve --help`
+    from outkit_cli.sandbox.faults import RATE_LIMIT_MAX, RATE_LIMIT_MIN
+
+    return _finite(RATE_LIMIT_MIN, RATE_LIMIT_MAX)(ctx, param, value)
 
 
 @command(
@@ -86,9 +118,11 @@ def _check_skew(value: float) -> float:
 )
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
+    callback=_check_rate_limit,
     metavar="N",
-    help="Allow N requests per second per key, then answer 429 with Retry-After; every "
+    help="Allow N requests per second per key (0.001 to 1,000,000), then answer 429 with "
+    "Retry-After; every "
     "answer to the key advertises the limit (RateLimit-Policy, RateLimit headers).",
 )
 @click.option(
@@ -101,14 +135,16 @@ def _check_skew(value: float) -> float:
 )
 @click.option(
     "--fail-rate",
-    type=click.FloatRange(0, 1),
+    type=float,
+    callback=_finite(0, 1),
     default=0.0,
     metavar="P",
     help="Answer this share of requests (0..1) with 503, doing nothing.",
 )
 @click.option(
     "--latency",
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=_finite(0, MAX_LATENCY_MS),
     default=0.0,
     metavar="MS",
     help="Milliseconds added to every response.",

@@ -10,6 +10,34 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
+# The rates --rate-limit takes, requests per second per key: one per ~17 minutes to a
+# million per second. Outside, the advertised policy stops making sense (1e-9/s was
+# q=0, Retry-After a billion seconds; 1e300 a 301-digit q), and RFC 9651 Structured Field
+# integers have at most 15 digits.
+RATE_LIMIT_MIN = 0.001
+RATE_LIMIT_MAX = 1_000_000.0
+# RFC 9651 section 3.3.1: an Integer has at most 15 decimal digits
+SF_INTEGER_MAX = 999_999_999_999_999
+
+
+def rate_limit_policy(rate: float) -> tuple[int, int]:
+    """``rate`` requests per second as (q, w): q requests per w seconds, both positive
+    integers of at most 15 digits (RFC 9651 section 3.3.1), q / w as close to ``rate`` as
+    a window of at most an hour allows (draft-ietf-httpapi-ratelimit-headers' q and w).
+
+    Raises ValueError for a rate that is not finite or outside RATE_LIMIT_MIN to
+    RATE_LIMIT_MAX."""
+    if not math.isfinite(rate) or not RATE_LIMIT_MIN <= rate <= RATE_LIMIT_MAX:
+        raise ValueError(
+            f"a rate limit must be {RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f} requests per second"
+        )
+    share = Fraction(rate).limit_denominator(3600)
+    q, w = share.numerator, share.denominator
+    if q < 1:  # cannot happen in range (1/1000 is exact); never advertise q=0
+        q, w = 1, max(1, min(3600, round(1 / rate)))
+    assert q <= SF_INTEGER_MAX and w <= SF_INTEGER_MAX
+    return q, w
+
 
 @dataclass
 class Faults:
@@ -20,6 +48,8 @@ class Faults:
     clock_skew: float = 0.0  # seconds the server's clock pretends to be off (+ is ahead)
 
     def __post_init__(self) -> None:
+        if self.rate_limit is not None:
+            rate_limit_policy(self.rate_limit)  # raises ValueError out of range
         self._buckets: dict[str, tuple[float, float]] = {}
         self._policy: str | None = None  # the RateLimit-Policy field value, made once
         self._lock = threading.Lock()
@@ -61,8 +91,8 @@ class Faults:
         if not self.rate_limit_headers:
             return wait, {}
         if self._policy is None:
-            share = Fraction(rate).limit_denominator(3600)
-            self._policy = f'"default";q={share.numerator};w={share.denominator}'
+            q, w = rate_limit_policy(rate)
+            self._policy = f'"default";q={q};w={w}'
         headers = {
             "RateLimit-Policy": self._policy,
             "RateLimit": f'"default";r={int(tokens)};t={math.ceil((burst - tokens) / rate)}',
