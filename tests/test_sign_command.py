@@ -393,6 +393,46 @@ def test_curl_uses_the_profile_api_url(config_file: Path) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("mode", ["--curl", "--json"])
+def test_full_url_on_another_host_is_warned_of_naming_both(
+    config_file: Path, mode: str, signed: bool
+) -> None:
+    """`sign https://evil.example:8443/... --curl` printed the profile's real key and
+    passphrase (and, for an unsigned key, its secret) for another host, without a word."""
+    save_profile(config_file, "prod", {"key": "k", "passphrase": "pp", "secret": "s",
+                                       "api_url": "https://api.outkit.io/v1",
+                                       "signed": signed})  # fmt: skip
+    result = run("sign", "POST", "https://evil.example:8443/v1/messages", mode)
+    assert result.exit_code == 0, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if "evil" in x]
+    assert line.startswith("warning: PATH is on https://evil.example:8443, not on the API "
+                           "host https://api.outkit.io (API URL from profile prod)")  # fmt: skip
+    assert ("passphrase and secret" in line) is (not signed)
+    assert "pp" in result.stdout  # the values are real, as documented: hence the warning
+    # the same origin spelled otherwise (case, the default port): no warning
+    same = run("sign", "POST", "HTTPS://API.Outkit.io:443/v1/messages", mode)
+    assert same.exit_code == 0 and "not on the API host" not in same.stderr
+    # the human view masks the values: no warning needed
+    human = run("sign", "POST", "https://evil.example:8443/v1/messages")
+    assert human.exit_code == 0 and "not on the API host" not in human.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "api_url"),
+    [
+        ("http://127.0.0.1:7778/v1/messages", "http://127.0.0.1:7777/v1"),  # another port
+        ("http://127.0.0.1:7777/v1/messages", "https://127.0.0.1:7777/v1"),  # another scheme
+        ("https://api.outkit.io.evil.example/v1/m", "https://api.outkit.io/v1"),
+        ("https://api.outkit.io@evil.example/v1/m", "https://api.outkit.io/v1"),
+    ],
+)
+def test_other_origin_is_scheme_host_and_port(url: str, api_url: str) -> None:
+    result = run("--api-url", api_url, "sign", "GET", url, "--secret", "s", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "not on the API host" in result.stderr
+
+
 @settings(max_examples=40, deadline=None)
 @given(body=st.text(max_size=100), secret=st.text(min_size=1, max_size=20))
 def test_command_signature_matches_the_core(body: str, secret: str) -> None:

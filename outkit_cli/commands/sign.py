@@ -78,6 +78,39 @@ def is_timestamp(text: str) -> bool:
     return text.isascii() and whole.isdigit() and (not dot or fraction.isdigit())
 
 
+def origin(url: str) -> str:
+    """``url``'s origin (RFC 6454: scheme, host, port) as ``scheme://host[:port]``, the
+    default port left out and the host lower-cased; ``url`` itself when it does not parse."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    except ValueError:  # a bad port or bracket: not comparable, so never "the same"
+        return url
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+
+
+def other_host_warning(
+    api_url: str, path: str, settings_source: str, *, signed: bool = True
+) -> str | None:
+    """The warning when PATH is a full URL on another origin than the API URL in use: the
+    printed --curl command and --json carry that key's real credentials there."""
+    if not is_url(path):
+        return None
+    theirs, ours = origin(path), origin(api_url)
+    if theirs == ours:
+        return None
+    what = "access key and passphrase" if signed else "access key, passphrase and secret"
+    return (
+        f"PATH is on {theirs}, not on the API host {ours} ({settings_source}): this output "
+        f"carries the real {what} meant for {ours}; make sure {theirs} is meant"
+    )
+
+
 def request_url(api_url: str, path: str) -> str:
     """The URL a request for PATH goes to: PATH is the full path, so only the API URL's
     scheme and host are kept (`/v1/messages` + `http://h/v1` -> `http://h/v1/messages`)."""
@@ -371,6 +404,12 @@ def sign(
     for problem in (encoding_warning(path), path_prefix_warning(settings.api_url, path)):
         if problem:
             warn(problem)
+    # --curl and --json carry real values (the human view masks them): said when they are
+    # for another host than the API URL's
+    source = settings.sources.get("api_url", "the built-in default")
+    other_host = other_host_warning(
+        settings.api_url, path, f"API URL from {source}", signed=settings.signed
+    )
     record = signing_record(
         method=method,
         path=path,
@@ -389,6 +428,8 @@ def sign(
         url = request_url(check_api_url(settings.api_url), path)
         if is_url(path):
             check_api_url(path)
+        if other_host:
+            warn(other_host)
         if settings.passphrase or not settings.signed:
             warn(secret_warning(signed=settings.signed))
         click.echo(
@@ -400,6 +441,8 @@ def sign(
     if output.machine:
         from outkit_cli.output import emit
 
+        if other_host:
+            warn(other_host)
         emit(output, [record], single=True, human=lambda: None)
     if given is not None:
         import hmac
