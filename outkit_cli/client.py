@@ -33,6 +33,7 @@ from outkit_cli.errors import (
     RateLimitedError,
     RejectedError,
     ServerError,
+    UnreachableError,
     UsageError,
 )
 from outkit_cli.http.transport import (
@@ -436,7 +437,7 @@ class Client:
                 resp, elapsed = self._send_once(method, path, body, params, deadline, form)
             except Unsent as exc:
                 # which profile: a profile left pointing at a sandbox that has stopped
-                error: OutkitError = NetworkError(f"{exc}; {self.used()}")
+                error: OutkitError = UnreachableError(f"{exc}; {self.used()}")
             except AnswerTooLarge as exc:
                 if method == "POST":
                     raise MaybeSentError(self._lost_post(str(exc), id_from_submitter)) from None

@@ -82,6 +82,11 @@ class NetworkError(OutkitError):
     exit_code = ExitCode.NETWORK
 
 
+class UnreachableError(NetworkError):
+    """No connection to the server could be made (refused, no route, no such host, connect
+    timed out, proxy unreachable), after the retries: the request was certainly not sent."""
+
+
 class MaybeSentError(NetworkError):
     """A request went out and its answer was lost: it may have taken effect."""
 

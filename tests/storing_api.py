@@ -47,7 +47,7 @@ class Store:
 def storing_api(
     post_fault: PostFault | None = None,
     *,
-    refuse: Callable[[int], tuple[int, Any] | None] | None = None,
+    refuse: Callable[[int], tuple[Any, ...] | None] | None = None,
     filters: bool = True,
     page: int | None = None,
     blind: bool = False,
@@ -56,7 +56,8 @@ def storing_api(
 ) -> Iterator[tuple[str, Store]]:
     """Yields (API URL, its store).
 
-    ``refuse(n)`` answers the n-th POST before storing it (a 429). ``post_fault(n)``
+    ``refuse(n)`` answers the n-th POST before storing it (a 429): (status, payload), or
+    (status, payload, headers). ``post_fault(n)``
     misbehaves after storing it. ``filters=False``: `GET /messages` ignores
     `id_from_submitter` and answers its newest messages (at most ``limit``, or at most
     ``page`` whatever the limit when ``page`` is set), as the hosted API may: it documents
@@ -79,7 +80,7 @@ def storing_api(
                 n = store.posts
             refused = refuse(n) if refuse else None
             if refused is not None:
-                self._answer(*refused)
+                self.send_json(*refused)  # (status, payload) or (status, payload, headers)
                 return
             message = dict(json.loads(body)["message"])
             message.update(id=str(uuid.uuid4()), status="received", done=False)

@@ -304,8 +304,9 @@ def run_batch_command(
         if spooled is not None:
             spooled.unlink(missing_ok=True)  # the input keeps it open until it is read
     _check_results_path(request.results_path, batch_input.path, request.journal_path)
-    results = _open_results(request.results_path)
-    opts.results = results
+    # opened (and emptied) by the runner once it holds every lock: a run refused because
+    # another run holds them must leave that run's results file alone
+    results = _ResultsFile(request.results_path)
     client = None
     limiter = None
     try:
@@ -319,7 +320,13 @@ def run_batch_command(
             api = ClientBatchApi(client, files, inline)
         with batch_progress(total) as progress:
             summary = run_batch(
-                batch_input, build, api, opts, on_progress=progress.update, on_note=progress.note
+                batch_input,
+                build,
+                api,
+                opts,
+                on_progress=progress.update,
+                on_note=progress.note,
+                open_results=results.open,
             )
             if limiter is not None:
                 summary.traffic = limiter.snapshot().describe()
@@ -329,15 +336,7 @@ def run_batch_command(
         files.close()
         if client is not None:
             client.close()
-        if results is not None:
-            try:
-                results.close()  # flushes the last lines: a full disk shows here
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write the results to {request.results_path}: "
-                    f"{exc.strerror or exc} (the journal has them: run the same command "
-                    "again to see them)"
-                ) from None
+        results.close()
     click.echo(summary.line(), err=True)
     if summary.undetermined:
         warn(_undetermined_warning(summary, settings.api_url, request.resend_unknown))
@@ -345,9 +344,11 @@ def run_batch_command(
         click.echo(f"batch stopped: {summary.aborted}", err=True)
         return OUTPUT_CLOSED_EXIT
     if summary.aborted:
-        click.echo(f"error: {summary.aborted}; the batch was stopped", err=True)
+        click.echo(f"error: {summary.aborted}; the batch was stopped{summary.abort_hint}", err=True)
     if summary.interrupted:
-        return 130
+        # 128 + the signal's number, as the shell reports a process the signal ended:
+        # 130 for Ctrl-C (SIGINT), 143 for SIGTERM (timeout(1), systemd, cron's killers)
+        return 128 + (summary.stop_signal or 2)
     return summary.exit_code
 
 
@@ -528,12 +529,33 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _open_results(path: Path | None) -> IO[str] | None:
-    if path is None:
-        return None
-    try:
-        # never through a symlink, 0600, only a regular file of the user's (fsutil)
-        fd = open_private(path, write=True, truncate=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write --results {path}: {exc.strerror}") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
+class _ResultsFile:
+    """The --results file, opened (emptied) only when the runner calls ``open``: after it
+    holds every lock, so that a run that fails before starting (a lock held by another
+    run, a journal it cannot use) leaves an existing file as it was."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.handle: IO[str] | None = None
+
+    def open(self) -> IO[str] | None:
+        if self.path is None:
+            return None
+        try:
+            # never through a symlink, 0600, only a regular file of the user's (fsutil)
+            fd = open_private(self.path, write=True, truncate=True)
+        except OSError as exc:
+            raise UsageError(f"cannot write --results {self.path}: {exc.strerror}") from None
+        self.handle = os.fdopen(fd, "w", encoding="utf-8")
+        return self.handle
+
+    def close(self) -> None:
+        if self.handle is None:
+            return
+        try:
+            self.handle.close()  # flushes the last lines: a full disk shows here
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the results to {self.path}: {exc.strerror or exc} (the "
+                "journal has them: run the same command again to see them)"
+            ) from None

@@ -22,11 +22,13 @@ class Summary:
     elapsed: float = 0.0
     journal: Path | None = None
     interrupted: bool = False
+    stop_signal: int = 0  # the signal that interrupted the run (SIGINT, SIGTERM); 0: none
     delivered: int = 0
     ended_in_error: int = 0
     still_pending: int = 0
     wait_reported: bool = False
     aborted: str | None = None  # why the batch stopped early (e.g. credentials rejected)
+    abort_hint: str = ""  # what to do about it, after "the batch was stopped"
     output_closed: bool = False  # stdout's reader went away (`| head`): exit 141
     traffic: str | None = None  # requests, 429s, retries, pace (http.ratelimit.RateStats)
     dry_run: bool = False

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from outkit_cli.batch.journal import Journal, default_journal_path, peek_journal
 from outkit_cli.batch.locks import InputLock, RowsLock, RunLock
@@ -31,7 +31,9 @@ from outkit_cli.errors import (
     MaybeSentError,
     OutkitError,
     OutputClosedError,
+    RateLimitedError,
     UndeterminedLookupError,
+    UnreachableError,
 )
 from outkit_cli.terminal import escape_controls
 
@@ -57,20 +59,29 @@ def run_batch(
     *,
     on_progress: Callable[[Summary], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    open_results: Callable[[], IO[str] | None] | None = None,
 ) -> Summary:
     """Send every row of ``source`` exactly once. ``build`` merges a row into the command's
     defaults and validates it (raising UsageError); ``api`` is None only for a dry run;
     ``on_note`` is given a line for the user before sending starts (e.g. that this run
-    continues an interrupted resend).
+    continues an interrupted resend). ``open_results`` opens (and empties) the --results
+    file: called only once every lock is held, so that a run refused because another
+    holds them never touches the file that other run is writing.
     Raises UsageError when the input file is locked by another run (whatever its journal),
     or the journal cannot be used (locked by another run, not a journal, unwritable),
     before anything is sent."""
     summary = Summary()
-    sink = ResultSink(opts.results or sys.stdout, summary, journalled=not opts.dry_run)
-    sink.keep_ids = opts.wait
     started = time.monotonic()
+
+    def make_sink() -> ResultSink:
+        out = open_results() if open_results is not None else None
+        sink = ResultSink(out or opts.results or sys.stdout, summary, journalled=not opts.dry_run)
+        sink.keep_ids = opts.wait
+        return sink
+
     journal_path = opts.journal or default_journal_path(source.path, source.fingerprint)
     if opts.dry_run:
+        sink = make_sink()
         rows = RowPlanner(build, opts, peek_journal(journal_path), {}, sink)
         for item in read_rows(source):
             task = rows.task(item)
@@ -90,6 +101,7 @@ def run_batch(
             held.append(RowsLock(source.name, opts.rows_key, wait_lock=opts.wait_lock))
         journal = Journal(journal_path, source.name, wait_lock=opts.wait_lock)
         try:
+            sink = make_sink()  # every lock is held: the results file is this run's
             return _send_all(source, build, api, opts, journal, sink, on_progress, on_note, started)
         finally:
             journal.close()
@@ -128,7 +140,7 @@ def _send_all(
     run = _Run(api, journal, sink, summary, opts, on_progress, stop)
     # before the lookups of rows left in doubt: a Ctrl-C there stops the run like one
     # during the sending (summary, exit 130), not with a bare "Aborted."
-    previous = _install_sigint(stop, summary.resume_hint())
+    previous = _install_sigint(stop, summary.resume_hint(), summary)
     try:
         if state.in_doubt and on_note is not None:
             on_note(
@@ -170,6 +182,7 @@ def _send_all(
         # printed on stderr as it is (batch.command): it may name a file or quote a server
         summary.aborted = escape_controls(run.abort_error.message)
         summary.output_closed = isinstance(run.abort_error, OutputClosedError)
+        summary.abort_hint = _abort_hint(run.abort_error)
         summary.fail(run.abort_error.exit_code)
     if opts.wait and not summary.interrupted and summary.aborted is None:
         wait_all(
@@ -182,6 +195,15 @@ def _send_all(
     summary.elapsed = time.monotonic() - started
     sink.flush()
     return summary
+
+
+def _abort_hint(exc: OutkitError) -> str:
+    """What to do after the batch stopped on ``exc`` (after "the batch was stopped")."""
+    if isinstance(exc, UnreachableError):
+        return ": run it again once the API answers"
+    if isinstance(exc, RateLimitedError):
+        return ": run it again later, or with a lower --rate"
+    return ""
 
 
 class _Run:
@@ -312,8 +334,10 @@ class _Run:
             data = self.api.create(task.message)
         except MaybeSentError as exc:
             return {**base, "status": "in_doubt", "error": exc.message, "task": task}
-        except AuthError as exc:
-            # every other row would fail the same way: stop the batch
+        except (AuthError, UnreachableError, RateLimitedError) as exc:
+            # every other row would fail the same way, each after its own retries (a dead
+            # API: ~40 s a row; a 429 asking for 2 minutes: 2 minutes a row): stop the
+            # batch; rows in flight finish, the rest stay for the rerun. Nothing was sent.
             if not self.aborted.is_set():
                 self.abort_error = exc
                 self.aborted.set()
@@ -372,18 +396,23 @@ class _Run:
             self.on_progress(self.summary)
 
 
-def _install_sigint(stop: threading.Event, resume: str = "") -> Any:
-    """Ctrl-C stops taking new rows; rows in flight finish and are journalled. A second
-    Ctrl-C quits at once: the journal already holds every row handed out as pending (so
-    the rerun looks those up) and every outcome as soon as it is known; nothing else needs
-    to be saved, and ending the process there (os._exit) cannot hang on a worker thread
-    or print an interpreter traceback."""
+# What stops a batch like a first Ctrl-C: SIGINT (Ctrl-C) and SIGTERM (what timeout(1),
+# systemd and cron's killers send). The exit status is then 128 + the signal's number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _install_sigint(
+    stop: threading.Event, resume: str = "", summary: Summary | None = None
+) -> dict[int, Any]:
+    """SIGINT (Ctrl-C) and SIGTERM stop taking new rows; rows in flight finish and are
+    journalled, and the run ends with its summary (exit 128 + the signal's number:
+    ``summary.stop_signal``). A second signal quits at once: the journal already holds
+    every row handed out as pending (so the rerun looks those up) and every outcome as
+    soon as it is known; nothing else needs to be saved, and ending the process there
+    (os._exit) cannot hang on a worker thread or print an interpreter traceback.
+    Returns the handlers replaced, for `_restore_sigint`."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # started with SIGINT ignored (`cmd &` in a script, nohup): it stays ignored, in
-        # every phase of the run, as the shell meant
-        return None
+        return {}
     from outkit_cli.terminal import current
 
     tty = current().stderr_tty
@@ -393,28 +422,37 @@ def _install_sigint(stop: threading.Event, resume: str = "") -> Any:
         now = time.monotonic()
         if stop.is_set():
             # GNU timeout sends its signal to the command and then to its process group:
-            # one SIGINT delivered twice within microseconds is not a second Ctrl-C
+            # one signal delivered twice within microseconds is not a second Ctrl-C
             if first and now - first[0] < DUPLICATE_SIGNAL:
                 return
-            _quit_now(tty, resume)
+            _quit_now(tty, resume, 128 + signum)
         first.append(now)
+        if summary is not None:
+            summary.stop_signal = signum
         stop.set()
         # on a terminal, end the line the progress bar (and the echoed ^C) is on
         lead = "\n" if tty else ""
-        _say(f"{lead}stopping: finishing the rows in flight (Ctrl-C again to quit)\n")
+        name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+        _say(f"{lead}stopping{name}: finishing the rows in flight (Ctrl-C again to quit)\n")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous: dict[int, Any] = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            # started with the signal ignored (`cmd &` in a script ignores SIGINT, nohup):
+            # it stays ignored, in every phase of the run, as the shell meant
+            continue
+        previous[signum] = signal.signal(signum, handler)
     return previous
 
 
-def _quit_now(tty: bool, resume: str = "") -> None:
+def _quit_now(tty: bool, resume: str = "", status: int = 130) -> None:
     show_cursor = "\x1b[?25h" if tty else ""  # the progress bar hides it
     lead = f"{show_cursor}\n" if tty else ""
     _say(
         f"{lead}interrupted again: quitting now; run the same command again to send the rest"
         f"{resume} (rows in flight are looked up first)\n"
     )
-    os._exit(130)
+    os._exit(status)
 
 
 def _say(text: str) -> None:
@@ -424,6 +462,7 @@ def _say(text: str) -> None:
         os.write(2, text.encode())
 
 
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+def _restore_sigint(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        if handler is not None:  # None: installed from outside Python, cannot be put back
+            signal.signal(signum, handler)
