@@ -433,14 +433,17 @@ def resolve_settings(
     if name is None:
         name = default_profile_name(data)
         own_key = profs.get(name, {}).get("key") if name else None
-        if env_credentials and own_key and env.get("OUTKIT_ACCESS_KEY") != own_key:
+        # credential flags (`sign --key/--passphrase/--secret`) are given credentials too
+        flags = {k: v for k, v in (overrides or {}).items() if k in ENV_CREDENTIALS and v}
+        given_key = flags.get("key") or env.get("OUTKIT_ACCESS_KEY")
+        if (env_credentials or flags) and own_key and given_key != own_key:
             # the default profile belongs to another key (or the key variable is missing):
             # its API URL, key and defaults are not the environment's (a `sandbox` default
             # would get production credentials sent to a local port, the cron recipe's
             # case, or mixed with the sandbox key); chosen with -p or OUTKIT_PROFILE, it is
             if is_verbose():
                 debug(
-                    f"credentials from the environment: the default profile {name!r} "
+                    f"credentials given (environment or flags): the default profile {name!r} "
                     "(another key) is not used; -p selects it"
                 )
             skipped_default, name = name, None

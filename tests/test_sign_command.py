@@ -393,6 +393,26 @@ def test_curl_uses_the_profile_api_url(config_file: Path) -> None:
     ]  # fmt: skip
 
 
+def test_credential_flags_never_mix_with_another_keys_default_profile(
+    config_file: Path,
+) -> None:
+    """`sign --key prodkey --curl` with the sandbox as default profile printed prodkey with
+    the sandbox's passphrase, signed with its secret, for its URL; as with OUTKIT_ACCESS_*,
+    the default profile is used only for its own key."""
+    save_profile(config_file, "sandbox", {"key": "sbx", "passphrase": "sbx-pass",
+                                          "secret": "sbx-secret",
+                                          "api_url": "http://127.0.0.1:7777/v1"})  # fmt: skip
+    other = run("sign", "GET", "/v1/messages", "--key", "prodkey", "--secret", "s", "--json")
+    assert other.exit_code == 0, other.stderr
+    record = json.loads(other.stdout)
+    assert "sbx-pass" not in other.stdout and "Outkit-Access-Passphrase" not in record["headers"]
+    assert record["signature"] == signing.signature("s", record["presignature"].encode())
+    curl = run("sign", "GET", "/v1/messages", "--key", "prodkey", "--secret", "s", "--curl")
+    assert "https://api.outkit.io/v1/messages" in curl.stdout and "7777" not in curl.stdout
+    same = run("sign", "GET", "/v1/messages", "--key", "sbx", "--json")
+    assert json.loads(same.stdout)["headers"]["Outkit-Access-Passphrase"] == "sbx-pass"
+
+
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("mode", ["--curl", "--json"])
 def test_full_url_on_another_host_is_warned_of_naming_both(
