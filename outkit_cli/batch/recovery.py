@@ -27,6 +27,8 @@ def resolve_in_doubt(
     journal: Journal,
     concurrency: int,
     stop: threading.Event | None = None,
+    fatal: tuple[type[OutkitError], ...] = (),
+    on_fatal: Callable[[OutkitError], None] | None = None,
 ) -> dict[str, str | None]:
     """Rows an earlier run left in flight: find each by its id_from_submitter.
 
@@ -34,7 +36,9 @@ def resolve_in_doubt(
     are sent again as usual; the rest (no id to look up by, or the lookup failed) are
     unknown. Returns the unknown ones: identity -> id_from_submitter. Once ``stop`` is
     set (Ctrl-C), no more lookups start: the rows not looked up stay pending in the
-    journal, for the next run."""
+    journal, for the next run. A lookup failing with one of ``fatal`` (the API cannot be
+    reached, keeps answering 429) is given to ``on_fatal`` and ends the lookups the same
+    way: every other row's would fail alike, each after its own retries."""
     unknown: dict[str, str | None] = {
         key: ifs for key, (_, ifs) in state.in_doubt.items() if not ifs
     }
@@ -44,18 +48,28 @@ def resolve_in_doubt(
 
     def find(item: tuple[str, int, str]) -> tuple[str, int, str, Mapping[str, Any] | None, bool]:
         key, line, ifs = item
-        if stop is not None and stop.is_set():
+        if (stop is not None and stop.is_set()) or halted.is_set():
             return key, line, ifs, None, False
         try:
             return key, line, ifs, api.find(ifs), True
+        except fatal as exc:
+            halted.set()
+            if on_fatal is not None:
+                on_fatal(exc)
+            return key, line, ifs, None, False
         except OutkitError:
             return key, line, ifs, None, False
+
+    halted = threading.Event()
 
     from concurrent.futures import ThreadPoolExecutor
 
     found: list[dict[str, Any]] = []
+    # the first alone: an API that cannot be reached shows it once (after one lookup's
+    # retries), not once for each worker at the same time
+    first = find(lookups[0])
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for key, line, ifs, message, answered in pool.map(find, lookups):
+        for key, line, ifs, message, answered in [first, *pool.map(find, lookups[1:])]:
             if not answered:
                 unknown[key] = ifs
             elif message is not None:

@@ -147,7 +147,9 @@ def _send_all(
                 f"looking up {plural(len(state.in_doubt), 'row')} an earlier run left in "
                 "flight before sending anything"
             )
-        rows.unknown = resolve_in_doubt(state, api, journal, opts.concurrency, stop)
+        rows.unknown = resolve_in_doubt(
+            state, api, journal, opts.concurrency, stop, STOPS_BATCH, run.abort
+        )
         run.start()
         try:
             chunk: list[Task] = []
@@ -206,6 +208,12 @@ def _abort_hint(exc: OutkitError) -> str:
     return ""
 
 
+# Failures every later request would meet too, each after its own retries (a dead API:
+# ~43 s a row; a 429 asking for 2 minutes: 2 minutes a row): the first stops the batch.
+# Nothing was sent by the request that failed so.
+STOPS_BATCH = (AuthError, UnreachableError, RateLimitedError)
+
+
 class _Run:
     """The worker pool and the collector for one batch."""
 
@@ -243,6 +251,14 @@ class _Run:
         ]
         self._collector = threading.Thread(target=self._collect, name="outkit-batch-journal")
 
+    def abort(self, exc: OutkitError) -> None:
+        """Stop the batch on ``exc`` (one of STOPS_BATCH): rows in flight finish, the rest
+        stay for the rerun (journalled pending, or not read yet)."""
+        with self._noting:
+            if not self.aborted.is_set():
+                self.abort_error = exc
+                self.aborted.set()
+
     def start(self) -> None:
         self._collector.start()
         for w in self._workers:
@@ -263,6 +279,8 @@ class _Run:
             # sends them then
             return
         self._look_up(chunk)
+        if self.aborted.is_set():
+            return  # pending, never sent: the rerun looks them up
         for task in chunk:
             self.tasks.put(task)
 
@@ -275,6 +293,10 @@ class _Run:
             return
         try:
             found = self.api.find_many([t.ifs for t in wanted if t.ifs])
+        except STOPS_BATCH as exc:
+            # each row's own lookup would meet it again, after its own retries
+            self.abort(exc)
+            return
         except OutkitError:
             return
         for task in wanted:
@@ -334,13 +356,8 @@ class _Run:
             data = self.api.create(task.message)
         except MaybeSentError as exc:
             return {**base, "status": "in_doubt", "error": exc.message, "task": task}
-        except (AuthError, UnreachableError, RateLimitedError) as exc:
-            # every other row would fail the same way, each after its own retries (a dead
-            # API: ~40 s a row; a 429 asking for 2 minutes: 2 minutes a row): stop the
-            # batch; rows in flight finish, the rest stay for the rerun. Nothing was sent.
-            if not self.aborted.is_set():
-                self.abort_error = exc
-                self.aborted.set()
+        except STOPS_BATCH as exc:
+            self.abort(exc)
             return {**base, "status": "failed", "error": exc.message, "code": exc.exit_code}
         except OutkitError as exc:
             return {**base, "status": "failed", "error": exc.message, "code": exc.exit_code}
