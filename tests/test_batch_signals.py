@@ -37,7 +37,7 @@ def test_ctrl_c_during_the_reruns_lookups_stops_like_ctrl_c_while_sending(start_
     rerun = batch_child(src, box, "--concurrency", "1")
     assert rerun.stderr is not None
     note = rerun.stderr.readline().decode()
-    assert f"looking up {left} rows an earlier run left in flight" in note, note
+    assert f"looking up {left} rows an earlier run left unfinished" in note, note
     time.sleep(0.5)
     rerun.send_signal(signal.SIGINT)
     out, err = rerun.communicate(timeout=60)

@@ -287,3 +287,41 @@ def test_lost_answers_against_a_list_that_lags_behind_writes(tmp_path: Path) -> 
     assert result.exit_code == 0, result
     assert statuses(result) == ["accepted"] * 20
     stored_once(store, 20)
+
+
+def test_a_first_run_stopped_halfway_still_looks_rows_up_on_its_rerun(tmp_path: Path) -> None:
+    """Newcomer trial 2: a file whose last rows were sent before from elsewhere; its first
+    run is stopped (SIGINT) before it reaches them; the rerun's journal is no longer new,
+    and it sent those rows without looking them up: stored twice. Until a run has gone
+    through every row, each run looks its rows up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sent_before = tmp_path / "before.csv"
+    sent_before.write_text("to\n" + "".join(f"p{i}@example.com\n" for i in range(260, 300)))
+    # rows 260-299 are the same as before.csv's, beyond the chunks a stopped run journals
+    src = rows_file(tmp_path, 300)
+    journal = src.with_name(src.name + ".outkit-journal")
+    with storing_api() as (url, store):
+        assert batch(url, sent_before).exit_code == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTKIT_")}
+        env.update(env_for(url))
+        child = subprocess.Popen(
+            [sys.executable, "-m", "outkit_cli", "send", "--batch", str(src), "--project",
+             "p", "--text-body", "hello", "--rate", "10"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (journal.exists() and journal.read_text().count('"type":"result"') >= 5):
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        child.communicate(timeout=60)
+        assert child.returncode == 130
+        assert store.posts < 40 + 200  # it never reached rows 260-299
+        again = batch(url, src)
+    assert again.exit_code == 0, again
+    stored_once(store, 300)

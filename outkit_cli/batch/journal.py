@@ -47,6 +47,10 @@ class JournalState:
     # --resend or not, continues it
     resend_open: bool = False
     runs: int = 0  # earlier runs recorded: 0 for a new (or lost) journal
+    # a run went through every row (a `finished` record): until then every run looks its
+    # rows up before sending, as the first did (a first run stopped halfway, then run
+    # again, sent rows it never reached without asking whether they were sent before)
+    completed: bool = False
 
     def is_new(self) -> bool:
         return self.runs == 0
@@ -130,6 +134,7 @@ def _replay(
         if generation > state.generation:
             state.generation, state.resend_open = generation, True
     elif kind == "finished":
+        state.completed = True
         if _number(rec["generation"]) == state.generation:
             state.resend_open = False
     elif kind == "pending":

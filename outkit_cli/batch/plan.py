@@ -110,9 +110,10 @@ class RowPlanner:
                 code=ExitCode.NETWORK,
             )
             return None
-        # a new journal (first run, or the journal was lost): the server may hold the row
-        # already; a resent row with its own id would find its first copy, so not those
-        lookup = self.state.is_new() and ifs is not None and not (own and self.generation)
+        # until a run has gone through every row (a first run, a lost journal, a first run
+        # stopped halfway): the server may hold the row already; a resent row with its own
+        # id would find its first copy, so not those
+        lookup = not self.state.completed and ifs is not None and not (own and self.generation)
         return Task(item.line, message, identity, lookup)
 
     def changed_lines(self) -> list[int]:

@@ -144,8 +144,8 @@ def _send_all(
     try:
         if state.in_doubt and on_note is not None:
             on_note(
-                f"looking up {plural(len(state.in_doubt), 'row')} an earlier run left in "
-                "flight before sending anything"
+                f"looking up {plural(len(state.in_doubt), 'row')} an earlier run left "
+                "unfinished (in flight, or queued when it stopped) before sending anything"
             )
         rows.unknown = resolve_in_doubt(
             state, api, journal, opts.concurrency, stop, STOPS_BATCH, run.abort
