@@ -115,6 +115,11 @@ class UndeterminedLookupError(OutkitError):
         self.reason = reason  # "the server at HOST <reason>", for a run's warning line
 
 
+class UnverifiedLookupError(UndeterminedLookupError):
+    """A lookup found nothing before the run could check that lookups find what it created
+    (ClientBatchApi.lists_find): the row is looked up again when it is about to be sent."""
+
+
 class MessageFailedError(OutkitError):
     exit_code = ExitCode.MESSAGE_FAILED
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -15,7 +15,12 @@ import click
 from outkit_cli.batch.options import BatchRequest
 from outkit_cli.batch.rows import ATTACHMENTS
 from outkit_cli.diagnostics import warn
-from outkit_cli.errors import OUTPUT_CLOSED_EXIT, UndeterminedLookupError, UsageError
+from outkit_cli.errors import (
+    OUTPUT_CLOSED_EXIT,
+    UndeterminedLookupError,
+    UnverifiedLookupError,
+    UsageError,
+)
 from outkit_cli.fsutil import OpenDirectory, open_private
 from outkit_cli.message import MessageInput
 
@@ -26,6 +31,23 @@ BATCH_DEFAULT_RETRIES = 10
 
 # a list holding every message of 100 ids, duplicates of earlier runs included
 LOOKUP_LIMIT = 1000
+# ids per chunk lookup (repeated id_from_submitter parameters)
+LOOKUP_CHUNK = 100
+# seconds a row's lookup waits for the row let through first (lists_find's canary)
+CANARY_WAIT = 120.0
+# seconds lists_find keeps asking for the message it created before calling the list blind
+VERIFY_SECONDS = 5.0
+
+
+def unused_id() -> str:
+    """An id_from_submitter nobody uses, shaped like a batch row's (`outkit-` and 24
+    base32 characters), so that a server cannot tell the batch's checks from its lookups."""
+    import base64
+    import secrets
+
+    return "outkit-" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:24]
+
+
 # one row's lookup: its copies, or, from a server that ignores the filter but honours the
 # limit, its newest messages, among which a row whose answer was lost moments ago
 FIND_LIMIT = 100
@@ -64,12 +86,14 @@ class ClientBatchApi:
         self.client = client
         self.files_base = files_base  # where a row's relative attachment paths start
         self.disposition = "inline" if inline else "attachment"
-        self._probing = threading.Lock()
+        self._probing = threading.Condition()
         self._filter_ignored: bool | None = None
-        self._probe_id = f"outkit-probe-{uuid.uuid4()}"
-        self._created: str | None = None  # the id_from_submitter of a message created here
-        self._lists_find: bool | None = None  # a lookup found a message (lists_find)
+        self._probe_id = unused_id()
+        self._created: list[str] = []  # id_from_submitter of the first messages created here
+        self._lists_find: bool | None = None  # lists_find, once known
+        self._canary_out = False  # a row let through as absent before lists_find is known
         self._repeated: bool | None = None  # repeated_filter_applied, once known
+        self._sample: list[str] | None = None  # id_from_submitter of the newest messages
 
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
         """The created message; MaybeSentError when the answer was lost after sending.
@@ -87,13 +111,24 @@ class ClientBatchApi:
             files = read_attachments(paths, self.files_base)
             form = multipart.encode(message, files, self.disposition)
         ifs = message.get("id_from_submitter")
-        data = self.client.create_message(request_body(message), id_from_submitter=ifs, form=form)
-        if ifs and self._created is None:
+        try:
+            data = self.client.create_message(
+                request_body(message), id_from_submitter=ifs, form=form
+            )
+        except BaseException:
+            with self._probing:  # a canary that created nothing: the next row is one
+                if not self._created:
+                    self._canary_out = False
+                    self._probing.notify_all()
+            raise
+        if ifs:
             with self._probing:
-                self._created = self._created or ifs
+                if len(self._created) < 2:
+                    self._created.append(ifs)
+                    self._probing.notify_all()
         return data.data
 
-    def find(self, id_from_submitter: str) -> Mapping[str, Any] | None:
+    def find(self, id_from_submitter: str, *, canary: bool = True) -> Mapping[str, Any] | None:
         """The newest message the server holds with this id_from_submitter, or None when it
         certainly holds none. Raises UndeterminedLookupError when its answer cannot show
         that (`read_lookup`, `lists_find`), and the client's errors when a request fails."""
@@ -104,7 +139,12 @@ class ClientBatchApi:
             return found[id_from_submitter]
         if not trusted:
             raise self._undetermined(resp)
-        if not self.lists_find():
+        if not self.lists_find(canary=canary):
+            if self._lists_find is None:  # not known yet, and this row may not be the canary
+                raise UnverifiedLookupError(
+                    "not found, but whether lookups find what this run creates is not known "
+                    "yet", reason="could not yet be checked",
+                )  # fmt: skip
             raise self._blind()
         return None
 
@@ -123,46 +163,47 @@ class ClientBatchApi:
         """
         settled: dict[str, Mapping[str, Any] | None] = {}
         ignored = self.filter_ignored()
-        for start in range(0, len(ids), 100):
-            part = ids[start : start + 100]
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            part = ids[start : start + LOOKUP_CHUNK]
             resp = self.client.list_messages(id_from_submitter=part, limit=LOOKUP_LIMIT)
             found, trusted = self._read(resp, LOOKUP_LIMIT, ignored)
             for ifs, message in found.items():
                 settled.setdefault(ifs, message)
             if found or not trusted:
                 continue
-            if self.repeated_filter_applied() and self.lists_find():
+            if self.lists_find(await_canary=True) and self.repeated_filter_applied():
                 for ifs in part:
                     settled.setdefault(ifs, None)
         return settled
 
     def repeated_filter_applied(self) -> bool:
         """Whether the server applies every value of a repeated id_from_submitter parameter.
-        The sandbox does; a web framework that keeps only the first or the last value
-        answers for that one alone, and every other id asked for would look absent
-        (attacker trial 2: 29 of 30 rows sent twice). Found out once per run: up to two
-        id_from_submitter values of the server's newest messages are asked for between ids
-        nobody uses, and must both be listed. A server that holds no message at all cannot
-        hide one (True); one whose newest messages carry no id_from_submitter gives nothing
-        to check with (False: rows are looked up one by one). Raises the client's errors
-        when a request fails (asked again next time)."""
+        The sandbox does; a web framework that keeps only the first or the last value, or
+        the first few, answers for those alone, and every other id asked for would look
+        absent (attacker trials 2 and 3: rows sent twice). Checked once per run with an
+        id_from_submitter the server holds (one of its newest messages', else one this run
+        created): asked for first and then last among 99 ids nobody uses (as many values as
+        a chunk lookup sends, shaped like the batch's own ids), it must be listed both
+        times. Until such an id is known: False (rows are looked up one by one). Raises the
+        client's errors when a request fails (asked again next time)."""
         with self._probing:
             if self._repeated is not None:
                 return self._repeated
-        newest = self.client.list_messages(limit=FIND_LIMIT)
-        known = list(
-            dict.fromkeys(m["id_from_submitter"] for m in newest.data if m.get("id_from_submitter"))
-        )[:2]
-        if not newest.data:
-            applied = True
-        elif not known:
-            applied = False
-        else:
-            probe = self._probe_id
-            asked = [f"{probe}-a", known[0], f"{probe}-b", *known[1:], f"{probe}-c"]
+            sample = self._sample
+        if sample is None:
+            newest = self.client.list_messages(limit=FIND_LIMIT)
+            sample = [m["id_from_submitter"] for m in newest.data if m.get("id_from_submitter")]
+            with self._probing:
+                self._sample = sample
+        with self._probing:
+            known = (sample or self._created)[:1]
+        if not known:
+            return False
+        fillers = [unused_id() for _ in range(LOOKUP_CHUNK - 1)]
+        applied = True
+        for asked in ([known[0], *fillers], [*fillers, known[0]]):
             resp = self.client.list_messages(id_from_submitter=asked, limit=LOOKUP_LIMIT)
-            listed = {m["id_from_submitter"] for m in resp.data}
-            applied = all(k in listed for k in known)
+            applied = applied and any(m["id_from_submitter"] == known[0] for m in resp.data)
         with self._probing:
             self._repeated = applied
         return applied
@@ -179,20 +220,48 @@ class ClientBatchApi:
                 self._filter_ignored = resp.listed > 0
             return self._filter_ignored
 
-    def lists_find(self) -> bool:
-        """Whether a lookup finds a message known to exist: the first message this run
-        created, looked up once before an empty answer is believed. A server whose list
-        answers nothing whatever it holds (a list scoped to something else, a stub) would
-        otherwise make every row in doubt look unsent. True while nothing was created yet.
-        Raises the client's errors when the request fails."""
+    def lists_find(self, *, canary: bool = False, await_canary: bool = False) -> bool:
+        """Whether an empty answer can be believed: a lookup of the first message this run
+        created must have found it. A server whose list answers nothing whatever it holds
+        (a list scoped to something else, a stub) cannot be told from one that holds
+        nothing until then (attacker trial 3: every copy of a file sent its first 64 rows
+        again). So until a message is created, `canary=True` (a row's own lookup) lets one
+        row at a time through as absent: it is sent, and the others wait until its message
+        is looked up; without it (chunk lookups), False, or with `await_canary` the
+        answer once a row let through is created (a chunk looked up while the first
+        chunk's canary is out need not go row by row). Raises the client's errors when
+        the request fails."""
+        waited = 0.0
         with self._probing:
-            known, works = self._created, self._lists_find
-        if works is not None or known is None:
-            return works is not False
-        resp = self.client.list_messages(id_from_submitter=known, limit=FIND_LIMIT)
-        works = any(m["id_from_submitter"] == known for m in resp.data)
+            while True:
+                if self._lists_find is not None:
+                    return self._lists_find
+                if self._created:
+                    known = self._created[0]
+                    break
+                if waited >= CANARY_WAIT:
+                    return False
+                if not self._canary_out:
+                    if not canary:
+                        return False
+                    self._canary_out = True
+                    return True
+                if not (canary or await_canary):
+                    return False
+                self._probing.wait(1.0)
+                waited += 1.0
+        # a list served from a replica shows a message a moment after it was stored: ask
+        # again for a few seconds before calling it blind
+        deadline = time.monotonic() + VERIFY_SECONDS
+        while True:
+            resp = self.client.list_messages(id_from_submitter=known, limit=FIND_LIMIT)
+            works = any(m["id_from_submitter"] == known for m in resp.data)
+            if works or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         with self._probing:
             self._lists_find = works
+            self._probing.notify_all()
         return works
 
     def _read(
@@ -202,8 +271,6 @@ class ClientBatchApi:
         with self._probing:
             if resp.listed != len(resp.data):
                 self._filter_ignored = True
-            if found:
-                self._lists_find = True
         return found, trusted
 
     def _host(self) -> str:
@@ -226,7 +293,8 @@ class ClientBatchApi:
     def _blind(self) -> UndeterminedLookupError:
         return UndeterminedLookupError(
             f"the server at {self._host()} does not list a message this run created "
-            f"(id_from_submitter {self._created}): its empty answers cannot be believed",
+            f"(id_from_submitter {self._created[0] if self._created else '?'}): its empty "
+            "answers cannot be believed",
             reason="does not list messages it holds",
         )
 

@@ -65,6 +65,8 @@ class RowPlanner:
         self.opts = opts
         self.state = state
         self.unknown = unknown
+        # rows left in flight whose lookup could not be checked yet: looked up when sent
+        self.recheck: set[str] = set()
         self.sink = sink
         # --resend starts a new generation, unless the latest one was interrupted: then it
         # continues that one, as a rerun without --resend does (no row sent a third time)
@@ -113,7 +115,11 @@ class RowPlanner:
         # until a run has gone through every row (a first run, a lost journal, a first run
         # stopped halfway): the server may hold the row already; a resent row with its own
         # id would find its first copy, so not those
-        lookup = not self.state.completed and ifs is not None and not (own and self.generation)
+        lookup = (
+            (not self.state.completed or identity in self.recheck)
+            and ifs is not None
+            and not (own and self.generation)
+        )
         return Task(item.line, message, identity, lookup)
 
     def changed_lines(self) -> list[int]:

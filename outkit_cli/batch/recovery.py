@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from outkit_cli.batch.journal import Journal, JournalState
-from outkit_cli.errors import ExitCode, OutkitError
+from outkit_cli.errors import ExitCode, OutkitError, UnverifiedLookupError
 
 if TYPE_CHECKING:
     from outkit_cli.batch.plan import Task
@@ -29,12 +29,14 @@ def resolve_in_doubt(
     stop: threading.Event | None = None,
     fatal: tuple[type[OutkitError], ...] = (),
     on_fatal: Callable[[OutkitError], None] | None = None,
-) -> dict[str, str | None]:
+) -> tuple[dict[str, str | None], set[str]]:
     """Rows an earlier run left in flight: find each by its id_from_submitter.
 
     Found rows become accepted (in `state` and in the journal); rows the server never saw
     are sent again as usual; the rest (no id to look up by, or the lookup failed) are
-    unknown. Returns the unknown ones: identity -> id_from_submitter. Once ``stop`` is
+    unknown. Returns the unknown ones (identity -> id_from_submitter) and the rows whose
+    absence could not be checked yet (`UnverifiedLookupError`: looked up again when they
+    are about to be sent, once the run can check its lookups). Once ``stop`` is
     set (Ctrl-C), no more lookups start: the rows not looked up stay pending in the
     journal, for the next run. A lookup failing with one of ``fatal`` (the API cannot be
     reached, keeps answering 429) is given to ``on_fatal`` and ends the lookups the same
@@ -42,16 +44,22 @@ def resolve_in_doubt(
     unknown: dict[str, str | None] = {
         key: ifs for key, (_, ifs) in state.in_doubt.items() if not ifs
     }
+    recheck: set[str] = set()
     lookups = [(key, line, ifs) for key, (line, ifs) in state.in_doubt.items() if ifs]
     if not lookups:
-        return unknown
+        return unknown, recheck
 
     def find(item: tuple[str, int, str]) -> tuple[str, int, str, Mapping[str, Any] | None, bool]:
         key, line, ifs = item
         if (stop is not None and stop.is_set()) or halted.is_set():
             return key, line, ifs, None, False
         try:
-            return key, line, ifs, api.find(ifs), True
+            # no canary: nothing is created while these run, a canary would wait for ever
+            return key, line, ifs, api.find(ifs, canary=False), True
+        except UnverifiedLookupError:
+            with lock:
+                recheck.add(key)
+            return key, line, ifs, None, True
         except fatal as exc:
             halted.set()
             if on_fatal is not None:
@@ -63,6 +71,8 @@ def resolve_in_doubt(
     halted = threading.Event()
 
     from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
 
     found: list[dict[str, Any]] = []
     # the first alone: an API that cannot be reached shows it once (after one lookup's
@@ -85,7 +95,7 @@ def resolve_in_doubt(
                     }
                 )
     journal.results(found)
-    return unknown
+    return unknown, recheck
 
 
 # How many times (at least: a batch gives its --retries) a row in doubt is looked up and,

@@ -46,7 +46,7 @@ DUPLICATE_SIGNAL = 0.01
 
 class BatchApi(Protocol):
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]: ...
-    def find(self, id_from_submitter: str) -> Mapping[str, Any] | None: ...
+    def find(self, id_from_submitter: str, *, canary: bool = True) -> Mapping[str, Any] | None: ...
     def find_many(self, ids: list[str]) -> dict[str, Mapping[str, Any] | None]: ...
     def get(self, message_id: str) -> Mapping[str, Any]: ...
 
@@ -147,7 +147,7 @@ def _send_all(
                 f"looking up {plural(len(state.in_doubt), 'row')} an earlier run left "
                 "unfinished (in flight, or queued when it stopped) before sending anything"
             )
-        rows.unknown = resolve_in_doubt(
+        rows.unknown, rows.recheck = resolve_in_doubt(
             state, api, journal, opts.concurrency, stop, STOPS_BATCH, run.abort
         )
         run.start()
