@@ -124,8 +124,9 @@ def test_batch_row_whose_answer_is_lost_is_looked_up_and_sent_again(tmp_path: Pa
     assert seen.dropped == 2
     assert [r["method"] for r in seen.requests].count("POST") == 1
     lookups = [r for r in seen.requests if "id_from_submitter=" in r["path"]]
-    # the filter probe (docs/batch.md), before the first send, and before each resend
-    assert len(lookups) == 4
+    # the filter probe (docs/batch.md), before the first send, before each resend, and
+    # the check that lookups find the message the run created
+    assert len(lookups) == 5
 
 
 def test_batch_row_lost_every_time_ends_unknown_not_sent_forever(tmp_path: Path) -> None:

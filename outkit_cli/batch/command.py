@@ -98,6 +98,23 @@ class ClientBatchApi:
     def create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
         """The created message; MaybeSentError when the answer was lost after sending.
         A row's `attachments` (paths, `;`-separated) go as a multipart create."""
+        try:
+            data = self._create(message)
+        except BaseException:
+            with self._probing:  # a canary that created nothing: the next row is one
+                if not self._created:
+                    self._canary_out = False
+                    self._probing.notify_all()
+            raise
+        ifs = message.get("id_from_submitter")
+        if ifs:
+            with self._probing:
+                if len(self._created) < 2:
+                    self._created.append(ifs)
+                    self._probing.notify_all()
+        return data
+
+    def _create(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
         from outkit_cli.message import request_body
 
         form = None
@@ -111,21 +128,7 @@ class ClientBatchApi:
             files = read_attachments(paths, self.files_base)
             form = multipart.encode(message, files, self.disposition)
         ifs = message.get("id_from_submitter")
-        try:
-            data = self.client.create_message(
-                request_body(message), id_from_submitter=ifs, form=form
-            )
-        except BaseException:
-            with self._probing:  # a canary that created nothing: the next row is one
-                if not self._created:
-                    self._canary_out = False
-                    self._probing.notify_all()
-            raise
-        if ifs:
-            with self._probing:
-                if len(self._created) < 2:
-                    self._created.append(ifs)
-                    self._probing.notify_all()
+        data = self.client.create_message(request_body(message), id_from_submitter=ifs, form=form)
         return data.data
 
     def find(self, id_from_submitter: str, *, canary: bool = True) -> Mapping[str, Any] | None:

@@ -352,6 +352,7 @@ class _Run:
                 if found is not None:  # sent by a run whose journal is gone
                     return {**base, "status": "skipped", "id": found.get("id")}
                 base.pop("recheck", None)
+                task.lookup = False  # looked up: a resend (recovery) asks again itself
             task.sent_at = time.monotonic()
             data = self.api.create(task.message)
         except MaybeSentError as exc:
