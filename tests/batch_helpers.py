@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -56,3 +57,15 @@ def batch_child(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[bytes]
         stderr=subprocess.PIPE,
         env=env,
     )
+
+
+def wait_for_results(journal: Path, at_least: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait (60 s at most) until the child batch ``proc`` has journalled ``at_least``
+    results, so that a signal sent next meets it mid-run; fails if it finished first."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count('"type":"result"') >= at_least:
+            return
+        assert proc.poll() is None, "the batch finished before it could be interrupted"
+        time.sleep(0.02)
+    raise AssertionError("the batch made no progress")

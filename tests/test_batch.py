@@ -16,7 +16,7 @@ import pytest
 
 from outkit_cli.config import save_profile
 from tests.batch_helpers import held as counts_by_recipient
-from tests.batch_helpers import people, write_csv
+from tests.batch_helpers import people, wait_for_results, write_csv
 from tests.batch_helpers import results as result_lines
 from tests.helpers import batch_row_ids, journal_text, run, run_subprocess
 from tests.sandbox_fixture import Sandbox
@@ -330,16 +330,6 @@ def _batch_process(src: Path, box: Sandbox, *extra: str) -> subprocess.Popen[byt
     )
 
 
-def _wait_for_results(journal: Path, at_least: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count('"type":"result"') >= at_least:
-            return
-        assert proc.poll() is None, "the batch finished before it could be interrupted"
-        time.sleep(0.02)
-    raise AssertionError("the batch made no progress")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_batch_rerun_sends_each_row_exactly_once(start_sandbox, tmp_path, sig):
     box = start_sandbox(latency=20)
@@ -347,7 +337,7 @@ def test_interrupted_batch_rerun_sends_each_row_exactly_once(start_sandbox, tmp_
     src = write_csv(tmp_path / "big.csv", people(120, tag))
     journal = tmp_path / "big.csv.outkit-journal"
     proc = _batch_process(src, box)
-    _wait_for_results(journal, 20, proc)
+    wait_for_results(journal, 20, proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     partial = counts_by_recipient(box, tag)

@@ -5,22 +5,19 @@ trial: a Ctrl-C during a rerun's lookups printed a bare "Aborted."; a batch star
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
-from tests.batch_helpers import batch_child, held, people, results, write_csv
+import pytest
 
-
-def _wait_for(journal: Path, text: str, at_least: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count(text) >= at_least:
-            return
-        assert proc.poll() is None, "the batch finished too soon"
-        time.sleep(0.02)
-    raise AssertionError("the batch made no progress")
+from tests.batch_helpers import (
+    batch_child,
+    held,
+    people,
+    results,
+    wait_for_results,
+    write_csv,
+)
 
 
 def test_ctrl_c_during_the_reruns_lookups_stops_like_ctrl_c_while_sending(start_sandbox, tmp_path):
@@ -28,7 +25,7 @@ def test_ctrl_c_during_the_reruns_lookups_stops_like_ctrl_c_while_sending(start_
     src = write_csv(tmp_path / "rows.csv", people(64, "lk"))
     journal = tmp_path / "rows.csv.outkit-journal"
     first = batch_child(src, box)
-    _wait_for(journal, '"type":"result"', 1, first)
+    wait_for_results(journal, 1, first)
     first.kill()  # rows handed out are journalled pending, without their outcomes
     first.wait()
     left = 64 - journal.read_text().count('"type":"result"')
@@ -54,21 +51,24 @@ def test_ctrl_c_during_the_reruns_lookups_stops_like_ctrl_c_while_sending(start_
     assert len(stored) == 64 and set(stored.values()) == {1}
 
 
-def test_a_batch_started_with_sigint_ignored_keeps_ignoring_it(start_sandbox, tmp_path):
-    """`outkit send --batch f.csv &` in a script: the shell ignores SIGINT for it, and so
-    does every phase of the batch (it used to install its own handler while sending)."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_batch_started_with_a_signal_ignored_keeps_ignoring_it(start_sandbox, tmp_path, signum):
+    """`outkit send --batch f.csv &` in a script (SIGINT ignored by the shell), nohup or a
+    supervisor's choice (SIGTERM): every phase of the batch keeps ignoring it (it used to
+    install its own handler while sending)."""
     box = start_sandbox(latency=20)
-    src = write_csv(tmp_path / "rows.csv", people(80, "ign"))
+    tag = f"ign{int(signum)}"
+    src = write_csv(tmp_path / "rows.csv", people(80, tag))
     journal = tmp_path / "rows.csv.outkit-journal"
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signum, signal.SIG_IGN)
     try:
-        proc = batch_child(src, box)  # inherits SIG_IGN, as from a non-interactive shell
+        proc = batch_child(src, box)  # inherits SIG_IGN
     finally:
-        signal.signal(signal.SIGINT, previous)
-    _wait_for(journal, '"type":"result"', 10, proc)
-    proc.send_signal(signal.SIGINT)
+        signal.signal(signum, previous)
+    wait_for_results(journal, 10, proc)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert [r["status"] for r in results(out.decode())] == ["accepted"] * 80
     assert b"stopping" not in err
-    assert set(held(box, "ign").values()) == {1}
+    assert set(held(box, tag).values()) == {1}

@@ -13,14 +13,20 @@ from __future__ import annotations
 import fcntl
 import json
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.batch_helpers import batch_child, held, people, results, write_csv
+from tests.batch_helpers import (
+    batch_child,
+    held,
+    people,
+    results,
+    wait_for_results,
+    write_csv,
+)
 from tests.helpers import run
 from tests.netservers import closed_port
 from tests.storing_api import storing_api
@@ -59,16 +65,6 @@ def test_a_run_with_no_input_file_leaves_the_results_file_alone(sandbox, tmp_pat
 # --- 2. SIGTERM stops the batch like a first Ctrl-C -------------------------------------
 
 
-def _wait_for(journal: Path, text: str, at_least: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count(text) >= at_least:
-            return
-        assert proc.poll() is None, "the batch finished too soon"
-        time.sleep(0.02)
-    raise AssertionError("the batch made no progress")
-
-
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_stops_the_batch_with_its_summary_and_every_result(
     start_sandbox, tmp_path, signum, status
@@ -78,7 +74,7 @@ def test_sigterm_stops_the_batch_with_its_summary_and_every_result(
     journal = tmp_path / "rows.csv.outkit-journal"
     out_file = tmp_path / "results.jsonl"
     proc = batch_child(src, box, "--concurrency", "2", "--results", str(out_file))
-    _wait_for(journal, '"type":"result"', 4, proc)
+    wait_for_results(journal, 4, proc)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err.decode()
@@ -99,24 +95,6 @@ def test_sigterm_stops_the_batch_with_its_summary_and_every_result(
     assert statuses == {"skipped": done, "accepted": 200 - done}
     stored = held(box, "st")
     assert len(stored) == 200 and set(stored.values()) == {1}
-
-
-def test_a_batch_started_with_sigterm_ignored_keeps_ignoring_it(start_sandbox, tmp_path):
-    box = start_sandbox(latency=20)
-    src = write_csv(tmp_path / "rows.csv", people(60, "ti"))
-    journal = tmp_path / "rows.csv.outkit-journal"
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        proc = batch_child(src, box)  # inherits SIG_IGN (nohup, a supervisor's choice)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    _wait_for(journal, '"type":"result"', 5, proc)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()
-    assert [r["status"] for r in results(out.decode())] == ["accepted"] * 60
-    assert b"stopping" not in err
-    assert set(held(box, "ti").values()) == {1}
 
 
 # --- 3. an API that cannot be reached, or only answers 429, stops the batch -------------

@@ -323,7 +323,8 @@ def test_a_first_run_stopped_halfway_still_looks_rows_up_on_its_rerun(tmp_path: 
     import signal
     import subprocess
     import sys
-    import time
+
+    from tests.batch_helpers import wait_for_results
 
     sent_before = tmp_path / "before.csv"
     sent_before.write_text("to\n" + "".join(f"p{i}@example.com\n" for i in range(260, 300)))
@@ -339,10 +340,7 @@ def test_a_first_run_stopped_halfway_still_looks_rows_up_on_its_rerun(tmp_path: 
              "p", "--text-body", "hello", "--rate", "10"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not (journal.exists() and journal.read_text().count('"type":"result"') >= 5):
-            assert child.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for_results(journal, 5, child)
         child.send_signal(signal.SIGINT)
         child.communicate(timeout=60)
         assert child.returncode == 130
