@@ -66,6 +66,30 @@ def test_the_worker_hands_over_what_is_queued_in_batches() -> None:
     assert [i for b in seen for i in b] == [f"m-{i}" for i in range(10)]
 
 
+def test_past_max_queued_docs_only_ids_are_queued_and_the_worker_reads_them_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a flood of creates must not hold every body in memory until the worker catches up
+    import outkit_cli.sandbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_QUEUED_DOCS", 3)
+    loaded: list[str] = []
+
+    def load(message_id: str) -> dict[str, Any]:
+        loaded.append(message_id)
+        return _doc(int(message_id.split("-")[1]))
+
+    seen: list[str] = []
+    worker = Worker(process=lambda docs: seen.extend(d["id"] for d in docs), load=load)
+    for i in range(5):  # queued before it starts: the queue holds 3 docs, then ids
+        worker.submit(f"m-{i}", _doc(i))
+    worker.start()
+    _wait(lambda: len(seen) == 5)
+    worker.stop()
+    assert seen == [f"m-{i}" for i in range(5)]  # every message processed, in order
+    assert loaded == ["m-3", "m-4"]
+
+
 def test_a_storage_error_leaves_the_batch_pending_and_it_is_tried_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -34,6 +34,11 @@ RETRY_SECONDS = 1.0
 BATCH = 32  # messages taken at once, at most (about 10-20 ms of work)
 QUIET = 0.01  # seconds without requests after which the worker goes on
 MAX_DELAY = 0.1  # seconds after its last batch after which it goes on, requests or not
+# Stored messages kept in the queue at most: under a flood of creates the worker falls
+# behind (it gives way to requests), and each queued doc holds a message's whole body in
+# memory. Past this many queued, only the id is queued and the worker reads the message
+# back from the database when it gets to it.
+MAX_QUEUED_DOCS = 1000
 
 
 class Activity:
@@ -90,7 +95,10 @@ class Worker:
         self._thread.start()
 
     def submit(self, message_id: str, doc: Doc | None = None) -> None:
-        """Queue a message; with its `doc` as just stored, the worker need not read it back."""
+        """Queue a message; with its `doc` as just stored, the worker need not read it back
+        (unless MAX_QUEUED_DOCS are queued already: then only the id is kept)."""
+        if doc is not None and self._queue.qsize() >= MAX_QUEUED_DOCS:
+            doc = None
         self._queue.put((message_id, doc))
 
     def stop(self, timeout: float = 5.0) -> None:
