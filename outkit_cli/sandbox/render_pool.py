@@ -312,8 +312,10 @@ def child_main() -> None:
     raw = json.loads(os.environ.get("OUTKIT_RENDER_LIMITS") or "{}")
     limits = RenderLimits(**raw)
 
+    from outkit_cli.sandbox.affinity import restore_cpus
     from outkit_cli.sandbox.render import render_parts
 
+    restore_cpus()  # a pinned server's CPU is for the server (affinity.py)
     _limit_self(limits)
     out.write(len(b"ready").to_bytes(_HEADER, "big") + b"ready")
     out.flush()

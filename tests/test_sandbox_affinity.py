@@ -1,0 +1,186 @@
+"""`outkit serve --pin-cpu` (the default on Linux): the server's threads share one CPU,
+its render processes get every CPU back (outkit_cli/sandbox/affinity.py).
+
+Pinning is tried in child processes only: the test process itself is never pinned."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from outkit_cli.sandbox import affinity
+from tests.sandbox_fixture import Sandbox
+from tests.test_sandbox_api import WELCOME, post
+
+Start = Callable[..., Sandbox]
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="CPU affinity needs Linux and at least two CPUs to tell pinned from not",
+)
+ALL = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> str:
+    """Run `code` in a fresh interpreter; its stdout."""
+    child_env = {k: v for k, v in os.environ.items() if k != affinity.ENV_CPUS}
+    child_env.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=child_env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _thread_cpus(pid: int) -> dict[int, set[int]]:
+    return {int(tid): os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def test_current_cpu_is_one_the_process_may_run_on() -> None:
+    assert affinity.current_cpu() in ALL
+
+
+def test_pinning_puts_every_thread_on_one_cpu_and_records_the_original_set() -> None:
+    out = _python(
+        """
+        import os, threading
+        from outkit_cli.sandbox import affinity
+        stop = threading.Event()
+        before = threading.Thread(target=stop.wait)  # a thread started before pinning
+        before.start()
+        cpu = affinity.pin_to_one_cpu()
+        after = threading.Thread(target=stop.wait)  # ... and one after: it inherits
+        after.start()
+        sets = {tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")}
+        print(cpu, sets, os.environ[affinity.ENV_CPUS], len(os.listdir("/proc/self/task")))
+        stop.set()
+        """
+    )
+    cpu, rest = out.split(" ", 1)
+    assert int(cpu) in ALL
+    assert rest == f"{{({cpu},)}} {','.join(map(str, sorted(ALL)))} 3"
+
+
+def test_an_inherited_cpu_set_is_replaced_by_the_servers_own() -> None:
+    out = _python(
+        """
+        import os
+        from outkit_cli.sandbox import affinity
+        affinity.pin_to_one_cpu()
+        print(os.environ[affinity.ENV_CPUS])
+        """,
+        env={affinity.ENV_CPUS: "0"},
+    )
+    assert out == ",".join(map(str, sorted(ALL)))
+
+
+def test_with_one_allowed_cpu_nothing_is_pinned_or_recorded() -> None:
+    out = _python(
+        f"""
+        import os
+        from outkit_cli.sandbox import affinity
+        os.sched_setaffinity(0, {{{min(ALL)}}})
+        print(affinity.pin_to_one_cpu(), os.environ.get(affinity.ENV_CPUS))
+        """,
+        env={affinity.ENV_CPUS: "0"},
+    )
+    assert out == "None None"
+
+
+def test_without_sched_setaffinity_pinning_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_setaffinity")
+    monkeypatch.delenv(affinity.ENV_CPUS, raising=False)
+    assert affinity.pin_to_one_cpu() is None
+    assert affinity.ENV_CPUS not in os.environ
+    affinity.restore_cpus()  # nor fails in a child
+
+
+def test_a_system_that_refuses_pinning_leaves_the_server_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(pid: int, cpus: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    monkeypatch.delenv(affinity.ENV_CPUS, raising=False)
+    assert affinity.pin_to_one_cpu() is None
+    assert affinity.ENV_CPUS not in os.environ
+    monkeypatch.setenv(affinity.ENV_CPUS, "0,1")
+    affinity.restore_cpus()  # refused: no exception
+
+
+def test_a_child_gets_the_recorded_set_back() -> None:
+    out = _python(
+        f"""
+        import os
+        from outkit_cli.sandbox import affinity
+        os.sched_setaffinity(0, {{{min(ALL)}}})
+        affinity.restore_cpus()
+        print(sorted(os.sched_getaffinity(0)))
+        """,
+        env={affinity.ENV_CPUS: ",".join(map(str, sorted(ALL)))},
+    )
+    assert out == str(sorted(ALL))
+
+
+@pytest.mark.parametrize(
+    "value", ["", "x", "1,,2", "-1", "99999999999999999999999", "65536", "1.5", " , "]
+)
+def test_a_malformed_recorded_set_leaves_the_child_as_it_was(value: str) -> None:
+    # the value comes from the environment: anything may be there
+    out = _python(
+        f"""
+        import os
+        from outkit_cli.sandbox import affinity
+        os.sched_setaffinity(0, {{{min(ALL)}}})
+        affinity.restore_cpus()
+        print(sorted(os.sched_getaffinity(0)))
+        """,
+        env={affinity.ENV_CPUS: value},
+    )
+    assert out == str([min(ALL)])
+
+
+def _render_children(sb: Sandbox) -> list[int]:
+    post(sb, {**WELCOME, "sync": True})  # a message rendered: the render process is up
+    kids = _children(sb.process.pid)
+    assert kids, "no render process found"
+    return kids
+
+
+def test_serve_pins_its_threads_and_not_its_render_processes(start_sandbox: Start) -> None:
+    sb = start_sandbox()
+    kids = _render_children(sb)
+    threads = _thread_cpus(sb.process.pid)
+    assert len(threads) > 3  # the event loop, the HTTP pool, the worker, ...
+    assert len({frozenset(cpus) for cpus in threads.values()}) == 1
+    assert len(next(iter(threads.values()))) == 1
+    for kid in kids:
+        assert os.sched_getaffinity(kid) == ALL
+
+
+def test_serve_no_pin_cpu_leaves_every_thread_free(start_sandbox: Start, tmp_path: Path) -> None:
+    # an OUTKIT_SANDBOX_CPUS in serve's environment is not taken for the server's set
+    sb = start_sandbox(extra_args=("--no-pin-cpu",), env={affinity.ENV_CPUS: str(min(ALL))})
+    kids = _render_children(sb)
+    assert all(cpus == ALL for cpus in _thread_cpus(sb.process.pid).values())
+    for kid in kids:
+        assert os.sched_getaffinity(kid) == ALL
