@@ -1,22 +1,28 @@
 """Request rate of the sandbox against a fixed-JSON handler on the same HTTP front end.
 
 Four client processes, each with one keep-alive connection, send requests back to back,
-in rounds alternating between the servers (median of 3 rounds of 2 s each), against
+in rounds alternating between the servers (5 rounds of 2 s each), against
 (a) a handler answering a fixed JSON body, served by the sandbox's own front end
 (server.py: asyncio and h11, the same worker pool) and (b) `outkit serve`:
 GET /v1/messages/{id} and POST /v1/messages (the demo `welcome` template, signed,
 delivered to the outbox by the worker while the run goes on). The client is a raw-socket
 loop (one send, read headers + Content-Length), so it costs little next to either server.
 Both servers run as child processes with TCP_NODELAY; the sandbox's per-request log line
-goes to a file.
+goes to a file. Both have their threads on one CPU, as `outkit serve` does by default
+(--pin-cpu, outkit_cli/sandbox/affinity.py); `--no-pin-cpu` runs both unpinned.
 
 After each POST round the script waits until the sandbox has rendered and delivered every
 message of it, so that no round shares the machine with the sandbox's deferred work; the
 seconds that took are reported.
 
+The ratio is the median of the rounds' ratios, each round of the sandbox against the round
+of the fixed-JSON handler just before it: on a shared 2-core machine rates drift by 20%
+from one round to the next, and two rounds next to each other share the same drift.
+
 Targets (issue 9): GET >= 0.7x and POST >= 0.4x the fixed-JSON handler's rate, no errors.
 
-    .venv/bin/python bench/bench_sandbox.py [--seconds 2] [--rounds 3] [--clients 4]
+    .venv/bin/python bench/bench_sandbox.py [--seconds 2] [--rounds 5] [--clients 4]
+                                            [--no-pin-cpu]
 
 Prints rates and ratios; writes bench/results/sandbox.json.
 """
@@ -73,6 +79,11 @@ BARE_SERVER = textwrap.dedent(
         def log(self, line):
             pass
 
+    if "--pin-cpu" in sys.argv:
+        # as `outkit serve` does by default: both servers run alike
+        from outkit_cli.sandbox.affinity import pin_to_one_cpu
+
+        pin_to_one_cpu()
     server = SandboxServer(("127.0.0.1", 0), FixedApp())
     print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
@@ -204,6 +215,12 @@ def wait_delivered(url: str, creds: dict, timeout: float = 300.0) -> float:
     return time.monotonic() - began
 
 
+def paired_ratio(bare_runs: list[dict], sbx_runs: list[dict]) -> float | None:
+    """Median over the rounds of (sandbox rate / fixed-JSON rate of the round before it)."""
+    ratios = [s["rate"] / b["rate"] for b, s in zip(bare_runs, sbx_runs, strict=True) if b["rate"]]
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
 def summarise(runs: list[dict]) -> dict:
     """Median rate over the rounds, errors summed, every round's rate kept."""
     rates = sorted(r["rate"] for r in runs)
@@ -223,19 +240,26 @@ def summarise(runs: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per server, alternating")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--no-pin-cpu",
+        dest="pin_cpu",
+        action="store_false",
+        help="run both servers with their threads free to move between CPUs",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "sandbox.json")
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="outkit-bench-"))
     log = (work / "serve.log").open("wb")
+    pin = "--pin-cpu" if opts.pin_cpu else "--no-pin-cpu"
     bare, bare_url = start_server(
-        [sys.executable, "-c", BARE_SERVER], env={"PYTHONPATH": str(ROOT), **os.environ}
+        [sys.executable, "-c", BARE_SERVER, pin], env={"PYTHONPATH": str(ROOT), **os.environ}
     )
     sbx, sbx_url = start_server(
         [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir",
-         str(work / "data")],
+         str(work / "data"), pin],
         stderr=log,
     )  # fmt: skip
     keys = json.loads((work / "data" / "keys.json").read_text())["keys"]
@@ -258,7 +282,7 @@ def main() -> int:
         for name, method, body in (("get", "GET", b""), ("post", "POST", POST_BODY)):
             path = get_path if method == "GET" else "/v1/messages"
             # rounds alternate between the two servers so that load from anything else
-            # on the machine falls on both alike; the medians are compared
+            # on the machine falls on both alike; each pair of rounds gives a ratio
             bare_runs, sbx_runs = [], []
             for _ in range(opts.rounds):
                 bare_runs.append(
@@ -273,7 +297,7 @@ def main() -> int:
             results[name] = {
                 "bare": bare_r,
                 "sandbox": sbx_r,
-                "ratio": round(sbx_r["rate"] / bare_r["rate"], 3) if bare_r["rate"] else None,
+                "ratio": paired_ratio(bare_runs, sbx_runs),
             }
     stop(bare)
     stop(sbx)
@@ -281,9 +305,10 @@ def main() -> int:
 
     targets = {"get": 0.7, "post": 0.4}
     ok = True
-    print(f"{opts.clients} keep-alive clients, median of {opts.rounds} alternating rounds of "
+    print(f"{opts.clients} keep-alive clients, {opts.rounds} alternating rounds of "
           f"{opts.seconds:g} s, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")  # fmt: skip
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"servers {'pinned to one CPU' if opts.pin_cpu else 'not pinned'}")  # fmt: skip
     for name, r in results.items():
         passed = (r["ratio"] or 0) >= targets[name] and not r["sandbox"]["errors"] \
             and not r["bare"]["errors"]  # fmt: skip
@@ -291,7 +316,7 @@ def main() -> int:
         r["target"], r["passed"] = targets[name], passed
         print(
             f"{name.upper():4}  bare {r['bare']['rate']:8.0f} req/s   sandbox "
-            f"{r['sandbox']['rate']:8.0f} req/s   ratio {r['ratio']:.2f} "
+            f"{r['sandbox']['rate']:8.0f} req/s   ratio {r['ratio'] or 0:.2f} "
             f"(target >= {targets[name]})   errors {r['sandbox']['errors'] + r['bare']['errors']}"
             f"   {'ok' if passed else 'MISSED'}"
         )
@@ -307,6 +332,7 @@ def main() -> int:
             "clients": opts.clients,
             "seconds": opts.seconds,
             "rounds": opts.rounds,
+            "pin_cpu": opts.pin_cpu,
             "results": results,
             "passed": ok,
         },
