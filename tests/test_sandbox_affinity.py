@@ -127,6 +127,41 @@ def test_a_system_that_refuses_pinning_leaves_the_server_as_it_was(
     affinity.restore_cpus()  # refused: no exception
 
 
+def test_a_cpu_the_system_refuses_is_passed_over_for_the_next() -> None:
+    # a CPU going offline, or a cpuset narrowed meanwhile: sched_setaffinity says EINVAL
+    # (rr-debugger/rr#3122 chose such a CPU and gave up)
+    out = _python(
+        """
+        import errno, os
+        from outkit_cli.sandbox import affinity
+        real = os.sched_setaffinity
+        here = affinity.current_cpu()
+        def refuse_here(pid, cpus):
+            if set(cpus) == {here}:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            real(pid, cpus)
+        os.sched_setaffinity = refuse_here
+        cpu = affinity.pin_to_one_cpu()
+        print(here != cpu, sorted(os.sched_getaffinity(0)) == [cpu])
+        """
+    )
+    assert out == "True True"
+
+
+def test_an_interpreter_without_a_gil_is_not_pinned() -> None:
+    # free-threaded Python (3.13t): threads run at once, one core would serialise them
+    out = _python(
+        """
+        import os, sys
+        from outkit_cli.sandbox import affinity
+        sys._is_gil_enabled = lambda: False
+        print(affinity.pin_to_one_cpu(), len(os.sched_getaffinity(0)) > 1,
+              os.environ.get(affinity.ENV_CPUS))
+        """
+    )
+    assert out == "None True None"
+
+
 def test_a_child_gets_the_recorded_set_back() -> None:
     out = _python(
         f"""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 # the CPU set the server started with, for the render processes it starts (render_pool.py)
 ENV_CPUS = "OUTKIT_SANDBOX_CPUS"
@@ -38,15 +39,18 @@ def current_cpu() -> int | None:
 
 def pin_to_one_cpu() -> int | None:
     """Pin every thread of this process to one CPU of its allowed set: the one the caller
-    runs on when it is allowed, else the lowest. Threads started later inherit it.
+    runs on when it is allowed, else the next that the system accepts (a CPU going offline
+    refuses it). Threads started later inherit it.
 
     Records the original set in the environment (`ENV_CPUS`, CPU numbers separated by
     commas) for `restore_cpus` in child processes. Returns the CPU, or None when nothing
-    was done: not Linux, a single allowed CPU, or the system refused (a container's
-    seccomp policy, say); pinning is a speed-up, so it never fails the server.
+    was done: not Linux, a single allowed CPU, an interpreter without a GIL (free-threaded
+    Python 3.13+: its threads do run at once, and one core would serialise them), or the
+    system refused (a container's seccomp policy, say); pinning is a speed-up, so it
+    never fails the server.
     """
     forget_cpus()  # a value inherited from the environment is not this server's set
-    if not hasattr(os, "sched_setaffinity"):
+    if not hasattr(os, "sched_setaffinity") or not _gil_enabled():
         return None
     try:
         allowed = os.sched_getaffinity(0)
@@ -55,21 +59,29 @@ def pin_to_one_cpu() -> int | None:
     if len(allowed) < 2:
         return None
     here = current_cpu()
-    cpu = here if here in allowed else min(allowed)
+    for cpu in sorted(allowed, key=lambda n: (n != here, n)):
+        try:
+            os.sched_setaffinity(0, {cpu})
+            break
+        except OSError:  # offline, or no longer ours: the next
+            continue
+    else:
+        return None
     try:
-        # sched_setaffinity(0) sets the calling thread only; the others are in /proc
+        # sched_setaffinity(0) set the calling thread only; the others are in /proc
         tids = [int(name) for name in os.listdir("/proc/self/task")]
     except (OSError, ValueError):
-        tids = [0]
-    pinned = False
+        tids = []
     for tid in tids:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(tid, {cpu})
-            pinned = True
-    if not pinned:
-        return None
     os.environ[ENV_CPUS] = ",".join(str(n) for n in sorted(allowed))
     return cpu
+
+
+def _gil_enabled() -> bool:
+    is_enabled = getattr(sys, "_is_gil_enabled", None)  # Python 3.13+
+    return bool(is_enabled()) if callable(is_enabled) else True
 
 
 def forget_cpus() -> None:
