@@ -219,3 +219,75 @@ def test_serve_no_pin_cpu_leaves_every_thread_free(start_sandbox: Start, tmp_pat
     assert all(cpus == ALL for cpus in _thread_cpus(sb.process.pid).values())
     for kid in kids:
         assert os.sched_getaffinity(kid) == ALL
+
+
+@pytest.mark.parametrize(
+    ("busy", "own", "move"),
+    [
+        ({0: 1.0, 1: 0.1}, 0.1, 1),  # others take 0.9 of our CPU, 0.1 of the other
+        ({0: 1.0, 1: 0.1}, 0.9, None),  # our CPU is busy with our own work
+        ({0: 1.0, 1: 1.0}, 0.1, None),  # everything busy: nowhere better
+        ({0: 0.4, 1: 0.0}, 0.0, None),  # a little other work: not worth a move
+        ({0: 0.9, 1: 0.7}, 0.0, None),  # better, but not by the margin
+        ({0: 1.0, 1: 0.9, 2: 0.2, 3: 0.5}, 0.0, 2),  # the least busy of several
+        ({1: 0.0}, 0.0, None),  # no figure for our own CPU
+        ({0: 1.0}, 0.0, None),  # no other CPU
+    ],
+)
+def test_better_cpu(busy: dict[int, float], own: float, move: int | None) -> None:
+    assert affinity.better_cpu(0, busy, own) == move
+
+
+def test_cpu_ticks_reads_each_cpu_and_leaves_out_what_does_not_parse(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  10 0 10 100 5 0 0 0 0 0\n"  # the sum over all CPUs: not a CPU
+        "cpu0 10 1 2 100 5 3 4 5 0 0\n"
+        "cpu1 x y z\n"
+        "cpu2 1 2\n"
+        "cpufreq 1 2 3 4 5\n"
+        "intr 1 2 3\n"
+    )
+    assert affinity.cpu_ticks(str(stat)) == {0: (25, 130)}
+    assert affinity.cpu_ticks(str(tmp_path / "missing")) == {}
+    real = affinity.cpu_ticks()
+    assert set(real) >= ALL
+    assert all(0 <= busy <= total for busy, total in real.values())
+
+
+def _rebalance(busy_cpu_share: str, own_share: str) -> str:
+    """Pin a process, run a Rebalancer on made-up figures: the pinned CPU busy by
+    `busy_cpu_share` of each tick, this process using `own_share` of a CPU; the CPUs its
+    threads are on 1 s later, and how many moves it made."""
+    return _python(
+        f"""
+        import os, threading, time
+        from outkit_cli.sandbox import affinity
+        stop = threading.Event()
+        worker = threading.Thread(target=stop.wait)  # a thread that must move too
+        worker.start()
+        cpu = affinity.pin_to_one_cpu()
+        allowed = affinity.recorded_cpus()
+        t = [0]
+        def ticks():
+            t[0] += 100
+            return {{n: (int(t[0] * {busy_cpu_share}) if n == cpu else 0, t[0]) for n in allowed}}
+        start = time.monotonic()
+        own = lambda: (time.monotonic() - start) * {own_share}
+        r = affinity.Rebalancer(cpu, allowed, period=0.05, ticks=ticks, own_time=own)
+        r.start()
+        time.sleep(1)
+        r.stop()
+        sets = {{frozenset(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}}
+        print(len(sets) == 1 and next(iter(sets)) == {{r.cpu}}, r.cpu != cpu, r.moves >= 1)
+        stop.set()
+        """
+    )
+
+
+def test_the_rebalancer_moves_every_thread_off_a_cpu_others_keep_busy() -> None:
+    assert _rebalance("1.0", "0.0") == "True True True"
+
+
+def test_the_rebalancer_stays_when_the_cpu_is_busy_with_its_own_work() -> None:
+    assert _rebalance("1.0", "1.0") == "True False False"

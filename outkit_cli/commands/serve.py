@@ -184,9 +184,9 @@ def _check_rate_limit(ctx: click.Context, param: click.Parameter, value: float |
     default=True,
     show_default=True,
     help="Run the server's threads on one CPU (Linux): they share one GIL, and on one "
-    "core they hand it over without waking another, about 1.5x the request rate; render "
-    "processes still use every CPU. --no-pin-cpu when that core is busy with something "
-    "else.",
+    "core they hand it over without waking another, about 1.4x the request rate of "
+    "creates; render processes still use every CPU, and the server moves to another CPU "
+    "when other work keeps its own busy.",
 )
 @click.pass_obj
 def serve(
@@ -238,7 +238,7 @@ def serve(
 
     # before runner.start: the threads it starts inherit the CPU
     if pin_cpu:
-        affinity.pin_to_one_cpu()
+        affinity.pin_server()
     else:
         affinity.forget_cpus()
     try:
