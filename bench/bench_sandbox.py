@@ -81,9 +81,12 @@ BARE_SERVER = textwrap.dedent(
 
     if "--pin-cpu" in sys.argv:
         # as `outkit serve` does by default: both servers run alike
-        from outkit_cli.sandbox.affinity import pin_to_one_cpu
+        from outkit_cli.sandbox.affinity import NotPinned, pin_to_one_cpu
 
-        pin_to_one_cpu()
+        try:
+            pin_to_one_cpu()
+        except NotPinned as exc:
+            print(f"fixed-JSON server not pinned: {exc}", file=sys.stderr)
     server = SandboxServer(("127.0.0.1", 0), FixedApp())
     print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:

@@ -162,10 +162,12 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _limited(nofile: int | None, fsize: int | None) -> None:
+def _limited(nofile: int | None, fsize: int | None, cpus: set[int] | None = None) -> None:
     import resource
 
     _interruptible()
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     if nofile is not None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     if fsize is not None:
@@ -190,10 +192,12 @@ def launch(
     env: dict[str, str] | None = None,
     nofile: int | None = None,
     fsize: int | None = None,
+    cpus: set[int] | None = None,
 ) -> Sandbox:
     """Start `outkit serve` on a free loopback port and wait for its URL line. `nofile`:
     the child's descriptor limit (soft and hard, as `ulimit -n` sets it); `fsize`: the
-    largest file it may write, in bytes (`ulimit -f`; a stand-in for a full disk)."""
+    largest file it may write, in bytes (`ulimit -f`; a stand-in for a full disk); `cpus`:
+    the CPUs it may run on (as `taskset -c` sets them)."""
     args = [sys.executable, "-m", "outkit_cli", "serve", "--port", "0"]
     args += ["--data-dir", str(data_dir)]
     for flag, value in (
@@ -216,7 +220,7 @@ def launch(
             env=child_env,
             stderr=log,
             timeout=START_TIMEOUT,
-            preexec_fn=lambda: _limited(nofile, fsize),
+            preexec_fn=lambda: _limited(nofile, fsize, cpus),
         )
     except StartError as exc:
         log.close()

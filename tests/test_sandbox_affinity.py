@@ -6,6 +6,7 @@ Pinning is tried in child processes only: the test process itself is never pinne
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -98,17 +99,21 @@ def test_with_one_allowed_cpu_nothing_is_pinned_or_recorded() -> None:
         import os
         from outkit_cli.sandbox import affinity
         os.sched_setaffinity(0, {{{min(ALL)}}})
-        print(affinity.pin_to_one_cpu(), os.environ.get(affinity.ENV_CPUS))
+        try:
+            affinity.pin_to_one_cpu()
+        except affinity.NotPinned as exc:
+            print(exc, os.environ.get(affinity.ENV_CPUS))
         """,
         env={affinity.ENV_CPUS: "0"},
     )
-    assert out == "None None"
+    assert out == "only one CPU is allowed None"
 
 
 def test_without_sched_setaffinity_pinning_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "sched_setaffinity")
     monkeypatch.delenv(affinity.ENV_CPUS, raising=False)
-    assert affinity.pin_to_one_cpu() is None
+    with pytest.raises(affinity.NotPinned, match="cannot pin threads"):
+        affinity.pin_to_one_cpu()
     assert affinity.ENV_CPUS not in os.environ
     affinity.restore_cpus()  # nor fails in a child
 
@@ -121,7 +126,8 @@ def test_a_system_that_refuses_pinning_leaves_the_server_as_it_was(
 
     monkeypatch.setattr(os, "sched_setaffinity", refuse)
     monkeypatch.delenv(affinity.ENV_CPUS, raising=False)
-    assert affinity.pin_to_one_cpu() is None
+    with pytest.raises(affinity.NotPinned, match="refused to pin threads: Operation not permitted"):
+        affinity.pin_to_one_cpu()
     assert affinity.ENV_CPUS not in os.environ
     monkeypatch.setenv(affinity.ENV_CPUS, "0,1")
     affinity.restore_cpus()  # refused: no exception
@@ -155,11 +161,13 @@ def test_an_interpreter_without_a_gil_is_not_pinned() -> None:
         import os, sys
         from outkit_cli.sandbox import affinity
         sys._is_gil_enabled = lambda: False
-        print(affinity.pin_to_one_cpu(), len(os.sched_getaffinity(0)) > 1,
-              os.environ.get(affinity.ENV_CPUS))
+        try:
+            affinity.pin_to_one_cpu()
+        except affinity.NotPinned as exc:
+            print(exc, len(os.sched_getaffinity(0)) > 1, os.environ.get(affinity.ENV_CPUS))
         """
     )
-    assert out == "None True None"
+    assert out == "this Python has no GIL: its threads may run at once True None"
 
 
 def test_a_child_gets_the_recorded_set_back() -> None:
@@ -206,10 +214,25 @@ def test_serve_pins_its_threads_and_not_its_render_processes(start_sandbox: Star
     kids = _render_children(sb)
     threads = _thread_cpus(sb.process.pid)
     assert len(threads) > 3  # the event loop, the HTTP pool, the worker, ...
-    assert len({frozenset(cpus) for cpus in threads.values()}) == 1
-    assert len(next(iter(threads.values()))) == 1
+    (cpus,) = {frozenset(cpus) for cpus in threads.values()}
+    assert len(cpus) == 1
     for kid in kids:
         assert os.sched_getaffinity(kid) == ALL
+    # the operator is told which CPU, and how to turn it off
+    (cpu,) = cpus
+    allowed = ",".join(map(str, sorted(ALL)))
+    assert f"threads on CPU {cpu} (of {allowed}; " in sb.log()
+    assert "--no-pin-cpu" in sb.log()
+
+
+def test_serve_with_one_cpu_allowed_says_it_pinned_nothing(start_sandbox: Start) -> None:
+    one = {max(ALL)}
+    sb = start_sandbox(cpus=one)
+    kids = _render_children(sb)
+    assert "threads not pinned to a CPU: only one CPU is allowed" in sb.log()
+    assert all(cpus == one for cpus in _thread_cpus(sb.process.pid).values())
+    for kid in kids:
+        assert os.sched_getaffinity(kid) == one
 
 
 def test_serve_no_pin_cpu_leaves_every_thread_free(start_sandbox: Start, tmp_path: Path) -> None:
@@ -217,6 +240,7 @@ def test_serve_no_pin_cpu_leaves_every_thread_free(start_sandbox: Start, tmp_pat
     sb = start_sandbox(extra_args=("--no-pin-cpu",), env={affinity.ENV_CPUS: str(min(ALL))})
     kids = _render_children(sb)
     assert all(cpus == ALL for cpus in _thread_cpus(sb.process.pid).values())
+    assert "threads on CPU" not in sb.log() and "not pinned" not in sb.log()
     for kid in kids:
         assert os.sched_getaffinity(kid) == ALL
 
@@ -274,19 +298,28 @@ def _rebalance(busy_cpu_share: str, own_share: str) -> str:
             return {{n: (int(t[0] * {busy_cpu_share}) if n == cpu else 0, t[0]) for n in allowed}}
         start = time.monotonic()
         own = lambda: (time.monotonic() - start) * {own_share}
-        r = affinity.Rebalancer(cpu, allowed, period=0.05, ticks=ticks, own_time=own)
+        lines = []
+        r = affinity.Rebalancer(cpu, allowed, period=0.05, ticks=ticks, own_time=own,
+                                log=lines.append)
         r.start()
         time.sleep(1)
         r.stop()
         sets = {{frozenset(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}}
         print(len(sets) == 1 and next(iter(sets)) == {{r.cpu}}, r.cpu != cpu, r.moves >= 1)
+        print(lines[0] if lines else "")
         stop.set()
         """
     )
 
 
 def test_the_rebalancer_moves_every_thread_off_a_cpu_others_keep_busy() -> None:
-    assert _rebalance("1.0", "0.0") == "True True True"
+    moved, line = _rebalance("1.0", "0.0").splitlines()
+    assert moved == "True True True"
+    assert re.fullmatch(
+        r"moved the server's threads from CPU \d+ to CPU \d+: other work kept CPU \d+ "
+        r"100% busy, CPU \d+ 0%",
+        line,
+    )
 
 
 def test_the_rebalancer_stays_when_the_cpu_is_busy_with_its_own_work() -> None:

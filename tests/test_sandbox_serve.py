@@ -61,6 +61,35 @@ def test_ctrl_c_right_after_start_stops_cleanly(start_sandbox: Start) -> None:
     assert "Traceback" not in sb.log() and "Aborted" not in sb.log()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_starting_stops_it_once_started_with_exit_0(
+    start_sandbox: Start, tmp_path: Path, signum: int
+) -> None:
+    # a supervisor that gives up at once: the signal comes before the URL line
+    from outkit_cli.sandbox.datalock import LOCK_NAME
+    from tests.sandbox_fixture import _child_env, _interruptible
+
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outkit_cli", "serve", "--port", "0", "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(),
+        preexec_fn=_interruptible,
+    )
+    deadline = time.monotonic() + 30
+    while not (data / LOCK_NAME).exists():  # serve's own code runs: the lock is taken
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.001)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"Aborted" not in err
+    # whatever it had started is whole: the next start uses the same data dir
+    sb = start_sandbox(data_dir=data)
+    assert post(sb, {**WELCOME, "sync": True})[1]["data"]["status"] == "delivered"
+
+
 def test_kill_9_loses_no_accepted_message(start_sandbox: Start, tmp_path: Path) -> None:
     first = start_sandbox(data_dir=tmp_path / "data")
     ids = [post(first, {**WELCOME, "id_from_submitter": f"k{i}"})[1]["data"]["id"]

@@ -184,9 +184,10 @@ def _check_rate_limit(ctx: click.Context, param: click.Parameter, value: float |
     default=True,
     show_default=True,
     help="Run the server's threads on one CPU (Linux): they share one GIL, and on one "
-    "core they hand it over without waking another, about 1.4x the request rate of "
-    "creates; render processes still use every CPU, and the server moves to another CPU "
-    "when other work keeps its own busy.",
+    "core they hand it over without waking another, which makes creates faster; the "
+    "server moves to another CPU when other work keeps its own busy, and render processes "
+    "get the CPUs it started with. Nothing is pinned with one CPU allowed or on a Python "
+    "without a GIL; the start-up lines say which CPU.",
 )
 @click.pass_obj
 def serve(
@@ -216,6 +217,8 @@ def serve(
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
 
+    # first: a SIGTERM or Ctrl-C while starting stops the sandbox once started (exit 0)
+    stop = runner.StopRequest().install()
     if init_profile is not None:
         from outkit_cli.commands.keys.profiles import check_name
 
@@ -237,8 +240,12 @@ def serve(
     from outkit_cli.sandbox import affinity
 
     # before runner.start: the threads it starts inherit the CPU
+    pinned: int | str | None = None  # the CPU, or why not
     if pin_cpu:
-        affinity.pin_server()
+        try:
+            pinned = affinity.pin_to_one_cpu()
+        except affinity.NotPinned as exc:
+            pinned = str(exc)
     else:
         affinity.forget_cpus()
     try:
@@ -265,7 +272,10 @@ def serve(
         ) from None
     except ValueError as exc:  # e.g. a keys.json that does not parse
         raise UsageError(str(exc)) from None
-    running.install_stop_handlers()
+    running.stop = stop
+    if stop.requested:  # while starting: nothing was printed, nothing is left half-done
+        running.close()
+        return
     from outkit_cli.sandbox.storage import exposure_warning
 
     exposed = exposure_warning(directory)
@@ -301,6 +311,16 @@ def serve(
     login = running.inbox_login
     click.echo(f"inbox: {running.inbox_url}" + (f" ({login})" if login else ""), err=True)
     click.echo(f"sandbox data in {escape_controls(str(directory))}; Ctrl-C to stop", err=True)
+    if isinstance(pinned, int):
+        allowed = affinity.recorded_cpus() or {pinned}
+        affinity.Rebalancer(pinned, allowed, log=running.app.log).start()
+        click.echo(
+            f"threads on CPU {pinned} (of {affinity.format_cpus(allowed)}; moved when "
+            "other work keeps it busy; --no-pin-cpu to leave them free)",
+            err=True,
+        )
+    elif pinned is not None:
+        click.echo(f"threads not pinned to a CPU: {pinned}", err=True)
     running.serve_until_stopped()
 
 

@@ -2,12 +2,12 @@
 
 Why: the sandbox is one Python process whose threads (the asyncio event loop, the pool
 that runs the app, the worker) take turns holding the GIL. Spread over several CPUs, every
-hand-over of the GIL wakes a thread on another core, and on this 2-core machine that made
-each request cost about twice the CPU time it costs when the threads share one core
-(bench/bench_sandbox.py: POST /v1/messages at 0.32x the fixed-JSON handler unpinned,
-0.47x pinned). Only one thread can run Python at a time anyway, so one core loses nothing
-but those hand-overs. Render processes are separate interpreters with their own GIL: they
-get the original CPU set back, so a slow template never shares the server's core.
+hand-over of the GIL wakes a thread on another core, and each request costs more CPU time
+than when the threads share one core (figures: docs/sandbox.md, Speed; measured by
+bench/bench_sandbox.py). Only one thread can run Python at a time anyway, so one core
+loses nothing but those hand-overs. Render processes are separate interpreters with their
+own GIL: they get back the CPU set the server started with, so a slow template does not
+share the server's core.
 
 A pinned process cannot leave its core when other work lands on it (a second sandbox, a
 build), so `Rebalancer` watches the CPUs' load (/proc/stat) and moves the server to the
@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 # the CPU set the server started with, for the render processes it starts (render_pool.py)
 ENV_CPUS = "OUTKIT_SANDBOX_CPUS"
@@ -45,39 +46,58 @@ def current_cpu() -> int | None:
         return None
 
 
-def pin_to_one_cpu() -> int | None:
+class NotPinned(Exception):
+    """Pinning was not done; the message says why (for the operator, one line)."""
+
+
+def pin_to_one_cpu() -> int:
     """Pin every thread of this process to one CPU of its allowed set: the one the caller
     runs on when it is allowed, else the next that the system accepts (a CPU going offline
-    refuses it). Threads started later inherit it.
+    refuses it). Threads started later inherit it. Returns the CPU.
 
     Records the original set in the environment (`ENV_CPUS`, CPU numbers separated by
-    commas) for `restore_cpus` in child processes. Returns the CPU, or None when nothing
-    was done: not Linux, a single allowed CPU, an interpreter without a GIL (free-threaded
-    Python 3.13+: its threads do run at once, and one core would serialise them), or the
-    system refused (a container's seccomp policy, say); pinning is a speed-up, so it
-    never fails the server.
+    commas) for `restore_cpus` in child processes.
+
+    Raises NotPinned when nothing was done: not Linux, an interpreter without a GIL
+    (free-threaded Python 3.13+: its threads do run at once, and one core would serialise
+    them), a single allowed CPU, or the system refused (a container's seccomp policy, say).
+    Pinning is a speed-up: callers go on without it.
     """
     forget_cpus()  # a value inherited from the environment is not this server's set
-    if not hasattr(os, "sched_setaffinity") or not _gil_enabled():
-        return None
+    if not hasattr(os, "sched_setaffinity"):
+        raise NotPinned("this system cannot pin threads to a CPU")
+    if not _gil_enabled():
+        raise NotPinned("this Python has no GIL: its threads may run at once")
     try:
         allowed = os.sched_getaffinity(0)
-    except OSError:
-        return None
+    except OSError as exc:
+        raise NotPinned(f"the CPUs allowed are unknown: {exc.strerror}") from None
     if len(allowed) < 2:
-        return None
+        raise NotPinned("only one CPU is allowed")
     here = current_cpu()
+    refused: OSError | None = None
     for cpu in sorted(allowed, key=lambda n: (n != here, n)):
         try:
             os.sched_setaffinity(0, {cpu})
             break
-        except OSError:  # offline, or no longer ours: the next
-            continue
+        except OSError as exc:  # offline, or no longer ours: the next
+            refused = exc
     else:
-        return None
+        reason = refused.strerror if refused else "refused"
+        raise NotPinned(f"the system refused to pin threads: {reason}")
     _pin_threads(cpu)
-    os.environ[ENV_CPUS] = ",".join(str(n) for n in sorted(allowed))
+    os.environ[ENV_CPUS] = format_cpus(allowed)
     return cpu
+
+
+def format_cpus(cpus: set[int]) -> str:
+    """CPU numbers in order, separated by commas: the form of `ENV_CPUS`."""
+    return ",".join(str(n) for n in sorted(cpus))
+
+
+def _gil_enabled() -> bool:
+    is_enabled = getattr(sys, "_is_gil_enabled", None)  # Python 3.13+
+    return bool(is_enabled()) if callable(is_enabled) else True
 
 
 def _pin_threads(cpu: int) -> None:
@@ -90,23 +110,6 @@ def _pin_threads(cpu: int) -> None:
     for tid in tids:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(tid, {cpu})
-
-
-def pin_server() -> Rebalancer | None:
-    """`outkit serve --pin-cpu`: `pin_to_one_cpu`, then a started `Rebalancer` that moves
-    the server off its CPU when other work keeps that CPU busy. None when not pinned."""
-    cpu = pin_to_one_cpu()
-    allowed = recorded_cpus()
-    if cpu is None or not allowed:
-        return None
-    rebalancer = Rebalancer(cpu, allowed)
-    rebalancer.start()
-    return rebalancer
-
-
-def _gil_enabled() -> bool:
-    is_enabled = getattr(sys, "_is_gil_enabled", None)  # Python 3.13+
-    return bool(is_enabled()) if callable(is_enabled) else True
 
 
 def forget_cpus() -> None:
@@ -212,16 +215,19 @@ class Rebalancer:
         period: float = 2.0,
         ticks: Callable[[], dict[int, tuple[int, int]]] = cpu_ticks,
         own_time: Callable[[], float] = time.process_time,
+        log: Callable[[str], Any] = lambda line: None,
     ) -> None:
         """`cpu`: the CPU the server is pinned to; `allowed`: the set it may move within;
         `period`: seconds between looks; `ticks` and `own_time`: where the CPUs' ticks
-        (as `cpu_ticks`) and this process's CPU seconds come from."""
+        (as `cpu_ticks`) and this process's CPU seconds come from; `log` takes a line
+        for each move."""
         self.cpu = cpu
         self.moves = 0
         self._allowed = allowed
         self._period = period
         self._ticks = ticks
         self._own_time = own_time
+        self._log = log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-rebalancer", daemon=True)
 
@@ -254,5 +260,10 @@ class Rebalancer:
             except OSError:  # gone offline meanwhile: stay, look again later
                 continue
             _pin_threads(target)
+            self._log(
+                f"moved the server's threads from CPU {self.cpu} to CPU {target}: other work "
+                f"kept CPU {self.cpu} {busy[self.cpu] - own:.0%} busy, CPU {target} "
+                f"{busy[target]:.0%}"
+            )
             self.cpu = target
             self.moves += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,34 @@ def api_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/v1"
 
 
+class StopRequest:
+    """SIGTERM (and Ctrl-C, unless ignored as in a background job) ask for a clean stop.
+
+    `install` before anything starts: a signal that comes while the sandbox is still
+    starting (a supervisor that gives up at once) is kept, and the sandbox stops as soon as
+    it has started, with exit 0, instead of dying of the signal half-way. The handler only
+    sets a flag: nothing is interrupted half-way.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> StopRequest:
+        def on_signal(signum: int, frame: Any) -> None:
+            self.requested = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, on_signal)
+        return self
+
+
 @dataclass
 class Running:
     app: SandboxApp
     server: SandboxServer
     keys: list[ApiKey]
-    stop_requested: bool = False
+    stop: StopRequest = field(default_factory=StopRequest)
 
     @property
     def url(self) -> str:
@@ -69,27 +91,12 @@ class Running:
     def signed_key(self) -> ApiKey:
         return next(k for k in self.keys if k.signed)
 
-    def install_stop_handlers(self) -> None:
-        """SIGTERM (and Ctrl-C, unless ignored as in a background job) ask for a clean stop.
-
-        Installed before the URL line is printed, so a signal sent as soon as the URL was
-        read already stops cleanly. The handler only sets a flag: nothing is interrupted
-        half-way.
-        """
-
-        def on_signal(signum: int, frame: Any) -> None:
-            self.stop_requested = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            signal.signal(signal.SIGINT, on_signal)
-
     def serve_until_stopped(self) -> None:
         """Serve (in a thread) until a stop is requested, then shut down cleanly."""
         thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
         thread.start()
         try:
-            while not self.stop_requested:
+            while not self.stop.requested:
                 time.sleep(0.05)
         finally:
             self.server.shutdown()
