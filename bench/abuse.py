@@ -107,6 +107,24 @@ def idle_keepalive(target: Target, count: int) -> list[socket.socket]:
     return socks
 
 
+def silent_burst(target: Target, count: int) -> list[socket.socket]:
+    """`count` connections opened at once (non-blocking connects, nothing sent): they all
+    wait in the kernel's queue together, and the server accepts them in a rush."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(target.address)
+        except BlockingIOError:
+            pass  # in progress: the kernel completes it
+        except OSError:
+            sock.close()
+            break
+        socks.append(sock)
+    return socks
+
+
 @dataclass
 class Slowloris:
     """`count` connections that send a request line, then one header byte a second."""

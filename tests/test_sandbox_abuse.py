@@ -21,6 +21,7 @@ from bench.abuse import (
     idle_keepalive,
     raise_own_limit,
     signed_get,
+    silent_burst,
 )
 from outkit_cli.sandbox.app import MAX_BODY
 from outkit_cli.sandbox.server import BODY_BUDGET
@@ -52,6 +53,26 @@ def test_idle_keepalive_connections_beyond_the_limit_lock_nobody_out(
             sock.close()
     # no busy loop left behind (the old accept loop spun at 100% on EMFILE)
     assert cpu_share(target.pid, 2.0) < 0.2
+
+
+def test_connections_opened_all_at_once_never_run_the_server_out_of_descriptors(
+    start_sandbox: Callable[..., Sandbox],
+) -> None:
+    # accepted in a rush, they outran the connections closed to make room for them: EMFILE,
+    # a traceback per failed accept on the operator's terminal, and no accept for 1 s each
+    # time (attacker trial: a GET waited 7.8 s behind 600 silent connections)
+    raise_own_limit(3 * NOFILE + 100)
+    box = start_sandbox(nofile=NOFILE)
+    target = _target(box)
+    socks = silent_burst(target, 3 * NOFILE)
+    try:
+        time.sleep(0.2)  # the kernel completes the connects: all queued at once
+        assert max(signed_get(target) for _ in range(3)) < PROMPT
+    finally:
+        for sock in socks:
+            sock.close()
+    log = box.log()
+    assert "out of file descriptors" not in log and "Traceback" not in log
 
 
 def test_slowloris_clients_do_not_hold_up_others_and_are_dropped(
@@ -191,3 +212,25 @@ def test_connections_without_valid_credentials_cannot_hold_the_body_budget(
         sock.sendall(b"POST /clear HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
         status, doc = _answer(sock)
     assert status == 413, doc
+
+
+def test_event_loop_errors_are_one_escaped_line_each() -> None:
+    import errno
+    from types import SimpleNamespace
+
+    from outkit_cli.sandbox.server import SandboxServer
+
+    lines: list[str] = []
+    server: Any = SimpleNamespace(app=SimpleNamespace(log=lines.append))
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    SandboxServer._loop_error(server, None, {"message": "socket.accept() out of system resource",
+                                             "exception": emfile})  # fmt: skip
+    SandboxServer._loop_error(server, None, {"message": "Task \x1b]0;x\x07 failed",
+                                             "exception": ValueError("bad\x1b[2J")})  # fmt: skip
+    SandboxServer._loop_error(server, None, {"message": "no exception"})
+    assert lines == [
+        "out of file descriptors (Too many open files): not accepting connections for 1 s; "
+        "raise `ulimit -n` for more clients",
+        "Task \\x1b]0;x\\x07 failed: ValueError: bad\\x1b[2J",
+        "no exception",
+    ]
