@@ -90,6 +90,45 @@ def test_past_max_queued_docs_only_ids_are_queued_and_the_worker_reads_them_back
     assert loaded == ["m-3", "m-4"]
 
 
+def test_past_max_queued_chars_only_ids_are_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the bound is on the text the queued docs came from, not on their number: 1,000 docs
+    # of 1.2 MB each were bound for 21 GB of Python objects (attacker trial)
+    import outkit_cli.sandbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_QUEUED_CHARS", 10)
+    loaded: list[str] = []
+
+    def load(message_id: str) -> dict[str, Any]:
+        loaded.append(message_id)
+        return _doc(int(message_id.split("-")[1]))
+
+    seen: list[str] = []
+    worker = Worker(process=lambda docs: seen.extend(d["id"] for d in docs), load=load)
+    for i, size in enumerate([4, 4, 4, 1, 30]):  # 8 of 10 held, then 12 would not fit...
+        worker.submit(f"m-{i}", _doc(i), size=size)  # ... 9 does, 39 does not
+    worker.start()
+    _wait(lambda: len(seen) == 5)
+    worker.stop()
+    assert seen == [f"m-{i}" for i in range(5)]
+    assert loaded == ["m-2", "m-4"]
+
+
+def test_a_batch_stops_at_batch_chars_and_keeps_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import outkit_cli.sandbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "BATCH_CHARS", 10)
+    batches: list[list[str]] = []
+    worker = Worker(process=lambda docs: batches.append([d["id"] for d in docs]),
+                    load=lambda message_id: None)  # fmt: skip
+    for i, size in enumerate([4, 4, 4, 20, 4, 5, 1, 1]):
+        worker.submit(f"m-{i}", _doc(i), size=size)
+    worker.start()
+    _wait(lambda: sum(map(len, batches)) == 8)
+    worker.stop()
+    # 4+4, then 4 (20 would pass 10), 20 alone (at least one), 4+5+1 (10: full), 1
+    assert batches == [["m-0", "m-1"], ["m-2"], ["m-3"], ["m-4", "m-5", "m-6"], ["m-7"]]
+
+
 def test_a_storage_error_leaves_the_batch_pending_and_it_is_tried_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

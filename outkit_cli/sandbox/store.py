@@ -482,11 +482,18 @@ class Store:
         self._shrink.set()
         return gone
 
-    def pending_ids(self) -> list[str]:
-        """Messages not done yet, oldest first: resumed after a restart or a crash."""
+    def pending(self) -> list[tuple[str, int]]:
+        """Messages not done yet, oldest first, as (id, characters of the stored JSON
+        text): resumed after a restart or a crash."""
         with self.connection() as conn:
-            rows = conn.execute("SELECT id FROM messages WHERE done = 0 ORDER BY seq").fetchall()
-        return [r[0] for r in rows]
+            rows = conn.execute(
+                "SELECT id, length(doc) FROM messages WHERE done = 0 ORDER BY seq"
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def pending_ids(self) -> list[str]:
+        """The ids of `pending`."""
+        return [message_id for message_id, _ in self.pending()]
 
     def close(self) -> None:
         self._closing.set()

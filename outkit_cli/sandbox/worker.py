@@ -34,11 +34,15 @@ RETRY_SECONDS = 1.0
 BATCH = 32  # messages taken at once, at most (about 10-20 ms of work)
 QUIET = 0.01  # seconds without requests after which the worker goes on
 MAX_DELAY = 0.1  # seconds after its last batch after which it goes on, requests or not
-# Stored messages kept in the queue at most: under a flood of creates the worker falls
-# behind (it gives way to requests), and each queued doc holds a message's whole body in
-# memory. Past this many queued, only the id is queued and the worker reads the message
-# back from the database when it gets to it.
+# What the queue and a batch may hold. Under a flood of creates the worker falls behind (it
+# gives way to requests), and each queued doc holds a message's parsed data: in Python
+# objects up to 24 times its JSON text (`[{},{},...]`: 3 characters, a 72-byte dict). Past
+# either bound only the id is queued, and the message is read back when its turn comes;
+# a batch stops at BATCH_CHARS of JSON text (at least one message). Counted in characters
+# of the stored text (attacker trial: 1,000 docs of 1.2 MB each were bound for 21 GB).
 MAX_QUEUED_DOCS = 1000
+MAX_QUEUED_CHARS = 2 * 1024 * 1024
+BATCH_CHARS = 1024 * 1024
 
 
 class Activity:
@@ -87,19 +91,32 @@ class Worker:
         self._batch = max(1, batch)
         self._activity = activity
         self._last_batch = 0.0  # time.monotonic() when the last batch ended
-        self._queue: queue.SimpleQueue[tuple[str, Doc | None] | None] = queue.SimpleQueue()
+        # (id, doc or None, characters of its stored text); None: stop
+        self._queue: queue.SimpleQueue[tuple[str, Doc | None, int] | None] = queue.SimpleQueue()
+        self._held_chars = 0  # of the docs in the queue
+        # taken from the queue but left for the next batch (it did not fit): worker only
+        self._carry: tuple[str, Doc | None, int] | None = None
+        self._held_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, message_id: str, doc: Doc | None = None) -> None:
-        """Queue a message; with its `doc` as just stored, the worker need not read it back
-        (unless MAX_QUEUED_DOCS are queued already: then only the id is kept)."""
-        if doc is not None and self._queue.qsize() >= MAX_QUEUED_DOCS:
-            doc = None
-        self._queue.put((message_id, doc))
+    def submit(self, message_id: str, doc: Doc | None = None, *, size: int = 0) -> None:
+        """Queue a message; `size` is the length of its stored JSON text (characters).
+        With its `doc` as just stored, the worker need not read it back, unless the queue
+        holds MAX_QUEUED_DOCS or MAX_QUEUED_CHARS already: then only the id is kept."""
+        if doc is not None:
+            with self._held_lock:
+                if (
+                    self._queue.qsize() < MAX_QUEUED_DOCS
+                    and self._held_chars + size <= MAX_QUEUED_CHARS
+                ):
+                    self._held_chars += size
+                else:
+                    doc = None
+        self._queue.put((message_id, doc, size))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the messages in hand; the rest stays pending and resumes on next start."""
@@ -108,20 +125,30 @@ class Worker:
             self._queue.put(None)
             self._thread.join(timeout)
 
-    def _take(self) -> list[tuple[str, Doc | None]] | None:
-        """The next messages queued (waiting for the first, then for its turn), or None
-        when stopping."""
-        item = self._queue.get()
+    def _take(self) -> list[tuple[str, Doc | None, int]] | None:
+        """The next messages queued (waiting for the first, then for its turn), up to
+        `batch` of them and BATCH_CHARS of text, or None when stopping."""
+        item, self._carry = self._carry, None
+        if item is None:
+            item = self._queue.get()
         if item is not None:
             self._wait_turn()
         items = []
+        chars = 0
         while item is not None and not self._stopping.is_set():
+            if item[1] is not None:
+                with self._held_lock:
+                    self._held_chars -= item[2]
             items.append(item)
-            if len(items) >= self._batch:
+            chars += item[2]
+            if len(items) >= self._batch or chars >= BATCH_CHARS:
                 return items
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
+                return items
+            if item is not None and chars + item[2] > BATCH_CHARS:
+                self._carry = item  # the first of the next batch
                 return items
         return None  # stopping: what was taken stays pending in the database
 
@@ -144,10 +171,10 @@ class Worker:
             items = self._take()
             if items is None:
                 return
-            ids = [message_id for message_id, _ in items]
+            ids = [message_id for message_id, _, _ in items]
             try:
                 docs = []
-                for message_id, doc in items:
+                for message_id, doc, _ in items:
                     if doc is None:
                         doc = self._load(message_id)
                     if doc is not None and not doc["done"]:
@@ -162,6 +189,6 @@ class Worker:
                           f"{f' and {len(ids) - 1} more' if len(ids) > 1 else ''}: "
                           f"{type(exc).__name__}: {exc}")  # fmt: skip
                 if not self._stopping.wait(RETRY_SECONDS):
-                    for message_id in ids:
-                        self._queue.put((message_id, None))
+                    for message_id, _, size in items:
+                        self._queue.put((message_id, None, size))
             self._last_batch = time.monotonic()
