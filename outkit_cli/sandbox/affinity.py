@@ -6,8 +6,9 @@ hand-over of the GIL wakes a thread on another core, and each request costs more
 than when the threads share one core (figures: docs/sandbox.md, Speed; measured by
 bench/bench_sandbox.py). Only one thread can run Python at a time anyway, so one core
 loses nothing but those hand-overs. Render processes are separate interpreters with their
-own GIL: they get back the CPU set the server started with, so a slow template does not
-share the server's core.
+own GIL: they get back the CPU set the server started with, so the kernel can run a slow
+template on another core than the server's (it may still share the server's core when
+every other one is busy).
 
 A pinned process cannot leave its core when other work lands on it (a second sandbox, a
 build), so `Rebalancer` watches the CPUs' load (/proc/stat) and moves the server to the

@@ -191,8 +191,8 @@ class SandboxApp:
         threading.Thread(target=self.renderer.warm_up, name="render-warm-up", daemon=True).start()
         self.worker.start()
         self.quota.start()
-        for message_id in self.store.pending_ids():  # resume what a crash or stop left
-            self.worker.submit(message_id)
+        for message_id, size in self.store.pending():  # resume what a crash or stop left
+            self.worker.submit(message_id, size=size)
 
     def close(self) -> None:
         self.quota.stop()
@@ -376,7 +376,7 @@ class SandboxApp:
     def _create_held(self, doc: dict[str, Any], attachments: list[Attachment] | None) -> str:
         if not doc["sync"]:
             text = self._store_new(doc, attachments)
-            self.worker.submit(doc["id"], doc)
+            self.worker.submit(doc["id"], doc, size=len(text))
             return text
         if not self._sync_waits.acquire(blocking=False):
             raise ApiError(
@@ -661,6 +661,13 @@ def _reject_lone_surrogates(payload: Any) -> None:
 
 
 MAX_JSON_DEPTH = 100  # arrays and objects inside one another, the body's own object included
+# Commas, brackets and braces in a create body (each JSON value but the first follows one of
+# them, so they bound the number of values, keys included). Parsing holds the GIL from start
+# to end, 0.7 us a key: 800,000 keys in 9.5 MB took 0.55 s to parse and as long again to
+# store, and two clients sending such bodies kept a signed GET waiting 2.3 s (attacker
+# trial). Counted on the raw bytes before parsing (3 ms for 10 MB); characters inside
+# strings count too, which only a body with a very large text comes near.
+MAX_JSON_ITEMS = 200_000
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -682,6 +689,13 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 def parse_message(body: bytes) -> dict[str, Any]:
     """The `message` object of a create request, type-checked; 422 bad_data naming the field."""
+    items = body.count(b",") + body.count(b"{") + body.count(b"[")
+    if items > MAX_JSON_ITEMS:
+        raise bad_data(
+            f"the body holds too many JSON values: {items:,} commas, brackets and braces, "
+            f"the sandbox takes at most {MAX_JSON_ITEMS:,} (one request may not hold up the "
+            "server); send fewer data values"
+        )
     try:
         # strict UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16 and encoded
         # surrogates, which no later step can store or send back
