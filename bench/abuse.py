@@ -2,7 +2,10 @@
 
 Under a descriptor limit (`ulimit -n`, default 1024 here), against `outkit serve`:
 1. N idle keep-alive connections (default 2,000: more than the limit), then a signed GET
-   from a new connection: its time (target: under 1 s);
+   from a new connection: its time (target: under 1 s); then the same N connections
+   opened all at once, sending nothing (they wait in the kernel's queue together), and
+   the same GET; the server's log must hold no "out of file descriptors" line nor a
+   traceback;
 2. M slowloris connections (default 60) dribbling one header byte a second, and the same
    signed GET while they dribble;
 3. the server's CPU use in the seconds after each attack (target: low, no busy loop);
@@ -257,6 +260,13 @@ def main() -> int:
             sock.close()
         figures["cpu_after_idle"] = round(cpu_share(target.pid, 3), 3)
 
+        rush = silent_burst(target, opts.idle)
+        time.sleep(0.2)  # the kernel completes the connects
+        figures["silent_connections_opened"] = len(rush)
+        figures["get_during_silent_s"] = round(max(signed_get(target) for _ in range(3)), 4)
+        for sock in rush:
+            sock.close()
+
         loris = Slowloris(target, opts.slowloris)
         loris.start()
         time.sleep(min(3.0, opts.dribble_seconds))
@@ -271,8 +281,14 @@ def main() -> int:
         figures["get_after_burst_s"] = round(signed_get(target), 4)
     finally:
         stop_process(proc)
+    log = (work / "serve.log").read_text("utf-8", "replace")
+    figures["out_of_descriptors_lines"] = log.count("out of file descriptors")
+    figures["tracebacks"] = log.count("Traceback")
     ok = (
         figures["get_during_idle_s"] < 1
+        and figures["get_during_silent_s"] < 1
+        and not figures["out_of_descriptors_lines"]
+        and not figures["tracebacks"]
         and figures["get_during_slowloris_s"] < 1
         and figures["burst"]["unanswered"] == 0
         and max(figures["cpu_after_idle"], figures["cpu_after_slowloris"]) < 0.1
