@@ -306,7 +306,7 @@ def test_unknown_query_parameters_are_ignored_on_every_endpoint(
         (b'{"message": "x"}', "message"),
         (b'{"message": {"type": "email", "data": {"x": NaN}}}', "NaN is not valid JSON"),
         (b'{"message": {"type": "email", "data": {"a": 1e999}}}', "1e999 is too large"),
-        (b'{"message": {"data": ' + b"[" * 100000 + b"]" * 100000 + b"}}", "nested"),
+        (b'{"message": {"data": ' + b"[" * 20000 + b"]" * 20000 + b"}}", "nested"),
         (b"\xff\xfe", "JSON"),
         ({"message": {"to": "a@example.com", "project": "demo", "template": "welcome"}},
          "message.type"),

@@ -225,3 +225,53 @@ def test_a_body_with_too_many_json_values_is_refused_before_it_is_parsed(
     status, _, doc = call(sandbox, "POST", "/messages", body(MAX_JSON_ITEMS // 2))
     assert status == 200, doc
     assert len(doc["data"]["data"]) == MAX_JSON_ITEMS // 2
+
+
+def test_an_integer_of_over_100_digits_is_refused(sandbox: Sandbox) -> None:
+    # writing a 4,000-digit integer back out holds the GIL 0.3 ms; 2,300 of them, 0.7 s
+    def create(digits: int) -> tuple[int, Any]:
+        body = json.dumps({"message": {"type": "email", "project": "demo", "to": "a@example.com",
+                                       "text_body": "hi"}})[:-2]  # fmt: skip
+        return sandbox.request("POST", "/messages", body + ',"data":{"n":' + "9" * digits + "}}}")
+
+    status, doc = create(101)
+    assert status == 422, doc
+    assert "integer of 101 digits; the sandbox takes at most 100" in doc["error"]["message"]
+    status, doc = create(100)
+    assert status == 200 and doc["data"]["data"]["n"] == int("9" * 100)
+
+
+def test_large_creates_take_turns_and_small_ones_pass(sandbox: Sandbox) -> None:
+    # two clients sending 200,000-value bodies back to back kept a GET waiting 2.2 s
+    from outkit_cli.sandbox.app import LARGE_CREATE
+
+    items = ["x" * 100] * (LARGE_CREATE // 100)  # over LARGE_CREATE bytes of JSON
+    slow = "{{#each items}}{{#each ../items}}{{#each ../../items}}x{{/each}}{{/each}}{{/each}}"
+    first_body = {"message": {"type": "email", "project": "demo", "to": "a@example.com",
+                              "subject": "s", "text_template_body": slow, "sync": True,
+                              "data": {"items": items}}}  # fmt: skip
+    large = {"message": {"type": "email", "project": "demo", "to": "a@example.com",
+                         "text_body": "hi", "data": {"items": items}}}  # fmt: skip
+    assert len(json.dumps(large)) > LARGE_CREATE
+    first: list[int] = []
+    thread = threading.Thread(
+        target=lambda: first.append(sandbox.request("POST", "/messages", first_body)[0])
+    )
+    thread.start()  # renders until the render time limit, holding the turn
+    refused = None
+    while thread.is_alive() and refused is None:
+        status, doc = sandbox.request("POST", "/messages", large)
+        if status == 503:
+            refused = doc
+        time.sleep(0.05)
+    thread.join()
+    assert refused is not None, "no large create was refused while another was handled"
+    assert refused["error"]["code"] == "unavailable"
+    assert "nothing was stored: retry after 1 s" in refused["error"]["message"]
+    assert first == [200]
+    # small creates were never held up, and the turn is free again
+    assert (
+        sandbox.request("POST", "/messages", {"message": {**large["message"], "data": {}}})[0]
+        == 200
+    )
+    assert sandbox.request("POST", "/messages", large)[0] == 200

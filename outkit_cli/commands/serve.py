@@ -212,13 +212,16 @@ def serve(
     or SIGTERM stop it. On first start the data dir gets an API key pair (keys.json) and the
     built-in `demo` project (templates `welcome`, email, and `reminder`, SMS). Emails are
     written to a Maildir in DATA_DIR/outbox, SMS to DATA_DIR/outbox/sms.jsonl."""
+    # first, before the sandbox's imports: a SIGTERM or Ctrl-C while starting stops the
+    # sandbox once started (exit 0)
+    from outkit_cli.sandbox.stopping import StopRequest
+
+    stop = StopRequest().install()
     from outkit_cli.diagnostics import warn
     from outkit_cli.netaddr import is_loopback
     from outkit_cli.sandbox import runner
     from outkit_cli.sandbox.faults import Faults
 
-    # first: a SIGTERM or Ctrl-C while starting stops the sandbox once started (exit 0)
-    stop = runner.StopRequest().install()
     if init_profile is not None:
         from outkit_cli.commands.keys.profiles import check_name
 

@@ -8,6 +8,7 @@ repeatable).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -16,7 +17,7 @@ import sqlite3
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import getaddresses
@@ -79,6 +80,11 @@ MAX_LOOKUP_IDS = 100  # id_from_submitter values in one list request
 # bound a burst of hostile sync creates stalls every other request; one over the bound
 # gets a 503 before anything is stored (docs/sandbox.md).
 MAX_SYNC_WAITS = 3
+# A create whose JSON is over this many bytes waits for no other: while one is handled, the
+# next gets a 503 (nothing stored, retry after 1 s). Parsing, checking and writing out a
+# large body takes the GIL for long stretches; two clients sending 200,000-value bodies
+# back to back kept a GET waiting 2.2 s (attacker trial). Attachments' bytes do not count.
+LARGE_CREATE = 256 * 1024
 # A list answer stops before its JSON passes this (one message always fits): 30 bodies of
 # 9.5 MB once made a 285 MB answer and took the server to 1 GB.
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -157,6 +163,7 @@ class SandboxApp:
         self.auth = Authenticator(keys, clock=self.faults.now)
         self.renderer = RenderPool(render_limits)
         self._sync_waits = threading.BoundedSemaphore(MAX_SYNC_WAITS)
+        self._large_create = threading.Lock()
         # the request log of `outkit serve` goes to stderr in batches (logbuf.py)
         self._own_log = BatchedLog(sys.stderr) if log is None else None
         self.log: Callable[[str], Any] = log if self._own_log is None else self._own_log
@@ -278,10 +285,9 @@ class SandboxApp:
             if upload is not None and upload.error is not None:
                 raise upload.error
             self.quota.check(len(body))
-            if upload is not None:
-                text = self.create(upload.message_body(), upload.attachments)
-            else:
-                text = self.create(body)
+            message_body = upload.message_body() if upload is not None else body
+            with self._turn_for(message_body):
+                text = self.create(message_body, upload.attachments if upload else None)
             return Response(200, '{"data":' + text + "}", {})
         except ApiError as exc:
             return Response(exc.status, error_body(exc.code, exc.message), exc.headers)
@@ -335,6 +341,25 @@ class SandboxApp:
         return out
 
     # -- creating a message ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _turn_for(self, message_body: bytes) -> Iterator[None]:
+        """Hold the one turn of LARGE_CREATE bodies while creating from `message_body`;
+        raises a 503 ApiError when another large create holds it. Small bodies pass."""
+        if len(message_body) <= LARGE_CREATE:
+            yield
+            return
+        if not self._large_create.acquire(blocking=False):
+            raise ApiError(
+                503, "unavailable",
+                f"another create of over {LARGE_CREATE // 1024} KiB of JSON is being handled "
+                "(one at a time); nothing was stored: retry after 1 s",
+                {"Retry-After": "1"},
+            )  # fmt: skip
+        try:
+            yield
+        finally:
+            self._large_create.release()
+
     def create(self, body: bytes, attachments: list[Attachment] | None = None) -> str:
         """Validate and store a new message (and its files); its JSON text."""
         msg = parse_message(body)
@@ -627,7 +652,12 @@ class _TooBig(ValueError):
     """A value that is valid JSON but past what the sandbox takes."""
 
 
-MAX_INT_DIGITS = 4000  # under Python's own limit (4,300), which some versions lack
+# Digits of an integer in a body. Writing an integer back out costs time quadratic in its
+# digits, with the GIL held: 2,300 integers of 3,999 digits took 0.7 s to write each time
+# the message was stored, answered or handed to the render process, and two clients sending
+# such bodies kept a GET waiting 1.8 s (attacker trial). 100 digits is past any id or
+# amount, and far past what JavaScript (Handlebars.js) reads exactly (2^53, 16 digits).
+MAX_INT_DIGITS = 100
 
 
 def _bounded_int(text: str) -> int:
@@ -662,12 +692,14 @@ def _reject_lone_surrogates(payload: Any) -> None:
 
 MAX_JSON_DEPTH = 100  # arrays and objects inside one another, the body's own object included
 # Commas, brackets and braces in a create body (each JSON value but the first follows one of
-# them, so they bound the number of values, keys included). Parsing holds the GIL from start
-# to end, 0.7 us a key: 800,000 keys in 9.5 MB took 0.55 s to parse and as long again to
-# store, and two clients sending such bodies kept a signed GET waiting 2.3 s (attacker
-# trial). Counted on the raw bytes before parsing (3 ms for 10 MB); characters inside
-# strings count too, which only a body with a very large text comes near.
-MAX_JSON_ITEMS = 200_000
+# them, so they bound the number of values, keys included). Parsing and writing a body out
+# hold the GIL from start to end: 0.7 us a key to parse, up to 4 us a float to write
+# (1.2345678901234567e-300): 800,000 keys, or 199,000 such floats, held the server 0.55 s
+# and 0.85 s at a time, and two clients sending such bodies kept a signed GET waiting 2.3 s
+# (attacker trials). At 50,000 the worst GET in the same floods was 0.45 s. Counted on the
+# raw bytes before parsing (3 ms for 10 MB); characters inside strings count too, which
+# only a body with a very large text comes near.
+MAX_JSON_ITEMS = 50_000
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

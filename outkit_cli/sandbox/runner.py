@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from outkit_cli.sandbox.app import SandboxApp
 from outkit_cli.sandbox.faults import Faults
 from outkit_cli.sandbox.keys import ApiKey, load_or_create_keys
 from outkit_cli.sandbox.server import SandboxServer, raise_descriptor_limit
+from outkit_cli.sandbox.stopping import StopRequest
 from outkit_cli.sandbox.storage import DEFAULT_MAX_STORAGE
 from outkit_cli.sandbox.templates import Catalog, builtin_dir
 
@@ -39,28 +39,6 @@ def api_url(host: str, port: int) -> str:
         host = "::1" if ":" in host else "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/v1"
-
-
-class StopRequest:
-    """SIGTERM (and Ctrl-C, unless ignored as in a background job) ask for a clean stop.
-
-    `install` before anything starts: a signal that comes while the sandbox is still
-    starting (a supervisor that gives up at once) is kept, and the sandbox stops as soon as
-    it has started, with exit 0, instead of dying of the signal half-way. The handler only
-    sets a flag: nothing is interrupted half-way.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> StopRequest:
-        def on_signal(signum: int, frame: Any) -> None:
-            self.requested = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            signal.signal(signal.SIGINT, on_signal)
-        return self
 
 
 @dataclass
