@@ -241,7 +241,8 @@ def test_an_integer_of_over_100_digits_is_refused(sandbox: Sandbox) -> None:
     assert status == 200 and doc["data"]["data"]["n"] == int("9" * 100)
 
 
-def test_large_creates_take_turns_and_small_ones_pass(sandbox: Sandbox) -> None:
+def test_large_creates_take_turns_and_small_ones_pass(start_sandbox: Start) -> None:
+    sandbox = start_sandbox()  # its own: no other test's sync request holds a turn
     # two clients sending 200,000-value bodies back to back kept a GET waiting 2.2 s
     from outkit_cli.sandbox.app import LARGE_CREATE
 
@@ -253,11 +254,15 @@ def test_large_creates_take_turns_and_small_ones_pass(sandbox: Sandbox) -> None:
     large = {"message": {"type": "email", "project": "demo", "to": "a@example.com",
                          "text_body": "hi", "data": {"items": items}}}  # fmt: skip
     assert len(json.dumps(large)) > LARGE_CREATE
-    first: list[int] = []
+    first: list[tuple[int, Any]] = []
     thread = threading.Thread(
-        target=lambda: first.append(sandbox.request("POST", "/messages", first_body)[0])
+        target=lambda: first.append(sandbox.request("POST", "/messages", first_body))
     )
     thread.start()  # renders until the render time limit, holding the turn
+    deadline = time.monotonic() + 30
+    while not sandbox.messages() and thread.is_alive():  # stored: it holds the turn now
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     refused = None
     while thread.is_alive() and refused is None:
         status, doc = sandbox.request("POST", "/messages", large)
@@ -265,10 +270,10 @@ def test_large_creates_take_turns_and_small_ones_pass(sandbox: Sandbox) -> None:
             refused = doc
         time.sleep(0.05)
     thread.join()
+    assert first and first[0][0] == 200, first
     assert refused is not None, "no large create was refused while another was handled"
     assert refused["error"]["code"] == "unavailable"
     assert "nothing was stored: retry after 1 s" in refused["error"]["message"]
-    assert first == [200]
     # small creates were never held up, and the turn is free again
     assert (
         sandbox.request("POST", "/messages", {"message": {**large["message"], "data": {}}})[0]
