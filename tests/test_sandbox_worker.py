@@ -66,13 +66,23 @@ def test_the_worker_hands_over_what_is_queued_in_batches() -> None:
     assert [i for b in seen for i in b] == [f"m-{i}" for i in range(10)]
 
 
-def test_past_max_queued_docs_only_ids_are_queued_and_the_worker_reads_them_back(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("bound", "value", "sizes", "read_back"),
+    [
+        # a flood of creates must not hold every body in memory until the worker catches up
+        ("MAX_QUEUED_DOCS", 3, [0, 0, 0, 0, 0], ["m-3", "m-4"]),
+        # the bound is on the text the queued docs came from, not only on their number:
+        # 1,000 docs of 1.2 MB each were bound for 21 GB of Python objects (attacker trial);
+        # 8 of 10 held, then 12 would not fit, 9 does, 39 does not
+        ("MAX_QUEUED_CHARS", 10, [4, 4, 4, 1, 30], ["m-2", "m-4"]),
+    ],
+)
+def test_past_a_queue_bound_only_ids_are_queued_and_the_worker_reads_them_back(
+    monkeypatch: pytest.MonkeyPatch, bound: str, value: int, sizes: list[int], read_back: list[str]
 ) -> None:
-    # a flood of creates must not hold every body in memory until the worker catches up
     import outkit_cli.sandbox.worker as worker_module
 
-    monkeypatch.setattr(worker_module, "MAX_QUEUED_DOCS", 3)
+    monkeypatch.setattr(worker_module, bound, value)
     loaded: list[str] = []
 
     def load(message_id: str) -> dict[str, Any]:
@@ -81,36 +91,13 @@ def test_past_max_queued_docs_only_ids_are_queued_and_the_worker_reads_them_back
 
     seen: list[str] = []
     worker = Worker(process=lambda docs: seen.extend(d["id"] for d in docs), load=load)
-    for i in range(5):  # queued before it starts: the queue holds 3 docs, then ids
-        worker.submit(f"m-{i}", _doc(i))
+    for i, size in enumerate(sizes):  # queued before it starts
+        worker.submit(f"m-{i}", _doc(i), size=size)
     worker.start()
-    _wait(lambda: len(seen) == 5)
+    _wait(lambda: len(seen) == len(sizes))
     worker.stop()
-    assert seen == [f"m-{i}" for i in range(5)]  # every message processed, in order
-    assert loaded == ["m-3", "m-4"]
-
-
-def test_past_max_queued_chars_only_ids_are_queued(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the bound is on the text the queued docs came from, not on their number: 1,000 docs
-    # of 1.2 MB each were bound for 21 GB of Python objects (attacker trial)
-    import outkit_cli.sandbox.worker as worker_module
-
-    monkeypatch.setattr(worker_module, "MAX_QUEUED_CHARS", 10)
-    loaded: list[str] = []
-
-    def load(message_id: str) -> dict[str, Any]:
-        loaded.append(message_id)
-        return _doc(int(message_id.split("-")[1]))
-
-    seen: list[str] = []
-    worker = Worker(process=lambda docs: seen.extend(d["id"] for d in docs), load=load)
-    for i, size in enumerate([4, 4, 4, 1, 30]):  # 8 of 10 held, then 12 would not fit...
-        worker.submit(f"m-{i}", _doc(i), size=size)  # ... 9 does, 39 does not
-    worker.start()
-    _wait(lambda: len(seen) == 5)
-    worker.stop()
-    assert seen == [f"m-{i}" for i in range(5)]
-    assert loaded == ["m-2", "m-4"]
+    assert seen == [f"m-{i}" for i in range(len(sizes))]  # every message processed, in order
+    assert loaded == read_back
 
 
 def test_a_batch_stops_at_batch_chars_and_keeps_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
