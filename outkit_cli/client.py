@@ -214,6 +214,32 @@ class DeadlineReached(NetworkError):
     """The caller's overall deadline (e.g. --wait-timeout) ran out during a request."""
 
 
+# pages of a list followed at most (each asked for with a `before` not seen yet)
+MAX_LIST_PAGES = 1000
+
+
+def _next_before(headers: Mapping[str, str]) -> str | None:
+    """The `before` parameter of the `Link: <...>; rel="next"` header (RFC 8288) of a list
+    page, or None when there is none or it is not a plain message id."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from requests.utils import parse_header_links
+
+    value = headers.get("Link")
+    if not value:
+        return None
+    try:
+        links = parse_header_links(value)
+    except (ValueError, IndexError):
+        return None
+    for link in links:
+        if link.get("rel") == "next":
+            before = parse_qs(urlsplit(link.get("url", "")).query).get("before", [])
+            if len(before) == 1 and 0 < len(before[0]) <= 200 and before[0].isprintable():
+                return before[0]
+    return None
+
+
 @dataclass
 class ApiResponse:
     status: int
@@ -385,11 +411,25 @@ class Client:
         """``GET /v1/messages``, newest first. ``id_from_submitter`` may name several (sent
         as repeated parameters; the sandbox answers them all in one list)."""
         params = {"limit": limit, "status": status, "id_from_submitter": id_from_submitter}
-        resp = self.request("GET", "messages", params=params)
-        if not (isinstance(resp.data, list) and all(_is_listed(m) for m in resp.data)):
-            raise ServerError(
-                _odd_answer(self._host(), resp, "a list of messages") + "; check --api-url"
-            )
+        resp = self._list_page(params)
+        # A page cut short by size carries `Link: <...>; rel="next"` (RFC 8288; the
+        # sandbox stops an answer at about 8 MiB): the next pages are asked for until
+        # `limit` is reached. Only the link's `before` is taken from it, sent to the same
+        # server with our own parameters: the URL itself is the server's to choose, not
+        # ours to follow anywhere.
+        data: list[Any] = list(resp.data)
+        seen: set[str] = set()
+        while limit is None or len(data) < limit:
+            before = _next_before(resp.headers)
+            if before is None or before in seen or len(seen) >= MAX_LIST_PAGES:
+                break
+            seen.add(before)
+            left = None if limit is None else limit - len(data)
+            resp = self._list_page({**params, "limit": left, "before": before})
+            if not resp.data:
+                break
+            data += resp.data
+        resp.data = data
         # The hosted API documents no filters on this list (reference/outkit-facts.md): a
         # server that ignores them answers its recent messages, and a batch that took the
         # first of those for "already sent" would skip rows it never sent. Keep only the
@@ -403,6 +443,14 @@ class Client:
             if (status is None or m.get("status") == status)
             and (wanted_ids is None or m.get("id_from_submitter") in wanted_ids)
         ][:limit]
+        return resp
+
+    def _list_page(self, params: Mapping[str, Any]) -> ApiResponse:
+        resp = self.request("GET", "messages", params=params)
+        if not (isinstance(resp.data, list) and all(_is_listed(m) for m in resp.data)):
+            raise ServerError(
+                _odd_answer(self._host(), resp, "a list of messages") + "; check --api-url"
+            )
         return resp
 
     # -- the machinery -------------------------------------------------------------------

@@ -436,3 +436,23 @@ def test_the_sandbox_tells_an_api_client_at_its_inbox_url_where_the_api_is(sandb
         res = run("--api-url", base, *args, env=sandbox.env())
         assert res.exit_code == 4, res.stderr
         assert "the API is under /v1 (/v1/messages): the API URL ends in /v1" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("link", "before"),
+    [
+        ('</v1/messages?limit=30&before=abc-1>; rel="next"', "abc-1"),
+        ('<https://elsewhere.example/steal?before=abc-1>; rel="next"', "abc-1"),  # only the id
+        ('</v1/messages?before=abc-1>; rel="prev"', None),
+        ('</v1/messages?limit=30>; rel="next"', None),
+        ('</v1/messages?before=a&before=b>; rel="next"', None),
+        ('</v1/messages?before=%1b%5b2J>; rel="next"', None),  # a control character
+        ("</v1/messages?before=" + "x" * 201 + '>; rel="next"', None),
+        ("garbage;;;<", None),
+        ("", None),
+    ],
+)
+def test_the_next_page_of_a_list_comes_from_its_link_header(link: str, before: str | None) -> None:
+    from outkit_cli.client import _next_before
+
+    assert _next_before({"Link": link}) == before

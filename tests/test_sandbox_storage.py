@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from outkit_cli.sandbox.storage import parse_size
+from tests.helpers import run
 from tests.sandbox_fixture import Sandbox, launch
 
 Start = Callable[..., Sandbox]
@@ -40,6 +41,13 @@ def test_a_list_answer_is_capped_in_size_and_pages_on(start_sandbox: Start) -> N
     assert [m["id"] for m in doc["data"]] == [ids[0]] and "link" not in headers
     status, _, doc = box.exchange("GET", "/messages?before=no-such-id")
     assert status == 422 and "before" in doc["error"]["message"]
+    # `outkit get` follows the pages up to its --limit (newcomer trial: it listed the first
+    # page only, 33 of 207 messages, and said nothing)
+    res = run("get", "--limit", "30", "--field", "id", env=box.env())
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.split() == ids[::-1]
+    res = run("get", "--limit", "2", "--field", "id", env=box.env())
+    assert res.stdout.split() == ids[::-1][:2]
 
 
 def test_max_storage_refuses_with_507_and_recovers_when_space_is_freed(
