@@ -486,3 +486,27 @@ def test_results_never_overwrite_the_input_or_the_journal(tmp_path):
         res = run("send", "--batch", str(src), *DEMO, "--results", str(target), "--dry-run")
         assert res.exit_code == 2 and "give the results their own file" in res.stderr
     assert src.read_bytes() == before
+
+
+def test_a_large_csv_cell_is_read_and_one_too_large_for_a_request_is_that_rows_error(
+    tmp_path: Path,
+) -> None:
+    # Python's csv module stops at 131,072 characters a cell: an order of 3,000 lines in
+    # its data cell was "invalid: field larger than field limit (131072)" (newcomer trial)
+    from outkit_cli.batch.rows import CSV_CELL_LIMIT
+
+    items = json.dumps({"items": [{"sku": f"s{i}", "qty": 1} for i in range(6000)]})
+    big = tmp_path / "big.csv"
+    big.write_text(
+        "to,data\n"
+        f'a@example.com,"{items.replace(chr(34), chr(34) * 2)}"\n'
+        f'b@example.com,"{"x" * (CSV_CELL_LIMIT + 1)}"\n'
+    )
+    res = run("send", "--batch", str(big), *DEMO, "--dry-run")
+    rows = results(res.stdout)
+    assert rows[0]["status"] != "invalid", rows[0]
+    assert rows[1]["status"] == "invalid"
+    assert (
+        rows[1]["error"]
+        == f"a cell holds over {CSV_CELL_LIMIT:,} characters, more than one request may carry"
+    )
