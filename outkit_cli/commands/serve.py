@@ -238,7 +238,8 @@ def serve(
             smtp_addr = runner.parse_hostport(smtp)
         except ValueError as exc:
             raise UsageError(f"--smtp: {exc}") from None
-    directory = data_dir or runner.default_data_dir()
+    # absolute: the paths it logs and stores (an email's outbox file) hold from anywhere
+    directory = (data_dir or runner.default_data_dir()).absolute()
     _take_data_dir(directory)  # an fd left open: the lock is held until the process exits
     from outkit_cli.sandbox import affinity
 
@@ -325,6 +326,8 @@ def serve(
     elif pinned is not None:
         click.echo(f"threads not pinned to a CPU: {pinned}", err=True)
     running.serve_until_stopped()
+    # the log's last line says it stopped cleanly, not that it died
+    click.echo("outkit serve stopped", err=True)
 
 
 def _take_data_dir(directory: Path) -> int | None:

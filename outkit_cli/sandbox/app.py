@@ -691,14 +691,14 @@ def _reject_lone_surrogates(payload: Any) -> None:
 
 
 MAX_JSON_DEPTH = 100  # arrays and objects inside one another, the body's own object included
-# Commas, brackets and braces in a create body (each JSON value but the first follows one of
-# them, so they bound the number of values, keys included). Parsing and writing a body out
-# hold the GIL from start to end: 0.7 us a key to parse, up to 4 us a float to write
-# (1.2345678901234567e-300): 800,000 keys, or 199,000 such floats, held the server 0.55 s
-# and 0.85 s at a time, and two clients sending such bodies kept a signed GET waiting 2.3 s
-# (attacker trials). At 50,000 the worst GET in the same floods was 0.45 s. Counted on the
-# raw bytes before parsing (3 ms for 10 MB); characters inside strings count too, which
-# only a body with a very large text comes near.
+# Commas and opening brackets and braces in a create body (each JSON value but the first
+# follows one of them, so they bound the number of values, keys included). Parsing and
+# writing a body out hold the GIL from start to end: 0.7 us a key to parse, up to 4 us a
+# float to write (1.2345678901234567e-300): 800,000 keys, or 199,000 such floats, held the
+# server 0.55 s and 0.85 s at a time, and two clients sending such bodies kept a signed GET
+# waiting 2.3 s (attacker trials). At 50,000 the worst GET in the same floods was 0.45 s.
+# Counted on the raw bytes before parsing (3 ms for 10 MB); characters inside strings
+# count too, which only a body with a very large text comes near.
 MAX_JSON_ITEMS = 50_000
 
 
@@ -724,7 +724,8 @@ def parse_message(body: bytes) -> dict[str, Any]:
     items = body.count(b",") + body.count(b"{") + body.count(b"[")
     if items > MAX_JSON_ITEMS:
         raise bad_data(
-            f"the body holds too many JSON values: {items:,} commas, brackets and braces, "
+            f"the body holds too many JSON values: {items:,} commas and opening brackets and "
+            "braces, "
             f"the sandbox takes at most {MAX_JSON_ITEMS:,} (one request may not hold up the "
             "server); send fewer data values"
         )
