@@ -218,25 +218,25 @@ class DeadlineReached(NetworkError):
 MAX_LIST_PAGES = 1000
 
 
+# A link-value of an RFC 8288 `Link` header: `<URI>` then its parameters up to the next
+# link-value (a `<` cannot appear unquoted in them); `rel` holds space-separated types.
+_LINK_VALUE = re.compile(r"<([^<>]*)>([^<]*)")
+_REL = re.compile(r';\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))', re.IGNORECASE)
+
+
 def _next_before(headers: Mapping[str, str]) -> str | None:
-    """The `before` parameter of the `Link: <...>; rel="next"` header (RFC 8288) of a list
-    page, or None when there is none or it is not a plain message id."""
+    """The `before` parameter of the `Link: <...>; rel="next"` header (RFC 8288 section 3)
+    of a list page, or None when there is none or it is not a plain message id."""
     from urllib.parse import parse_qs, urlsplit
 
-    from requests.utils import parse_header_links
-
-    value = headers.get("Link")
-    if not value:
-        return None
-    try:
-        links = parse_header_links(value)
-    except (ValueError, IndexError):
-        return None
-    for link in links:
-        if link.get("rel") == "next":
-            before = parse_qs(urlsplit(link.get("url", "")).query).get("before", [])
-            if len(before) == 1 and 0 < len(before[0]) <= 200 and before[0].isprintable():
-                return before[0]
+    value = headers.get("Link") or ""
+    for url, params in _LINK_VALUE.findall(value[:8192]):
+        rel = _REL.search(params)
+        if rel is None or "next" not in (rel.group(1) or rel.group(2) or "").lower().split():
+            continue
+        before = parse_qs(urlsplit(url).query).get("before", [])
+        if len(before) == 1 and 0 < len(before[0]) <= 200 and before[0].isprintable():
+            return before[0]
     return None
 
 

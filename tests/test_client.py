@@ -448,6 +448,10 @@ def test_the_sandbox_tells_an_api_client_at_its_inbox_url_where_the_api_is(sandb
         ('</v1/messages?before=a&before=b>; rel="next"', None),
         ('</v1/messages?before=%1b%5b2J>; rel="next"', None),  # a control character
         ("</v1/messages?before=" + "x" * 201 + '>; rel="next"', None),
+        ('</v1/messages?before=a>; rel="prev", </v1/messages?before=b>; rel="next"', "b"),
+        ("</v1/messages?before=c>; rel=next", "c"),
+        ('</v1/messages?before=d>; title="x"; REL="last next"', "d"),
+        ('</v1/messages?before=e>; rel="nextpage"', None),
         ("garbage;;;<", None),
         ("", None),
     ],
