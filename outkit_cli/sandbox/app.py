@@ -286,7 +286,10 @@ class SandboxApp:
                 raise upload.error
             self.quota.check(len(body))
             message_body = upload.message_body() if upload is not None else body
-            with self._turn_for(message_body):
+            large = len(message_body) > LARGE_CREATE
+            busy = (f"another create of over {LARGE_CREATE // 1024} KiB of JSON is being "
+                    "handled (one at a time)")  # fmt: skip
+            with _turn(self._large_create, busy) if large else contextlib.nullcontext():
                 text = self.create(message_body, upload.attachments if upload else None)
             return Response(200, '{"data":' + text + "}", {})
         except ApiError as exc:
@@ -341,25 +344,6 @@ class SandboxApp:
         return out
 
     # -- creating a message ----------------------------------------------------------------
-    @contextlib.contextmanager
-    def _turn_for(self, message_body: bytes) -> Iterator[None]:
-        """Hold the one turn of LARGE_CREATE bodies while creating from `message_body`;
-        raises a 503 ApiError when another large create holds it. Small bodies pass."""
-        if len(message_body) <= LARGE_CREATE:
-            yield
-            return
-        if not self._large_create.acquire(blocking=False):
-            raise ApiError(
-                503, "unavailable",
-                f"another create of over {LARGE_CREATE // 1024} KiB of JSON is being handled "
-                "(one at a time); nothing was stored: retry after 1 s",
-                {"Retry-After": "1"},
-            )  # fmt: skip
-        try:
-            yield
-        finally:
-            self._large_create.release()
-
     def create(self, body: bytes, attachments: list[Attachment] | None = None) -> str:
         """Validate and store a new message (and its files); its JSON text."""
         msg = parse_message(body)
@@ -403,19 +387,12 @@ class SandboxApp:
             text = self._store_new(doc, attachments)
             self.worker.submit(doc["id"], doc, size=len(text))
             return text
-        if not self._sync_waits.acquire(blocking=False):
-            raise ApiError(
-                503, "unavailable",
-                f"too many sync requests at once (at most {MAX_SYNC_WAITS} wait for their "
-                "render); nothing was stored: retry after 1 s, or send without sync and "
-                "read the result with GET /v1/messages/ID",
-                {"Retry-After": "1"},
-            )  # fmt: skip
-        try:
+        busy = (f"too many sync requests at once (at most {MAX_SYNC_WAITS} wait for their "
+                "render)")  # fmt: skip
+        with _turn(self._sync_waits, busy, also="or send without sync and read the result "
+                   "with GET /v1/messages/ID"):  # fmt: skip
             self._store_new(doc, attachments)
             return dumps(self.process(doc))
-        finally:
-            self._sync_waits.release()
 
     def _store_new(self, doc: dict[str, Any], attachments: list[Attachment] | None) -> str:
         if attachments:
@@ -646,6 +623,24 @@ def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; they are not JSON and would be stored and
     # sent back to clients whose parsers reject them
     raise ValueError(f"{name} is not valid JSON")
+
+
+@contextlib.contextmanager
+def _turn(
+    lock: threading.Lock | threading.BoundedSemaphore, busy: str, also: str = ""
+) -> Iterator[None]:
+    """Hold `lock` for the block, or, when it is taken, raise a 503 ApiError that says
+    `busy`, that nothing was stored and to retry after 1 s (`also`: another way out)."""
+    if not lock.acquire(blocking=False):
+        raise ApiError(
+            503, "unavailable",
+            f"{busy}; nothing was stored: retry after 1 s{', ' + also if also else ''}",
+            {"Retry-After": "1"},
+        )  # fmt: skip
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class _TooBig(ValueError):
