@@ -67,7 +67,7 @@ def test_pinning_puts_every_thread_on_one_cpu_and_records_the_original_set() -> 
         stop = threading.Event()
         before = threading.Thread(target=stop.wait)  # a thread started before pinning
         before.start()
-        cpu = affinity.pin_to_one_cpu()
+        cpu = affinity.pin_to_one_cpu().cpu
         after = threading.Thread(target=stop.wait)  # ... and one after: it inherits
         after.start()
         sets = {tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")}
@@ -147,7 +147,7 @@ def test_a_cpu_the_system_refuses_is_passed_over_for_the_next() -> None:
                 raise OSError(errno.EINVAL, "Invalid argument")
             real(pid, cpus)
         os.sched_setaffinity = refuse_here
-        cpu = affinity.pin_to_one_cpu()
+        cpu = affinity.pin_to_one_cpu().cpu
         print(here != cpu, sorted(os.sched_getaffinity(0)) == [cpu])
         """
     )
@@ -290,8 +290,7 @@ def _rebalance(busy_cpu_share: str, own_share: str) -> str:
         stop = threading.Event()
         worker = threading.Thread(target=stop.wait)  # a thread that must move too
         worker.start()
-        cpu = affinity.pin_to_one_cpu()
-        allowed = affinity.recorded_cpus()
+        cpu, allowed = affinity.pin_to_one_cpu()
         t = [0]
         def ticks():
             t[0] += 100

@@ -244,7 +244,7 @@ def serve(
     from outkit_cli.sandbox import affinity
 
     # before runner.start: the threads it starts inherit the CPU
-    pinned: int | str | None = None  # the CPU, or why not
+    pinned: affinity.Pinned | str | None = None  # the CPU, or why not
     if pin_cpu:
         try:
             pinned = affinity.pin_to_one_cpu()
@@ -315,12 +315,11 @@ def serve(
     login = running.inbox_login
     click.echo(f"inbox: {running.inbox_url}" + (f" ({login})" if login else ""), err=True)
     click.echo(f"sandbox data in {escape_controls(str(directory))}; Ctrl-C to stop", err=True)
-    if isinstance(pinned, int):
-        allowed = affinity.recorded_cpus() or {pinned}
-        affinity.Rebalancer(pinned, allowed, log=running.app.log).start()
+    if isinstance(pinned, affinity.Pinned):
+        affinity.Rebalancer(pinned.cpu, pinned.allowed, log=running.app.log).start()
         click.echo(
-            f"threads on CPU {pinned} (of {affinity.format_cpus(allowed)}; moved when "
-            "other work keeps it busy; --no-pin-cpu to leave them free)",
+            f"threads on CPU {pinned.cpu} (of {affinity.format_cpus(pinned.allowed)}; moved "
+            "when other work keeps it busy; --no-pin-cpu to leave them free)",
             err=True,
         )
     elif pinned is not None:

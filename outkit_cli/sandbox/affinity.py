@@ -25,8 +25,8 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 # the CPU set the server started with, for the render processes it starts (render_pool.py)
 ENV_CPUS = "OUTKIT_SANDBOX_CPUS"
@@ -51,10 +51,15 @@ class NotPinned(Exception):
     """Pinning was not done; the message says why (for the operator, one line)."""
 
 
-def pin_to_one_cpu() -> int:
+class Pinned(NamedTuple):
+    cpu: int  # the CPU every thread is on
+    allowed: frozenset[int]  # the CPUs the process could run on before
+
+
+def pin_to_one_cpu() -> Pinned:
     """Pin every thread of this process to one CPU of its allowed set: the one the caller
     runs on when it is allowed, else the next that the system accepts (a CPU going offline
-    refuses it). Threads started later inherit it. Returns the CPU.
+    refuses it). Threads started later inherit it.
 
     Records the original set in the environment (`ENV_CPUS`, CPU numbers separated by
     commas) for `restore_cpus` in child processes.
@@ -88,10 +93,10 @@ def pin_to_one_cpu() -> int:
         raise NotPinned(f"the system refused to pin threads: {reason}")
     _pin_threads(cpu)
     os.environ[ENV_CPUS] = format_cpus(allowed)
-    return cpu
+    return Pinned(cpu, frozenset(allowed))
 
 
-def format_cpus(cpus: set[int]) -> str:
+def format_cpus(cpus: Iterable[int]) -> str:
     """CPU numbers in order, separated by commas: the form of `ENV_CPUS`."""
     return ",".join(str(n) for n in sorted(cpus))
 
@@ -211,7 +216,7 @@ class Rebalancer:
     def __init__(
         self,
         cpu: int,
-        allowed: set[int],
+        allowed: Iterable[int],
         *,
         period: float = 2.0,
         ticks: Callable[[], dict[int, tuple[int, int]]] = cpu_ticks,
@@ -224,7 +229,7 @@ class Rebalancer:
         for each move."""
         self.cpu = cpu
         self.moves = 0
-        self._allowed = allowed
+        self._allowed = frozenset(allowed)
         self._period = period
         self._ticks = ticks
         self._own_time = own_time
